@@ -1,0 +1,208 @@
+"""Typed parameters: one pydantic model per params.yaml section.
+
+`load_params()` reads params.yaml and rejects unknown keys, wrong types and impossible values
+with a ConfigError naming the key, e.g. `params.yaml: split.test_size: must be < 1 (got 1.5)`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.errors import ConfigError
+
+PARAMS_FILE = "params.yaml"
+
+SOURCES = ("synthetic", "ml-latest-small", "ml-100k", "ml-1m", "ml-25m", "ml-32m")
+Source = Literal["synthetic", "ml-latest-small", "ml-100k", "ml-1m", "ml-25m", "ml-32m"]
+
+
+class Section(BaseModel):
+    """A params.yaml section: unknown keys are errors, values are immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticParams(Section):
+    """Size and seed of the offline MovieLens-shaped generator."""
+
+    n_users: int = Field(600, ge=2, description="number of users")
+    n_movies: int = Field(3000, ge=2, description="number of movies in the catalogue")
+    n_ratings: int = Field(100_000, ge=1, description="number of ratings (approximate target, exact after dedup)")
+    min_user_ratings: int = Field(20, ge=1, description="every user rates at least this many movies")
+    seed: int = Field(42, description="seed of every random draw of the generator")
+
+    @model_validator(mode="after")
+    def _sizes_fit(self) -> SyntheticParams:
+        if self.min_user_ratings > self.n_movies:
+            raise ValueError(
+                f"min_user_ratings ({self.min_user_ratings}) cannot exceed n_movies ({self.n_movies})"
+            )
+        if self.n_ratings < self.n_users * self.min_user_ratings:
+            raise ValueError(
+                f"n_ratings ({self.n_ratings}) must be at least n_users * min_user_ratings "
+                f"({self.n_users * self.min_user_ratings})"
+            )
+        if self.n_ratings > self.n_users * self.n_movies // 2:
+            raise ValueError(
+                f"n_ratings ({self.n_ratings}) must be at most half of n_users * n_movies "
+                f"({self.n_users * self.n_movies // 2})"
+            )
+        return self
+
+
+class DataParams(Section):
+    """Where the ratings come from."""
+
+    source: Source = Field("synthetic", description="synthetic (offline) or a MovieLens release")
+    mirror: str | None = Field(
+        None, description="local folder holding <name>.zip or <name>/; tried before downloading (env RECSYS_DATA_MIRROR)"
+    )
+    cache_dir: str | None = Field(
+        None, description="where downloads are kept (default: $XDG_CACHE_HOME/recsys-pipeline or ~/.cache/recsys-pipeline)"
+    )
+    synthetic: SyntheticParams = SyntheticParams()
+
+    def mirror_dir(self) -> Path | None:
+        """The mirror folder: the param when set, else $RECSYS_DATA_MIRROR, else none."""
+        value = self.mirror or os.environ.get("RECSYS_DATA_MIRROR") or None
+        return Path(value).expanduser() if value else None
+
+    def cache_path(self) -> Path:
+        if self.cache_dir:
+            return Path(self.cache_dir).expanduser()
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(base) / "recsys-pipeline"
+
+
+class ValidateParams(Section):
+    """Thresholds of the Great Expectations gate."""
+
+    min_ratings: int = Field(100, ge=1, description="fewest ratings rows accepted")
+    min_movies: int = Field(10, ge=1, description="fewest movies rows accepted")
+    min_users: int = Field(10, ge=1, description="fewest distinct users accepted")
+    min_timestamp: int = Field(
+        788_918_400, ge=0, description="earliest plausible rating time (unix seconds; default 1995-01-01)"
+    )
+
+
+class SplitParams(Section):
+    """How ratings are divided into train and test."""
+
+    strategy: Literal["random", "temporal", "cold_user", "cold_item"] = Field(
+        "random", description="random rows | each user's latest ratings | held-out users | held-out movies"
+    )
+    test_size: float = Field(0.2, gt=0, lt=1, description="fraction of ratings (or users/movies) put in test")
+    seed: int = Field(42, description="seed of the random draws")
+
+
+class FeaturesParams(Section):
+    """User and movie features computed from training ratings only."""
+
+    genre_prior: float = Field(
+        0.0,
+        ge=0,
+        description="pseudo-ratings that shrink a user's per-genre average toward the user's overall average",
+    )
+
+
+class CofiParams(Section):
+    """Collaborative filtering (the course's matrix factorization). Defaults: the course's setup."""
+
+    num_features: int = Field(100, ge=1, description="k, the length of x_i and w_j")
+    lambda_: float = Field(1.0, ge=0, description="L2 regularization strength")
+    learning_rate: float = Field(0.1, gt=0, description="Adam learning rate")
+    iterations: int = Field(200, ge=1, description="gradient steps")
+    seed: int = Field(1234, description="seed of the initialization")
+
+
+class ContentParams(Section):
+    """Content-based two-tower network. Defaults: the course's setup."""
+
+    user_layers: list[int] = Field([256, 128], min_length=1, description="hidden units of the user tower")
+    item_layers: list[int] = Field([256, 128], min_length=1, description="hidden units of the movie tower")
+    embedding_dim: int = Field(32, ge=1, description="length of v_u and v_m")
+    learning_rate: float = Field(0.01, gt=0, description="Adam learning rate")
+    epochs: int = Field(30, ge=1, description="training epochs")
+    batch_size: int = Field(32, ge=1, description="mini-batch size")
+    seed: int = Field(1, description="seed of initialization and shuffling")
+
+
+class EvaluateParams(Section):
+    """Test-set metrics."""
+
+    k: int = Field(10, ge=1, description="length of the ranked lists scored by P/R/nDCG/MAP@k")
+    relevance_threshold: float = Field(4.0, description="a test rating at least this is relevant")
+    cold_threshold: int = Field(5, ge=1, description="fewer training ratings than this makes a user or movie cold")
+
+
+class PromoteParams(Section):
+    """Champion/challenger gate."""
+
+    metric: Literal["rmse", "mae", "ndcg_at_k", "precision_at_k", "recall_at_k", "map_at_k"] = "rmse"
+    min_improvement: float = Field(0.0, ge=0, description="how much better the challenger must be")
+
+
+class MlflowParams(Section):
+    experiment: str = Field("recsys", min_length=1, description="MLflow experiment name")
+
+
+class Params(Section):
+    """The whole params.yaml."""
+
+    data: DataParams = DataParams()
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    split: SplitParams = SplitParams()
+    features: FeaturesParams = FeaturesParams()
+    cofi: CofiParams = CofiParams()
+    content: ContentParams = ContentParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    promote: PromoteParams = PromoteParams()
+    mlflow: MlflowParams = MlflowParams()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def validate_params(self) -> ValidateParams:
+        return self.validate_
+
+
+def _format_error(error: dict[str, Any], file: str) -> str:
+    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{file}: {key}: unknown key"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "missing":
+        return f"{file}: {key}: required key is missing"
+    got = error.get("input")
+    return f"{file}: {key}: {message} (got {got!r})" if not isinstance(got, dict) else f"{file}: {key}: {message}"
+
+
+def parse_params(raw: Any, file: str = PARAMS_FILE) -> Params:
+    """Validate an already-parsed params mapping."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_format_error(e, file) for e in exc.errors()]
+        raise ConfigError("; ".join(lines)) from None
+
+
+def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{file}: file not found (run from the repository root, or pass --params)")
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}".replace("\n", " ")) from None
+    return parse_params(raw, str(file))

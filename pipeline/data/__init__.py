@@ -1,0 +1,1 @@
+"""Data sources, the normalized schema, and validation suites."""
