@@ -1,0 +1,1 @@
+"""Recommender models: pure NumPy/TensorFlow, no MLflow or DVC inside."""

@@ -1,0 +1,189 @@
+"""Pieces of the model contract shared by every model (DESIGN.md, 'Model contract').
+
+- predict(DataFrame[user_id, movie_id]) -> float array in stars, clipped to the rating range;
+  unknown users/movies get a documented fallback, never an exception.
+- recommend(user_id, n, exclude_seen=True) -> DataFrame[movie_id, title, score].
+- save(dir) / load(dir) without pickle.
+
+`Catalogue` (movie ids and titles) and `SeenItems` (each user's training movies, CSR) are what a
+model needs besides its parameters to recommend; `top_n` ranks score blocks without Python loops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.data.schema import MOVIE, TITLE, USER
+from pipeline.errors import DataError, ModelError
+
+RECOMMEND_COLUMNS = (MOVIE, TITLE, "score")
+
+
+def check_pairs(pairs: pd.DataFrame, what: str = "predict input") -> tuple[np.ndarray, np.ndarray]:
+    """Return (user_ids, movie_ids) as int64 arrays, or raise a DataError naming the problem."""
+    missing = [c for c in (USER, MOVIE) if c not in pairs.columns]
+    if missing:
+        raise DataError(f"{what}: missing column(s) {', '.join(missing)}; expected {USER}, {MOVIE}")
+    users = pd.to_numeric(pairs[USER], errors="coerce")
+    movies = pd.to_numeric(pairs[MOVIE], errors="coerce")
+    for name, col in ((USER, users), (MOVIE, movies)):
+        if col.isna().any():
+            bad = pairs.loc[col.isna(), name]
+            raise DataError(f"{what}: column '{name}': {len(bad)} rows are not ids (e.g. {bad.iloc[0]!r})")
+    return users.to_numpy(np.int64), movies.to_numpy(np.int64)
+
+
+def index_of(ids: np.ndarray, known_sorted: np.ndarray) -> np.ndarray:
+    """Position of each id in the sorted array `known_sorted`, or -1 where unknown (vectorized)."""
+    if len(known_sorted) == 0:
+        return np.full(len(ids), -1, dtype=np.int64)
+    pos = np.searchsorted(known_sorted, ids)
+    pos_clipped = np.minimum(pos, len(known_sorted) - 1)
+    found = known_sorted[pos_clipped] == ids
+    return np.where(found, pos_clipped, -1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """The movies a model can recommend, sorted by movie_id."""
+
+    movie_ids: np.ndarray  # int64, sorted ascending
+    titles: np.ndarray  # str
+
+    @classmethod
+    def from_movies(cls, movies: pd.DataFrame) -> Catalogue:
+        ordered = movies.sort_values(MOVIE)
+        return cls(ordered[MOVIE].to_numpy(np.int64), ordered[TITLE].astype(str).to_numpy(dtype=str))
+
+    def __len__(self) -> int:
+        return len(self.movie_ids)
+
+    def index(self, movie_ids: np.ndarray) -> np.ndarray:
+        return index_of(np.asarray(movie_ids, dtype=np.int64), self.movie_ids)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"catalogue_movie_ids": self.movie_ids, "catalogue_titles": self.titles}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Catalogue:
+        return cls(np.asarray(arrays["catalogue_movie_ids"], np.int64), np.asarray(arrays["catalogue_titles"], dtype=str))
+
+
+@dataclass(frozen=True)
+class SeenItems:
+    """Each known user's training movies as CSR rows over catalogue positions."""
+
+    user_ids: np.ndarray  # int64, sorted ascending
+    indptr: np.ndarray  # int64, len(user_ids) + 1
+    indices: np.ndarray  # int64 catalogue positions
+
+    @classmethod
+    def from_ratings(cls, ratings: pd.DataFrame, catalogue: Catalogue) -> SeenItems:
+        user_ids, user_pos = np.unique(ratings[USER].to_numpy(np.int64), return_inverse=True)
+        movie_pos = catalogue.index(ratings[MOVIE].to_numpy(np.int64))
+        if (movie_pos < 0).any():
+            raise DataError(f"ratings: column '{MOVIE}': {(movie_pos < 0).sum()} rows rate movies missing from the catalogue")
+        order = np.lexsort((movie_pos, user_pos))
+        counts = np.bincount(user_pos, minlength=len(user_ids))
+        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return cls(user_ids, indptr, movie_pos[order].astype(np.int64))
+
+    def of(self, user_id: int) -> np.ndarray:
+        """Catalogue positions the user rated in train (empty for an unknown user)."""
+        pos = index_of(np.array([user_id], dtype=np.int64), self.user_ids)[0]
+        if pos < 0:
+            return np.empty(0, dtype=np.int64)
+        return self.indices[self.indptr[pos] : self.indptr[pos + 1]]
+
+    def mask(self, user_ids: np.ndarray, n_movies: int) -> np.ndarray:
+        """Boolean (len(user_ids) x n_movies) block, True where the user rated the movie in train."""
+        block = np.zeros((len(user_ids), n_movies), dtype=bool)
+        pos = index_of(np.asarray(user_ids, np.int64), self.user_ids)
+        known = np.flatnonzero(pos >= 0)
+        starts, ends = self.indptr[pos[known]], self.indptr[pos[known] + 1]
+        lengths = ends - starts
+        rows = np.repeat(known, lengths)
+        block[rows, self.indices[concatenated_ranges(starts, lengths)]] = True
+        return block
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {"seen_user_ids": self.user_ids, "seen_indptr": self.indptr, "seen_indices": self.indices}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> SeenItems:
+        return cls(
+            np.asarray(arrays["seen_user_ids"], np.int64),
+            np.asarray(arrays["seen_indptr"], np.int64),
+            np.asarray(arrays["seen_indices"], np.int64),
+        )
+
+
+def concatenated_ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """np.concatenate([arange(s, s + n) for s, n in zip(starts, lengths)]) without the loop."""
+    lengths = np.asarray(lengths, np.int64)
+    total = int(lengths.sum())
+    shifts = np.repeat(np.asarray(starts, np.int64) - np.cumsum(lengths) + lengths, lengths)
+    return shifts + np.arange(total, dtype=np.int64)
+
+
+def top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Column indices of the n best scores of each row, best first (ties: lower index first).
+
+    `scores` is (users x movies); `exclude` a same-shape mask of positions never returned. Rows
+    with fewer than n candidates are padded with -1.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim == 1:
+        return top_n(scores[None, :], n, None if exclude is None else exclude[None, :])[0]
+    masked = np.where(exclude, -np.inf, scores) if exclude is not None else scores
+    n_cols = masked.shape[1]
+    k = min(n, n_cols)
+    if k == 0:
+        return np.full((masked.shape[0], n), -1, dtype=np.int64)
+    # argpartition is O(movies); a stable sort of the k survivors keeps ties in index order.
+    part = np.argpartition(-masked, k - 1, axis=1)[:, :k] if k < n_cols else np.tile(np.arange(n_cols), (masked.shape[0], 1))
+    part_sorted = np.sort(part, axis=1)
+    order = np.argsort(-np.take_along_axis(masked, part_sorted, axis=1), axis=1, kind="stable")
+    best = np.take_along_axis(part_sorted, order, axis=1)
+    best = np.where(np.isneginf(np.take_along_axis(masked, best, axis=1)), -1, best)
+    if k < n:
+        best = np.pad(best, ((0, 0), (0, n - k)), constant_values=-1)
+    return best.astype(np.int64)
+
+
+def recommendation_frame(catalogue: Catalogue, scores: np.ndarray, n: int, exclude: np.ndarray | None) -> pd.DataFrame:
+    """The recommend() answer for one user from a score per catalogue movie."""
+    picks = top_n(scores, n, exclude)
+    picks = picks[picks >= 0]
+    return pd.DataFrame(
+        {MOVIE: catalogue.movie_ids[picks], TITLE: catalogue.titles[picks], "score": np.asarray(scores, np.float64)[picks]}
+    )
+
+
+def seen_exclusion(seen: SeenItems, user_id: int, n_movies: int, exclude_seen: bool) -> np.ndarray | None:
+    if not exclude_seen:
+        return None
+    mask = np.zeros(n_movies, dtype=bool)
+    mask[seen.of(user_id)] = True
+    return mask
+
+
+def save_arrays(directory: str | Path, name: str, arrays: dict[str, np.ndarray]) -> None:
+    """np.savez into directory/name (no pickle: object arrays are refused)."""
+    path = Path(directory) / name
+    for key, value in arrays.items():
+        if np.asarray(value).dtype == object:
+            raise TypeError(f"{key}: object arrays would need pickle; convert to str or numbers first")
+    np.savez(path, **arrays)
+
+
+def load_arrays(directory: str | Path, name: str) -> dict[str, np.ndarray]:
+    path = Path(directory) / name
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found (train the model first, e.g. `dvc repro`)")
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}

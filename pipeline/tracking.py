@@ -1,0 +1,197 @@
+"""The only module that talks to MLflow: tracking URI, runs and tags, batched metrics, pyfunc models.
+
+Models know nothing of MLflow: a trained model object with `predict(DataFrame[user_id, movie_id])`,
+`save(dir)` and a classmethod `load(dir)` is wrapped here as an MLflow pyfunc.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from pipeline.data.schema import MOVIE, USER
+
+METRIC_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def repository_root(start: Path | None = None) -> Path:
+    """The project root, also from inside a `dvc exp run --temp` copy under <root>/.dvc/tmp/exps/."""
+    here = (start or Path.cwd()).resolve()
+    parts = here.parts
+    if ".dvc" in parts:
+        return Path(*parts[: parts.index(".dvc")])
+    for folder in (here, *here.parents):
+        if (folder / "dvc.yaml").is_file() or (folder / ".dvc").is_dir():
+            return folder
+    return here
+
+
+def tracking_uri() -> str:
+    """$MLFLOW_TRACKING_URI, else sqlite at the absolute path <repo>/mlflow.db."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repository_root() / 'mlflow.db'}"
+
+
+def configure(experiment: str) -> str:
+    """Point MLflow at the project's store and experiment; returns the URI."""
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(experiment)
+    return uri
+
+
+def run_tags(family: str, dataset: Mapping[str, Any]) -> dict[str, str]:
+    """Tags every run carries: model family, data source, dataset fingerprint, DVC experiment."""
+    tags = {
+        "model_family": family,
+        "data_source": str(dataset.get("source", "unknown")),
+        "dataset_fingerprint": str(dataset.get("fingerprint", "unknown")),
+    }
+    exp_name = os.environ.get("DVC_EXP_NAME")
+    if exp_name:
+        tags["dvc_experiment"] = exp_name
+    return tags
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """{'cofi': {'k': 1}} -> {'cofi.k': '1'}; lists become their string form."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+@contextmanager
+def start_run(name: str, experiment: str, family: str, dataset: Mapping[str, Any]) -> Iterator[str]:
+    """Start a run named `name` in `experiment` with the standard tags; yields the run id."""
+    configure(experiment)
+    with mlflow.start_run(run_name=name, tags=run_tags(family, dataset)) as run:
+        yield run.info.run_id
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    mlflow.log_params(flatten(params))
+
+
+def log_metrics(metrics: Mapping[str, float], run_id: str | None = None, step: int | None = None) -> None:
+    """Log scalar metrics (one batched call) into `run_id` or the active run."""
+    run_id = run_id or _active_run_id()
+    history = {key: ([float(value)], [step or 0]) for key, value in metrics.items()}
+    _log_batch(run_id, history)
+
+
+def log_metric_history(
+    histories: Mapping[str, Sequence[float]], steps: Sequence[int] | None = None, run_id: str | None = None
+) -> None:
+    """Log whole curves (e.g. cost per iteration) with step=, in batches of METRIC_BATCH."""
+    run_id = run_id or _active_run_id()
+    data = {}
+    for key, values in histories.items():
+        values = [float(v) for v in values]
+        data[key] = (values, list(steps) if steps is not None else list(range(len(values))))
+    _log_batch(run_id, data)
+
+
+def _active_run_id() -> str:
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("no active MLflow run: pass run_id or use tracking.start_run")
+    return run.info.run_id
+
+
+def _log_batch(run_id: str, data: Mapping[str, tuple[list[float], list[int]]]) -> None:
+    timestamp = int(pd.Timestamp.now().timestamp() * 1000)
+    metrics = [
+        Metric(key, value, timestamp, int(step))
+        for key, (values, steps) in data.items()
+        for value, step in zip(values, steps, strict=True)
+    ]
+    client = MlflowClient()
+    for start in range(0, len(metrics), METRIC_BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + METRIC_BATCH], synchronous=True)
+
+
+def log_figure(figure: Any, artifact_file: str) -> None:
+    mlflow.log_figure(figure, artifact_file)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    mlflow.log_text(text, artifact_file)
+
+
+def log_artifact(path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+    mlflow.log_artifact(str(path), artifact_path)
+
+
+class RecsysPyfunc(mlflow.pyfunc.PythonModel):
+    """MLflow pyfunc over a project model: `predict(DataFrame[user_id, movie_id])` -> stars.
+
+    The model's own files (npz/JSON/.keras) are the artifact `model_dir`; `model_config["loader"]`
+    names its class as "module:Class", whose `load(dir)` rebuilds it.
+    """
+
+    def load_context(self, context: Any) -> None:
+        module_name, class_name = context.model_config["loader"].split(":")
+        model_class = getattr(importlib.import_module(module_name), class_name)
+        self.model = model_class.load(context.artifacts["model_dir"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
+        return np.asarray(self.model.predict(model_input), dtype=np.float64)
+
+
+def _pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    names = ["numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "mlflow"]
+    extra = ["tensorflow", "keras"]
+    reqs = []
+    for name in names + extra:
+        try:
+            reqs.append(f"{name}=={version(name)}")
+        except Exception:  # noqa: BLE001 - a missing optional package is simply not pinned
+            continue
+    return reqs
+
+
+def log_model(model: Any, name: str, example: pd.DataFrame | None = None) -> str:
+    """Save `model` with its own save(), log it as a pyfunc named `name`; returns the model URI."""
+    from mlflow.models import infer_signature
+
+    loader = f"{type(model).__module__}:{type(model).__qualname__}"
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(tmp) / "model"
+        model_dir.mkdir()
+        model.save(model_dir)
+        example = example if example is not None else pd.DataFrame({USER: [0], MOVIE: [0]}, dtype="int64")
+        signature = infer_signature(example, np.asarray(model.predict(example), dtype=np.float64))
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=RecsysPyfunc(),
+            artifacts={"model_dir": str(model_dir)},
+            model_config={"loader": loader},
+            code_paths=[str(PACKAGE_DIR)],
+            signature=signature,
+            pip_requirements=_pip_requirements(),
+        )
+    return info.model_uri
+
+
+def load_model(uri: str) -> Any:
+    """Load a logged model as an MLflow pyfunc."""
+    return mlflow.pyfunc.load_model(uri)
