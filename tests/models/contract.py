@@ -1,0 +1,126 @@
+"""The model contract of DESIGN.md as one test suite that every model's test class inherits.
+
+    class TestCofiContract(ModelContract):
+        @pytest.fixture(scope="class")
+        def fit(self): return lambda: CofiModel.fit(...)   # same seed every call
+        @pytest.fixture(scope="class")
+        def model(self, fit): return fit()
+        # train (ratings frame the model was fitted on) and movies fixtures likewise
+
+Override `rating_range` for datasets on another scale, and `predicts_ratings = False` for a
+ranking-only model (popularity).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.data.schema import MOVIE, TITLE, USER
+from pipeline.errors import DataError, RecsysError
+
+UNKNOWN_ID = 987_654_321
+
+
+class ModelContract:
+    rating_range: tuple[float, float] = (0.5, 5.0)
+    predicts_ratings: bool = True
+
+    # ---- predict -------------------------------------------------------------------------
+    def test_predict_returns_one_finite_rating_per_row_inside_the_range(self, model, train):
+        if not self.predicts_ratings:
+            pytest.skip("ranking-only model")
+        pairs = train[[USER, MOVIE]].head(200)
+        predictions = model.predict(pairs)
+        assert isinstance(predictions, np.ndarray)
+        assert predictions.shape == (len(pairs),)
+        assert np.issubdtype(predictions.dtype, np.floating)
+        assert np.isfinite(predictions).all()
+        low, high = self.rating_range
+        assert predictions.min() >= low and predictions.max() <= high
+
+    def test_predict_on_no_rows_returns_an_empty_array(self, model):
+        if not self.predicts_ratings:
+            pytest.skip("ranking-only model")
+        empty = pd.DataFrame({USER: pd.Series([], dtype="int64"), MOVIE: pd.Series([], dtype="int64")})
+        assert model.predict(empty).shape == (0,)
+
+    def test_unknown_users_and_movies_get_a_finite_fallback_not_an_exception(self, model, train):
+        if not self.predicts_ratings:
+            pytest.skip("ranking-only model")
+        known_user, known_movie = int(train[USER].iloc[0]), int(train[MOVIE].iloc[0])
+        pairs = pd.DataFrame(
+            {USER: [UNKNOWN_ID, known_user, UNKNOWN_ID], MOVIE: [known_movie, UNKNOWN_ID, UNKNOWN_ID]}
+        )
+        predictions = model.predict(pairs)
+        low, high = self.rating_range
+        assert np.isfinite(predictions).all()
+        assert ((predictions >= low) & (predictions <= high)).all()
+
+    def test_predict_without_the_id_columns_is_a_clear_data_error(self, model):
+        if not self.predicts_ratings:
+            pytest.skip("ranking-only model")
+        with pytest.raises(DataError, match=MOVIE):
+            model.predict(pd.DataFrame({USER: [1]}))
+
+    # ---- recommend -----------------------------------------------------------------------
+    def _some_user(self, train) -> int:
+        counts = train[USER].value_counts()
+        return int(counts.index[0])
+
+    def test_recommend_lists_unseen_movies_best_first(self, model, train, movies):
+        user = self._some_user(train)
+        recs = model.recommend(user, n=5)
+        assert list(recs.columns) == [MOVIE, TITLE, "score"]
+        assert len(recs) == 5
+        assert recs["score"].is_monotonic_decreasing
+        seen = set(train.loc[train[USER] == user, MOVIE])
+        assert not seen & set(recs[MOVIE])
+        titles = movies.set_index(MOVIE)[TITLE]
+        assert (titles.loc[recs[MOVIE]].to_numpy() == recs[TITLE].to_numpy()).all()
+
+    def test_recommend_with_seen_movies_included_ranks_the_whole_catalogue(self, model, train):
+        user = self._some_user(train)
+        recs = model.recommend(user, n=7, exclude_seen=False)
+        assert len(recs) == 7 and recs[MOVIE].is_unique
+
+    def test_recommend_for_an_unknown_user_is_a_clear_error(self, model):
+        with pytest.raises(RecsysError, match=str(UNKNOWN_ID)):
+            model.recommend(UNKNOWN_ID, n=3)
+
+    def test_recommend_and_score_block_give_the_same_ranking(self, model, train):
+        user = self._some_user(train)
+        scores = model.score_block(np.array([user], dtype=np.int64))
+        assert scores.shape == (1, len(model.catalogue))
+        seen = model.catalogue.index(train.loc[train[USER] == user, MOVIE].to_numpy())
+        scores[0, seen] = -np.inf
+        expected_top = model.catalogue.movie_ids[np.argsort(-scores[0], kind="stable")[:3]]
+        assert list(model.recommend(user, n=3)[MOVIE]) == list(expected_top)
+
+    # ---- persistence and determinism -----------------------------------------------------
+    def test_save_then_load_gives_the_same_answers_without_pickle(self, model, train, tmp_path: Path):
+        model.save(tmp_path)
+        files = [p for p in tmp_path.rglob("*") if p.is_file()]
+        assert files, "save() wrote nothing"
+        assert not [p for p in files if p.suffix in {".pkl", ".pickle", ".joblib"}]
+        for npz in tmp_path.rglob("*.npz"):
+            with np.load(npz, allow_pickle=False) as arrays:
+                for key in arrays.files:
+                    arrays[key]  # raises if an entry needs pickle
+        loaded = type(model).load(tmp_path)
+        user = self._some_user(train)
+        pd.testing.assert_frame_equal(loaded.recommend(user, n=5), model.recommend(user, n=5))
+        if self.predicts_ratings:
+            pairs = train[[USER, MOVIE]].head(50)
+            np.testing.assert_allclose(loaded.predict(pairs), model.predict(pairs), rtol=1e-6, atol=1e-6)
+
+    def test_the_same_seed_gives_the_same_model(self, fit, train):
+        first, second = fit(), fit()
+        user = self._some_user(train)
+        if self.predicts_ratings:
+            pairs = train[[USER, MOVIE]].head(100)
+            np.testing.assert_array_equal(first.predict(pairs), second.predict(pairs))
+        pd.testing.assert_frame_equal(first.recommend(user, n=5), second.recommend(user, n=5))
