@@ -46,11 +46,17 @@ def resolve_title(query: str, movie_ids: np.ndarray, titles: np.ndarray, max_can
         listed = "; ".join(str(titles[i]) + f" (id {movie_ids[i]})" for i in exact[:max_candidates])
         raise TitleNotFound(f"'{query}' matches {len(exact)} movies: {listed}. Add the year or use the id.")
     close = difflib.get_close_matches(wanted, list(normalized), n=max_candidates, cutoff=0.6)
+    if close and _is_clear_winner(wanted, close):
+        return int(movie_ids[np.flatnonzero(normalized == close[0])[0]])
     contains = [t for t in normalized if wanted and _without_year(wanted) in t][:max_candidates]
     candidates = list(dict.fromkeys(close + contains))[:max_candidates]
-    if len(candidates) == 1 and (close and close[0] == candidates[0]) and difflib.SequenceMatcher(None, wanted, candidates[0]).ratio() > 0.9:
-        return int(movie_ids[np.flatnonzero(normalized == candidates[0])[0]])
     if not candidates:
         raise TitleNotFound(f"no movie titled '{query}' (titles look like 'Toy Story (1995)')")
     shown = "; ".join(str(titles[np.flatnonzero(normalized == c)[0]]) for c in candidates)
     raise TitleNotFound(f"no movie titled exactly '{query}'. Did you mean: {shown}?")
+
+
+def _is_clear_winner(wanted: str, close: list[str]) -> bool:
+    """A typo: the best match is very close and clearly closer than the runner-up."""
+    ratios = [difflib.SequenceMatcher(None, wanted, c).ratio() for c in close[:2]]
+    return ratios[0] >= 0.9 and (len(ratios) == 1 or ratios[0] - ratios[1] >= 0.05)

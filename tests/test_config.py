@@ -1,0 +1,78 @@
+"""params.yaml is checked: unknown keys, wrong types and impossible values fail naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import Params, load_params, parse_params
+from pipeline.errors import ConfigError
+from tests.conftest import REPO
+
+
+def test_the_repository_params_file_loads_and_matches_the_model_defaults():
+    params = load_params(REPO / "params.yaml")
+    assert params == Params(), "params.yaml and the defaults in config.py disagree"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"split": {"test_size": 1.5}}, "split.test_size"),
+        ({"split": {"strategy": "sideways"}}, "split.strategy"),
+        ({"splitt": {}}, "splitt: unknown key"),
+        ({"data": {"synthetic": {"n_users": "many"}}}, "data.synthetic.n_users"),
+        ({"data": {"source": "ml-2m"}}, "data.source"),
+        ({"cofi": {"num_features": 0}}, "cofi.num_features"),
+        ({"cofi": {"lambda_": -1}}, "cofi.lambda_"),
+        ({"cofi": {"iterations": 0}}, "cofi.iterations"),
+        ({"validate": {"min_ratings": 0}}, "validate.min_ratings"),
+        ({"data": {"synthetic": {"n_users": 10, "n_movies": 50, "n_ratings": 5000}}}, "at most half"),
+        ({"data": {"synthetic": {"n_users": 100, "min_user_ratings": 20, "n_ratings": 1000}}}, "at least"),
+    ],
+)
+def test_bad_values_are_rejected_naming_the_key(raw, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        parse_params(raw)
+
+
+def test_every_error_is_reported_at_once():
+    with pytest.raises(ConfigError) as info:
+        parse_params({"split": {"test_size": 2}, "cofi": {"num_features": 0}})
+    assert "split.test_size" in str(info.value) and "cofi.num_features" in str(info.value)
+
+
+def test_a_missing_or_malformed_file_is_a_clear_error(tmp_path: Path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+    broken = tmp_path / "params.yaml"
+    broken.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(broken)
+    broken.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_params(broken)
+
+
+def test_an_empty_file_means_all_defaults(tmp_path: Path):
+    empty = tmp_path / "params.yaml"
+    empty.write_text("")
+    assert load_params(empty) == Params()
+
+
+def test_mirror_comes_from_the_param_else_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("RECSYS_DATA_MIRROR", str(tmp_path / "env"))
+    assert parse_params({}).data.mirror_dir() == tmp_path / "env"
+    assert parse_params({"data": {"mirror": str(tmp_path / "p")}}).data.mirror_dir() == tmp_path / "p"
+    monkeypatch.delenv("RECSYS_DATA_MIRROR")
+    assert parse_params({}).data.mirror_dir() is None
+
+
+def test_every_section_of_params_yaml_is_read_by_a_dvc_stage():
+    """A section no stage lists would change nothing when edited: dvc.yaml must list each one."""
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    listed = {str(entry).split(".")[0] for stage in stages.values() for entry in stage.get("params", [])}
+    sections = set(yaml.safe_load((REPO / "params.yaml").read_text()))
+    assert sections - listed == set()
