@@ -1,0 +1,29 @@
+"""Stage `features`: data/split/train.parquet + data/raw/movies.parquet -> data/features/ (one atomic folder).
+
+Reads the training split only: the test split is never opened here.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline import paths
+from pipeline.config import Params
+from pipeline.data.schema import conform_movies, conform_ratings
+from pipeline.errors import data_error
+from pipeline.features import build_features, save_features
+from pipeline.io import atomic_outputs
+
+
+def run(params: Params) -> None:
+    for path, stage in ((paths.TRAIN, "split"), (paths.RAW_MOVIES, "ingest")):
+        if not path.is_file():
+            raise data_error(str(path), f"not found; run the {stage} stage first")
+    train = conform_ratings(pd.read_parquet(paths.TRAIN), str(paths.TRAIN))
+    movies = conform_movies(pd.read_parquet(paths.RAW_MOVIES), str(paths.RAW_MOVIES))
+    features = build_features(
+        train, movies, params.features.genre_prior, train_file=str(paths.TRAIN), movies_file=str(paths.RAW_MOVIES)
+    )
+    with atomic_outputs(paths.FEATURES) as (folder,):
+        save_features(features, folder)
+    print(f"features: {len(features.users)} users, {len(features.movies)} movies (from {len(train)} train ratings)")

@@ -1,0 +1,24 @@
+"""Stage `split`: data/raw/ratings.parquet -> data/split/{train,test}.parquet (written together, atomically)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from pipeline import paths
+from pipeline.config import Params
+from pipeline.data.schema import conform_ratings
+from pipeline.errors import data_error
+from pipeline.io import atomic_outputs
+from pipeline.split import split_ratings
+
+
+def run(params: Params) -> None:
+    if not paths.RAW_RATINGS.is_file():
+        raise data_error(str(paths.RAW_RATINGS), "not found; run the ingest stage first")
+    ratings = conform_ratings(pd.read_parquet(paths.RAW_RATINGS), str(paths.RAW_RATINGS))
+    cfg = params.split
+    train, test = split_ratings(ratings, cfg.strategy, cfg.test_size, cfg.seed, file=str(paths.RAW_RATINGS))
+    with atomic_outputs(paths.TRAIN, paths.TEST) as (train_tmp, test_tmp):
+        train.to_parquet(train_tmp, index=False)
+        test.to_parquet(test_tmp, index=False)
+    print(f"split ({cfg.strategy}, test_size {cfg.test_size}, seed {cfg.seed}): {len(train)} train, {len(test)} test ratings")

@@ -1,0 +1,164 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pipeline import paths
+from pipeline.cli import app
+from pipeline.config import parse_params
+from pipeline.errors import DataError
+from pipeline.features import build_features, load_features, scalers_to_dict
+from pipeline.stages import features as features_stage
+from pipeline.stages import split as split_stage
+
+OUTPUT_FILES = ("users.parquet", "movies.parquet", "scalers.json")
+
+
+def raw_ratings() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    pairs = rng.choice(8 * 10, size=50, replace=False)
+    return pd.DataFrame(
+        {
+            "user_id": (pairs // 10 + 1).astype("int64"),
+            "movie_id": (pairs % 10 + 100).astype("int64"),
+            "rating": rng.integers(1, 11, 50) / 2.0,
+            "timestamp": (1_000_000_000 + rng.integers(0, 10**6, 50)).astype("int64"),
+        }
+    )
+
+
+def raw_movies() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "movie_id": np.arange(100, 112, dtype="int64"),  # 110, 111 are never rated
+            "title": [f"Movie {i} (2000)" for i in range(12)],
+            "year": pd.array([1995, 2000, None, 1980, 2010, 2001, 1999, 2003, 1970, 2015, 2020, None], dtype="Int64"),
+            "genres": ["Action", "Comedy", "Action|Drama", "", "Drama", "Comedy|Romance", "Sci-Fi", "Action", "Drama", "Comedy", "Horror", ""],
+        }
+    )
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    paths.RAW.mkdir(parents=True)
+    raw_ratings().to_parquet(paths.RAW_RATINGS, index=False)
+    raw_movies().to_parquet(paths.RAW_MOVIES, index=False)
+    return tmp_path
+
+
+def snapshot() -> dict[str, bytes]:
+    return {name: (paths.FEATURES / name).read_bytes() for name in OUTPUT_FILES}
+
+
+def test_split_stage_writes_a_partition_of_raw_ratings(workdir: Path) -> None:
+    split_stage.run(parse_params({"split": {"strategy": "random", "test_size": 0.2, "seed": 1}}))
+    train, test = pd.read_parquet(paths.TRAIN), pd.read_parquet(paths.TEST)
+    assert (len(train), len(test)) == (40, 10)
+    both = pd.concat([train, test]).sort_values(["user_id", "movie_id"]).reset_index(drop=True)
+    assert both.equals(raw_ratings().sort_values(["user_id", "movie_id"]).reset_index(drop=True))
+
+
+def test_split_stage_follows_the_strategy_param(workdir: Path) -> None:
+    split_stage.run(parse_params({"split": {"strategy": "cold_user", "test_size": 0.25}}))
+    train, test = pd.read_parquet(paths.TRAIN), pd.read_parquet(paths.TEST)
+    assert test.user_id.nunique() == 2 and set(train.user_id).isdisjoint(test.user_id)
+
+
+def test_split_stage_missing_input_names_the_file_and_writes_nothing(workdir: Path) -> None:
+    paths.RAW_RATINGS.unlink()
+    with pytest.raises(DataError, match=r"data/raw/ratings\.parquet: not found"):
+        split_stage.run(parse_params({}))
+    assert not paths.SPLIT.exists()
+
+
+def test_failed_split_leaves_previous_outputs_untouched(workdir: Path) -> None:
+    split_stage.run(parse_params({}))
+    before = paths.TRAIN.read_bytes(), paths.TEST.read_bytes()
+    raw_ratings().iloc[:1].to_parquet(paths.RAW_RATINGS, index=False)  # one row: empty train
+    with pytest.raises(DataError, match="gives 0 train and 1 test"):
+        split_stage.run(parse_params({}))
+    assert (paths.TRAIN.read_bytes(), paths.TEST.read_bytes()) == before
+    assert sorted(p.name for p in paths.SPLIT.iterdir()) == ["test.parquet", "train.parquet"]
+
+
+def test_features_stage_writes_the_features_of_train(workdir: Path) -> None:
+    split_stage.run(parse_params({}))
+    features_stage.run(parse_params({"features": {"genre_prior": 2.0}}))
+    assert sorted(p.name for p in paths.FEATURES.iterdir()) == sorted(OUTPUT_FILES)
+    loaded = load_features(paths.FEATURES)
+    expected = build_features(pd.read_parquet(paths.TRAIN), raw_movies(), 2.0)
+    assert loaded.users.equals(expected.users) and loaded.movies.equals(expected.movies)
+    assert scalers_to_dict(loaded.scalers) == scalers_to_dict(expected.scalers)
+    assert len(loaded.movies) == 12
+
+
+def test_changing_test_ratings_changes_no_feature_and_no_scaler(workdir: Path) -> None:
+    params = parse_params({"features": {"genre_prior": 1.0}})
+    split_stage.run(params)
+    features_stage.run(params)
+    first = snapshot()
+    test = pd.read_parquet(paths.TEST)
+    changed = pd.concat(
+        [
+            test.iloc[1:].assign(rating=lambda d: 5.5 - d.rating),  # new values, one row dropped
+            pd.DataFrame({"user_id": [999], "movie_id": [111], "rating": [5.0], "timestamp": [1_100_000_000]}),
+        ]
+    )
+    changed.to_parquet(paths.TEST, index=False)
+    features_stage.run(params)
+    assert snapshot() == first
+    paths.TEST.unlink()  # the stage never needs the test split
+    features_stage.run(params)
+    assert snapshot() == first
+
+
+def test_changing_train_ratings_does_change_features(workdir: Path) -> None:
+    """The counterpart of the leakage test: the snapshot comparison can fail."""
+    params = parse_params({})
+    split_stage.run(params)
+    features_stage.run(params)
+    first = snapshot()
+    train = pd.read_parquet(paths.TRAIN)
+    train.assign(rating=train.rating.where(train.index != 0, 5.5 - train.rating)).to_parquet(paths.TRAIN, index=False)
+    features_stage.run(params)
+    after = snapshot()
+    assert all(after[name] != first[name] for name in OUTPUT_FILES)
+
+
+@pytest.mark.parametrize(("missing", "message"), [(paths.TRAIN, r"data/split/train\.parquet: not found"), (paths.RAW_MOVIES, r"data/raw/movies\.parquet: not found")])
+def test_features_stage_missing_input_names_the_file(workdir: Path, missing: Path, message: str) -> None:
+    split_stage.run(parse_params({}))
+    missing.unlink()
+    with pytest.raises(DataError, match=message):
+        features_stage.run(parse_params({}))
+    assert not paths.FEATURES.exists()
+
+
+def test_features_stage_empty_train_is_an_error_and_keeps_old_output(workdir: Path) -> None:
+    split_stage.run(parse_params({}))
+    features_stage.run(parse_params({}))
+    first = snapshot()
+    pd.read_parquet(paths.TRAIN).iloc[:0].to_parquet(paths.TRAIN, index=False)
+    with pytest.raises(DataError, match=r"data/split/train\.parquet: has no ratings"):
+        features_stage.run(parse_params({}))
+    assert snapshot() == first
+
+
+def test_features_stage_train_missing_a_column(workdir: Path) -> None:
+    split_stage.run(parse_params({}))
+    pd.read_parquet(paths.TRAIN).drop(columns="rating").to_parquet(paths.TRAIN, index=False)
+    with pytest.raises(DataError, match=r"data/split/train\.parquet: missing column\(s\) rating"):
+        features_stage.run(parse_params({}))
+
+
+def test_cli_reports_a_missing_input_in_one_line(workdir: Path) -> None:
+    (workdir / "params.yaml").write_text("split:\n  seed: 3\n", encoding="utf-8")
+    paths.RAW_RATINGS.unlink()
+    result = CliRunner().invoke(app, ["split"])
+    assert result.exit_code == 1
+    assert "error: data/raw/ratings.parquet: not found" in result.output
