@@ -7,6 +7,7 @@ need them, so `recsys --help` answers at once.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -68,6 +69,103 @@ def _register_stage(name: str, module_name: str, help_text: str) -> None:
 
 for _name, (_module, _help) in STAGES.items():
     _register_stage(_name, _module, _help)
+
+
+_PAIR = re.compile(r"\s*(?P<key>[^=]+?)\s*=\s*(?P<value>-?[0-9]+(?:\.[0-9]+)?)\s*(?:[,;]|$)")
+
+
+def parse_assignments(text: str, what: str) -> dict[str, float]:
+    """'Toy Story (1995)=5, Heat (1995)=2' -> {'Toy Story (1995)': 5.0, 'Heat (1995)': 2.0}.
+
+    Keys may contain commas ("Shawshank Redemption, The (1994)=5"): a pair ends at "=number".
+    """
+    pairs, position = {}, 0
+    for match in _PAIR.finditer(text):
+        if match.start() != position:
+            break
+        pairs[match["key"]] = float(match["value"])
+        position = match.end()
+    if not pairs or position != len(text):
+        raise RecsysError(f"{what}: expected 'name=value, name=value' (e.g. 'Toy Story (1995)=5'), got {text!r}")
+    return pairs
+
+
+def _print_table(frame: Any, score_label: str) -> None:
+    if frame.empty:
+        typer.echo("(nothing to recommend)")
+        return
+    shown = frame.rename(columns={"score": score_label}).reset_index(drop=True)
+    shown.index = shown.index + 1
+    typer.echo(shown.to_string(float_format=lambda v: f"{v:.3f}"))
+
+
+ModelsDir = Annotated[Path, typer.Option("--models-dir", help="folder holding the trained models")]
+
+
+@app.command(rich_help_panel="Use the models")
+def recommend(
+    user: Annotated[int | None, typer.Option("--user", help="a user id from the training data")] = None,
+    ratings: Annotated[
+        str | None, typer.Option("--ratings", help="a new user's ratings: 'Toy Story (1995)=5,Heat (1995)=2' (cofi)")
+    ] = None,
+    genres: Annotated[
+        str | None, typer.Option("--genres", help="a new user's genre tastes: 'Adventure=5,Fantasy=5' (content)")
+    ] = None,
+    n: Annotated[int, typer.Option("-n", min=1, help="how many movies")] = 10,
+    model: Annotated[str, typer.Option("--model", help="cofi or content")] = "cofi",
+    include_seen: Annotated[bool, typer.Option("--include-seen", help="also list movies the user rated")] = False,
+    models_dir: ModelsDir = Path("models"),
+) -> None:
+    """Top movies for a known user, for a new user's ratings (cofi) or genre tastes (content)."""
+    chosen = [flag for flag, value in (("--user", user), ("--ratings", ratings), ("--genres", genres)) if value is not None]
+    if len(chosen) != 1:
+        fail("give exactly one of --user, --ratings, --genres")
+
+    def action() -> None:
+        from pipeline.models.loading import load_trained
+
+        trained = load_trained(model, models_dir)
+        if user is not None:
+            table = trained.recommend(user, n=n, exclude_seen=not include_seen)
+        elif ratings is not None:
+            if not hasattr(trained, "recommend_for_ratings"):
+                raise RecsysError(f"--ratings works with --model cofi, not {model}")
+            wanted = parse_assignments(ratings, "--ratings")
+            by_movie = {_movie_id(trained.catalogue, key): value for key, value in wanted.items()}
+            table = trained.recommend_for_ratings(by_movie, n=n)
+        else:
+            if not hasattr(trained, "recommend_for_genres"):
+                raise RecsysError(f"--genres works with --model content, not {model}")
+            table = trained.recommend_for_genres(parse_assignments(genres or "", "--genres"), n=n)
+        _print_table(table, "predicted rating")
+
+    guarded(action)
+
+
+def _movie_id(catalogue: Any, key: str) -> int:
+    """A movie id typed as a number, or a title resolved against the catalogue."""
+    from pipeline.titles import resolve_title
+
+    if key.isdigit() and int(key) in set(catalogue.movie_ids.tolist()):
+        return int(key)
+    return resolve_title(key, catalogue.movie_ids, catalogue.titles)
+
+
+@app.command(rich_help_panel="Use the models")
+def similar(
+    title: Annotated[str, typer.Argument(help="a movie title, e.g. 'Toy Story (1995)' (case and year optional)")],
+    n: Annotated[int, typer.Option("-n", min=1, help="how many movies")] = 10,
+    models_dir: ModelsDir = Path("models"),
+) -> None:
+    """Movies closest to a movie in the content model's embedding space."""
+
+    def action() -> None:
+        from pipeline.models.loading import load_trained
+
+        trained = load_trained("content", models_dir)
+        _print_table(trained.similar(_movie_id(trained.catalogue, title), n=n), "distance")
+
+    guarded(action)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -1,0 +1,31 @@
+"""Load a trained model by name (`cofi`, `content`) from its folder under models/."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from pipeline import paths
+from pipeline.errors import ModelError
+
+TRAINED_MODELS = {
+    "cofi": "pipeline.models.cofi:CofiModel",
+    "content": "pipeline.models.content:ContentModel",
+}
+
+
+def model_class(name: str) -> type:
+    if name not in TRAINED_MODELS:
+        raise ModelError(f"unknown model '{name}'; choose one of {', '.join(TRAINED_MODELS)}")
+    module_name, class_name = TRAINED_MODELS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def load_trained(name: str, models_dir: str | Path = paths.MODELS) -> Any:
+    """The model trained by the pipeline, or a ModelError naming the missing folder."""
+    cls = model_class(name)
+    directory = Path(models_dir) / name
+    if not directory.is_dir() or not any(directory.iterdir()):
+        raise ModelError(f"{directory}: no trained {name} model here (run `dvc repro` first)")
+    return cls.load(directory)
