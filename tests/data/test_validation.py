@@ -1,0 +1,282 @@
+"""Validation suites: pure helpers, then Great Expectations runs on tiny hand-made frames.
+
+Each negative case changes one thing in a clean dataset and asserts exactly which expectations fail,
+with their count and an example. One GX run costs ~0.1-0.3 s once GX is imported (~5 s, once).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.config import ValidateParams
+from pipeline.data.schema import GENRE_VOCABULARY, conform_movies, conform_ratings
+from pipeline.data.validation import (
+    Check,
+    Scale,
+    ValidationOutcome,
+    failure_line,
+    genres_regex,
+    rating_values,
+    unknown_movie_ids,
+    validate_frames,
+    validate_to_reports,
+)
+from pipeline.errors import DataError
+
+NOW = 1_700_000_000  # fixed "now" so the timestamp bound is deterministic: NOW + 1 day
+T = 1_000_000_000
+SCALE = Scale(0.5, 5.0, 0.5)
+PARAMS = ValidateParams(min_ratings=6, min_movies=3, min_users=3, min_timestamp=788_918_400)
+
+
+def clean_ratings() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "user_id": np.array([1, 1, 2, 2, 3, 3], dtype="int64"),
+            "movie_id": np.array([10, 20, 10, 30, 20, 30], dtype="int64"),
+            "rating": [4.0, 3.5, 5.0, 0.5, 2.0, 1.5],
+            "timestamp": np.array([T, T + 1, T + 2, T + 3, T + 4, T + 5], dtype="int64"),
+        }
+    )
+
+
+def clean_movies() -> pd.DataFrame:
+    """As pandas 3 reads it back from parquet: str titles and genres, nullable Int64 year."""
+    return pd.DataFrame(
+        {
+            "movie_id": np.array([10, 20, 30], dtype="int64"),
+            "title": pd.array(["Toy Story (1995)", "Heat (1995)", "Untitled"], dtype="str"),
+            "year": pd.array([1995, 1995, None], dtype="Int64"),
+            "genres": pd.array(["Adventure|Animation|Children|Comedy|Fantasy", "Action|Crime|Thriller", ""], dtype="str"),
+        }
+    )
+
+
+def failed(outcome: ValidationOutcome) -> dict[tuple[str, str, str | None], Check]:
+    return {(c.suite, c.expectation, c.column): c for c in outcome.failures}
+
+
+# ---- pure helpers -------------------------------------------------------------------------------
+
+
+def test_rating_values_cover_the_scale_on_its_step() -> None:
+    assert rating_values(Scale(0.5, 5.0, 0.5)) == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0]
+    assert rating_values(Scale(1.0, 5.0, 1.0)) == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert rating_values(Scale(0.1, 0.5, 0.1)) == [0.1, 0.2, 0.3, 0.4, 0.5]  # no 0.30000000000000004
+
+
+@pytest.mark.parametrize(
+    ("genres", "ok"),
+    [
+        ("", True),
+        ("Drama", True),
+        ("Film-Noir|Sci-Fi|IMAX", True),
+        ("Drama|", False),
+        ("|Drama", False),
+        ("Drama||War", False),
+        ("drama", False),
+        ("Cartoon", False),
+        ("Action|Cartoon", False),
+        ("(no genres listed)", False),
+    ],
+)
+def test_genres_regex(genres: str, ok: bool) -> None:
+    assert bool(re.search(genres_regex(), genres)) is ok
+    assert all(re.search(genres_regex(), g) for g in GENRE_VOCABULARY)
+
+
+def test_unknown_movie_ids_lists_each_missing_id_once() -> None:
+    ratings = pd.DataFrame({"movie_id": [10, 99, 99, 20, 77]})
+    movies = pd.DataFrame({"movie_id": [10, 20]})
+    assert unknown_movie_ids(ratings, movies) == [99, 77]
+    assert unknown_movie_ids(ratings.rename(columns={"movie_id": "m"}), movies) == []
+
+
+def test_scale_from_meta() -> None:
+    assert Scale.from_meta({"rating_min": 1, "rating_max": 5, "rating_step": 1}) == Scale(1.0, 5.0, 1.0)
+    with pytest.raises(DataError, match=r"data/raw/dataset.json: needs numeric rating_min, rating_max, rating_step"):
+        Scale.from_meta({"rating_min": 1, "rating_max": 5}, "data/raw/dataset.json")
+    for impossible in ((5, 1, 1), (1, 5, 0), (0.5, 5, 2)):
+        with pytest.raises(DataError, match="impossible rating scale"):
+            Scale.from_meta(dict(zip(("rating_min", "rating_max", "rating_step"), impossible, strict=True)))
+
+
+def test_failure_line_formats_row_and_table_checks() -> None:
+    row = Check("ratings", "expect_column_values_to_be_in_set", "rating", False, "outside the scale", 2, [7.0, 0.2])
+    table = Check("ratings", "expect_table_row_count_to_be_between", None, False, "too few rows (need at least 100)", observed=5)
+    assert failure_line(row, "r.parquet") == (
+        "r.parquet: column 'rating': 2 rows outside the scale (e.g. 7.0, 0.2) [expect_column_values_to_be_in_set]"
+    )
+    assert failure_line(table, "r.parquet") == (
+        "r.parquet: too few rows (need at least 100) (got 5) [expect_table_row_count_to_be_between]"
+    )
+
+
+def test_outcome_to_dict_groups_by_suite() -> None:
+    outcome = ValidationOutcome(
+        checks=[
+            Check("ratings", "a", "x", True, "p", 0),
+            Check("ratings", "b", None, False, "q", observed=3),
+            Check("movies", "c", "y", True, "r", 0),
+        ],
+        counts={"n_ratings": 3},
+    )
+    summary = outcome.to_dict()
+    assert (summary["success"], summary["evaluated"], summary["failed"]) == (False, 3, 1)
+    assert summary["suites"]["ratings"]["success"] is False and summary["suites"]["ratings"]["failed"] == 1
+    assert summary["suites"]["movies"] == {
+        "success": True,
+        "evaluated": 1,
+        "failed": 0,
+        "results": [{"expectation": "c", "column": "y", "success": True, "problem": "r", "unexpected_count": 0, "examples": [], "observed": None}],
+    }
+    json.dumps(summary)
+
+
+# ---- Great Expectations runs ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["as read from parquet", "as conformed"])
+def test_clean_dataset_passes_every_expectation(form: str) -> None:
+    ratings, movies = clean_ratings(), clean_movies()
+    if form == "as conformed":  # object titles/genres, as conform_movies returns them
+        ratings, movies = conform_ratings(ratings), conform_movies(movies)
+        assert movies["title"].dtype == object
+    outcome = validate_frames(ratings, movies, SCALE, PARAMS, now=NOW)
+    assert outcome.failures == []
+    assert outcome.success
+    assert len(outcome.checks) == 27
+    assert outcome.counts == {"n_ratings": 6, "n_users": 3, "n_rated_movies": 3, "n_movies": 3}
+
+
+R, M = "ratings", "movies"
+# case -> (ratings, movies, params, {(suite, expectation, column): (count, an expected example)})
+CASES = {
+    "rating out of scale": (
+        clean_ratings().assign(rating=[4.0, 5.5, 5.0, 0.5, 2.0, 0.0]),
+        clean_movies(),
+        PARAMS,
+        {(R, "expect_column_values_to_be_in_set", "rating"): (2, 5.5)},
+    ),
+    "rating off the half step": (
+        clean_ratings().assign(rating=[4.0, 3.7, 5.0, 0.5, 2.0, 1.5]),
+        clean_movies(),
+        PARAMS,
+        {(R, "expect_column_values_to_be_in_set", "rating"): (1, 3.7)},
+    ),
+    "duplicate (user, movie) pair": (
+        pd.concat([clean_ratings(), clean_ratings().iloc[[0]].assign(rating=2.5)], ignore_index=True),
+        clean_movies(),
+        PARAMS,
+        {(R, "expect_compound_columns_to_be_unique", "user_id,movie_id"): (2, {"user_id": 1, "movie_id": 10})},
+    ),
+    "rating of an unknown movie": (
+        clean_ratings().assign(movie_id=[10, 20, 10, 99, 20, 30]),
+        clean_movies(),
+        PARAMS,
+        {(R, "expect_column_values_to_not_be_in_set", "movie_id"): (1, 99)},
+    ),
+    "null user id": (
+        clean_ratings().assign(user_id=[1, np.nan, 2, 2, 3, 3]),  # float64 with a NaN: bypasses conform
+        clean_movies(),
+        PARAMS,
+        {
+            (R, "expect_column_values_to_be_in_type_list", "user_id"): (None, "float64"),
+            (R, "expect_column_values_to_not_be_null", "user_id"): (1, "row 1"),
+        },
+    ),
+    "empty title": (
+        clean_ratings(),
+        clean_movies().assign(title=pd.array(["Toy Story (1995)", "  ", "Untitled"], dtype="str")),
+        PARAMS,
+        {(M, "expect_column_values_to_match_regex", "title"): (1, "  ")},
+    ),
+    "unknown genre": (
+        clean_ratings(),
+        clean_movies().assign(genres=pd.array(["Action|Cartoon", "Drama", ""], dtype="str")),
+        PARAMS,
+        {(M, "expect_column_values_to_match_regex", "genres"): (1, "Action|Cartoon")},
+    ),
+    "too few rows and users": (
+        clean_ratings(),
+        clean_movies(),
+        ValidateParams(min_ratings=7, min_movies=4, min_users=4),
+        {
+            (R, "expect_table_row_count_to_be_between", None): (None, 6),
+            (R, "expect_column_unique_value_count_to_be_between", "user_id"): (None, 3),
+            (M, "expect_table_row_count_to_be_between", None): (None, 3),
+        },
+    ),
+    "implausible timestamps": (
+        clean_ratings().assign(timestamp=[T, 0, T, T, NOW + 2 * 86_400, T]),
+        clean_movies(),
+        PARAMS,
+        {(R, "expect_column_values_to_be_between", "timestamp"): (2, 0)},
+    ),
+    "float timestamp column": (
+        clean_ratings().astype({"timestamp": "float64"}),
+        clean_movies(),
+        PARAMS,
+        {(R, "expect_column_values_to_be_in_type_list", "timestamp"): (None, "float64")},
+    ),
+    "text in the rating column": (
+        clean_ratings().astype({"rating": object}).assign(rating=[4.0, "4.5", 5.0, 0.5, 2.0, 1.5]),
+        clean_movies(),
+        PARAMS,
+        {
+            (R, "expect_column_values_to_be_in_type_list", "rating"): (6, "4.5"),  # object column: every row checked
+            (R, "expect_column_values_to_be_in_set", "rating"): (1, "4.5"),
+        },
+    ),
+    "int64 year (not nullable Int64)": (
+        clean_ratings(),
+        clean_movies().assign(year=np.array([1995, 1995, 2000], dtype="int64")),
+        PARAMS,
+        {(M, "expect_column_values_to_be_in_type_list", "year"): (None, "int64")},
+    ),
+    "extra column": (
+        clean_ratings().assign(extra=1),
+        clean_movies(),
+        PARAMS,
+        {(R, "expect_table_columns_to_match_set", None): (None, ["extra", "movie_id", "rating", "timestamp", "user_id"])},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_defect_fails_exactly_its_expectations(case: str) -> None:
+    ratings, movies, params, expected = CASES[case]
+    outcome = validate_frames(ratings, movies, SCALE, params, now=NOW)
+    failures = failed(outcome)
+    assert set(failures) == set(expected)
+    for key, (count, example) in expected.items():
+        check = failures[key]
+        assert check.unexpected_count == count
+        if count is None:
+            assert check.observed == example
+        else:
+            assert example in check.examples
+    assert not outcome.success
+
+
+def test_missing_column_is_reported_not_raised() -> None:
+    outcome = validate_frames(clean_ratings().drop(columns="timestamp"), clean_movies(), SCALE, PARAMS, now=NOW)
+    failures = failed(outcome)
+    columns = failures[(R, "expect_table_columns_to_match_set", None)]
+    assert columns.observed == ["movie_id", "rating", "user_id"]
+    assert all(c.suite == R for c in outcome.failures)
+    assert failures[(R, "expect_column_values_to_not_be_null", "timestamp")].problem.startswith("could not be checked")
+
+
+def test_validate_to_reports_writes_summary_and_data_docs(tmp_path) -> None:
+    outcome = validate_to_reports(clean_ratings(), clean_movies(), SCALE, PARAMS, tmp_path / "out", now=NOW)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary == json.loads(json.dumps(outcome.to_dict()))
+    assert summary["success"] is True and summary["evaluated"] == 27
+    assert (tmp_path / "out" / "index.html").is_file()
+    assert {p.name for p in (tmp_path / "out" / "expectations").iterdir()} == {"ratings.html", "movies.html"}
