@@ -144,9 +144,17 @@ def top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> np.n
     k = min(n, n_cols)
     if k == 0:
         return np.full((masked.shape[0], n), -1, dtype=np.int64)
-    # argpartition is O(movies); a stable sort of the k survivors keeps ties in index order.
-    part = np.argpartition(-masked, k - 1, axis=1)[:, :k] if k < n_cols else np.tile(np.arange(n_cols), (masked.shape[0], 1))
-    part_sorted = np.sort(part, axis=1)
+    # Partitioning is O(movies). argpartition alone picks arbitrary members of a tie at the k-th
+    # score, so keep every score above the k-th and the lowest-index ones equal to it; then a
+    # stable sort of the k survivors keeps ties in index order.
+    if k < n_cols:
+        kth = -np.partition(-masked, k - 1, axis=1)[:, k - 1 : k]
+        above = masked > kth
+        at_kth = masked == kth
+        keep = above | (at_kth & (np.cumsum(at_kth, axis=1) <= k - above.sum(axis=1, keepdims=True)))
+        part_sorted = np.nonzero(keep)[1].reshape(masked.shape[0], k)
+    else:
+        part_sorted = np.tile(np.arange(n_cols), (masked.shape[0], 1))
     order = np.argsort(-np.take_along_axis(masked, part_sorted, axis=1), axis=1, kind="stable")
     best = np.take_along_axis(part_sorted, order, axis=1)
     best = np.where(np.isneginf(np.take_along_axis(masked, best, axis=1)), -1, best)

@@ -1,0 +1,1 @@
+"""Evaluation: metrics (pure functions), the report, and the comparison of MLflow runs."""
