@@ -168,6 +168,29 @@ def similar(
     guarded(action)
 
 
+@app.command(rich_help_panel="Use the models")
+def compare(
+    experiment: Annotated[str | None, typer.Option("--experiment", help="MLflow experiment (default: mlflow.experiment of params.yaml)")] = None,
+    last: Annotated[int, typer.Option("--last", min=1, help="how many of the most recent runs")] = 20,
+    by: Annotated[str, typer.Option("--by", help="sort on: rmse, mae, P@k, R@k, nDCG@k, MAP@k, coverage, cold_rmse")] = "rmse",
+    params: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Recent MLflow runs with their key params and test metrics, best first."""
+
+    def action() -> None:
+        from pipeline.config import MlflowParams, load_params
+        from pipeline.evaluation.compare import compare_runs
+
+        name = experiment or (load_params(params).mlflow if params.is_file() else MlflowParams()).experiment
+        table = compare_runs(name, last, by)
+        if table.empty:
+            typer.echo(f"no runs in MLflow experiment '{name}'")
+            return
+        typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
+
+    guarded(action)
+
+
 def main() -> None:  # pragma: no cover - console entry
     app()
 

@@ -132,12 +132,23 @@ class ContentParams(Section):
     seed: int = Field(1, description="seed of initialization and shuffling")
 
 
+class BiasParams(Section):
+    """The bias baseline (defaults: Surprise BaselineOnly's ALS)."""
+
+    reg_user: float = Field(15.0, ge=0, description="ridge penalty of the user biases")
+    reg_movie: float = Field(10.0, ge=0, description="ridge penalty of the movie biases")
+    iterations: int = Field(10, ge=1, description="alternating closed-form passes (users, then movies)")
+
+
 class EvaluateParams(Section):
-    """Test-set metrics."""
+    """Test-set metrics and the baselines they are compared with."""
 
     k: int = Field(10, ge=1, description="length of the ranked lists scored by P/R/nDCG/MAP@k")
     relevance_threshold: float = Field(4.0, description="a test rating at least this is relevant")
     cold_threshold: int = Field(5, ge=1, description="fewer training ratings than this makes a user or movie cold")
+    plot_sample: int = Field(2000, ge=1, description="test ratings per model in plots/predictions_<model>.csv")
+    seed: int = Field(0, description="seed of the plotted sample")
+    bias: BiasParams = BiasParams()
 
 
 class PromoteParams(Section):

@@ -108,6 +108,28 @@ def log_metric_history(
     _log_batch(run_id, data)
 
 
+def run_exists(run_id: str) -> bool:
+    """True when `run_id` is a run of the current tracking store (a DVC run-cache restore may leave a stale id)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
+def search_runs(experiment: str, max_results: int | None = None) -> pd.DataFrame:
+    """The experiment's runs, newest first (mlflow.search_runs columns); empty when it does not exist."""
+    mlflow.set_tracking_uri(tracking_uri())
+    if mlflow.get_experiment_by_name(experiment) is None:
+        return pd.DataFrame()
+    kwargs = {"max_results": max_results} if max_results else {}
+    return mlflow.search_runs(
+        experiment_names=[experiment], order_by=["attributes.start_time DESC"], output_format="pandas", **kwargs
+    )
+
+
 def _active_run_id() -> str:
     run = mlflow.active_run()
     if run is None:

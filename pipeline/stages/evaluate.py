@@ -1,0 +1,232 @@
+"""Stage `evaluate`: the trained models and the baselines on the same test split.
+
+Reads data/split/{train,test}.parquet, data/raw/{movies.parquet,dataset.json}, models/<name>/ and
+metrics/train_<name>.json; writes metrics/evaluation.json, plots/predictions_<model>.csv,
+plots/error_by_activity.csv and reports/report.{html,md} together (nothing partial on error).
+Metrics go into each trained model's MLflow run; each baseline gets a run of its own.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline import paths
+from pipeline.config import Params
+from pipeline.data.schema import MOVIE, RATING, USER, conform_movies, conform_ratings
+from pipeline.errors import DataError, ModelError, data_error
+from pipeline.evaluation.metrics import (
+    PREDICTION,
+    error_by_activity,
+    evaluate_model,
+    flat_metrics,
+    scored_frame,
+    train_counts,
+)
+from pipeline.evaluation.report import html_report, markdown_report
+from pipeline.io import atomic_outputs, read_json
+from pipeline.models.base import Catalogue, SeenItems
+from pipeline.models.baselines import BiasModel, GlobalMeanModel, PopularityModel
+from pipeline.models.loading import TRAINED_MODELS
+
+LEARNING_CURVES = {"cofi": paths.PLOTS / "cofi_cost.csv", "content": paths.PLOTS / "content_loss.csv"}
+EVALUATION = paths.METRICS / "evaluation.json"
+ERROR_BY_ACTIVITY = paths.PLOTS / "error_by_activity.csv"
+REPORT_HTML = paths.REPORTS / "report.html"
+REPORT_MD = paths.REPORTS / "report.md"
+
+
+def predictions_path(name: str) -> Path:
+    return paths.PLOTS / f"predictions_{name}.csv"
+
+
+def training_info(name: str) -> dict[str, Any]:
+    """metrics/train_<name>.json, which must hold the training run's `mlflow_run_id`."""
+    path = paths.METRICS / f"train_{name}.json"
+    if not path.is_file():
+        raise ModelError(f"{path}: not found; train the {name} model first (dvc repro train_{name})")
+    info = read_json(path)
+    if not isinstance(info, dict) or not info.get("mlflow_run_id"):
+        raise ModelError(f"{path}: no 'mlflow_run_id'; retrain the {name} model (dvc repro --force train_{name})")
+    return info
+
+
+def check_catalogue(model: Any, catalogue: Catalogue, folder: Path) -> None:
+    """The model's catalogue must be the movies of data/raw/movies.parquet, else it was trained on other data."""
+    ours = model.catalogue
+    same = len(ours) == len(catalogue) and np.array_equal(ours.movie_ids, catalogue.movie_ids)
+    if not same:
+        unknown = np.setdiff1d(ours.movie_ids, catalogue.movie_ids)
+        example = f" (e.g. movie_id {unknown[0]} is not in {paths.RAW_MOVIES})" if len(unknown) else ""
+        raise ModelError(
+            f"{folder}: trained on another dataset: its catalogue has {len(ours)} movies, "
+            f"{paths.RAW_MOVIES} has {len(catalogue)}{example}; retrain it (dvc repro)"
+        )
+
+
+def check_fingerprint(info: Mapping[str, Any], dataset: Mapping[str, Any], name: str) -> None:
+    """When the training metrics record the dataset fingerprint, it must be the current one."""
+    recorded = info.get("dataset_fingerprint") or info.get("fingerprint")
+    current = dataset.get("fingerprint")
+    if recorded and current and recorded != current:
+        raise ModelError(
+            f"models/{name}: trained on another dataset (fingerprint {str(recorded)[:12]}, "
+            f"{paths.RAW_META} has {str(current)[:12]}); retrain it (dvc repro)"
+        )
+
+
+def load_trained(name: str, loader: str, catalogue: Catalogue, dataset: Mapping[str, Any]) -> tuple[Any, str]:
+    """(model, its training run id), or a ModelError naming the folder that is missing or mismatched."""
+    folder = paths.MODELS / name
+    if not folder.is_dir():
+        raise ModelError(f"{folder}: model folder not found; train it first (dvc repro train_{name})")
+    info = training_info(name)
+    check_fingerprint(info, dataset, name)
+    module_name, class_name = loader.split(":")
+    model = getattr(importlib.import_module(module_name), class_name).load(folder)
+    check_catalogue(model, catalogue, folder)
+    return model, str(info["mlflow_run_id"])
+
+
+def fit_baselines(train: pd.DataFrame, movies: pd.DataFrame, scale: tuple[float, float], params: Params) -> dict[str, Any]:
+    bias = params.evaluate.bias
+    return {
+        "bias": BiasModel.fit(train, movies, scale, bias.reg_user, bias.reg_movie, bias.iterations),
+        "global_mean": GlobalMeanModel.fit(train, movies, scale),
+        "popularity": PopularityModel.fit(train, movies, scale),
+    }
+
+
+def baseline_params(name: str, params: Params) -> dict[str, Any]:
+    logged: dict[str, Any] = {"evaluate": params.evaluate.model_dump(exclude={"bias"})}
+    if name == "bias":
+        logged["bias"] = params.evaluate.bias.model_dump()
+    return logged
+
+
+def rating_range(dataset: Mapping[str, Any]) -> tuple[float, float]:
+    try:
+        return float(dataset["rating_min"]), float(dataset["rating_max"])
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{paths.RAW_META}: needs numeric 'rating_min' and 'rating_max'; re-run the ingest stage") from None
+
+
+def protocol_text(params: Params, n_train: int, n_test: int, dataset: Mapping[str, Any]) -> str:
+    cfg = params.evaluate
+    return (
+        f"Data: {dataset.get('source', 'unknown')} split {params.split.strategy} "
+        f"({n_train:,} train / {n_test:,} test ratings). Ranking: for each user, candidates are all movies "
+        f"not rated in train; relevant = test rating >= {cfg.relevance_threshold}; users with at least one "
+        f"relevant test movie are ranked and metrics averaged over them, @{cfg.k}. Cold: test ratings whose "
+        f"user or movie has fewer than {cfg.cold_threshold} training ratings."
+    )
+
+
+def read_inputs() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    for path, stage in ((paths.TRAIN, "split"), (paths.TEST, "split"), (paths.RAW_MOVIES, "ingest"), (paths.RAW_META, "ingest")):
+        if not path.is_file():
+            raise data_error(str(path), f"not found; run the {stage} stage first")
+    train = conform_ratings(pd.read_parquet(paths.TRAIN), str(paths.TRAIN))
+    test = conform_ratings(pd.read_parquet(paths.TEST), str(paths.TEST))
+    movies = conform_movies(pd.read_parquet(paths.RAW_MOVIES), str(paths.RAW_MOVIES))
+    if len(test) == 0:
+        raise DataError(f"{paths.TEST}: no rows; the test split is empty, nothing to evaluate")
+    if len(train) == 0:
+        raise DataError(f"{paths.TRAIN}: no rows; nothing to fit the baselines on")
+    return train, test, movies, read_json(paths.RAW_META)
+
+
+def plot_sample(n_test: int, size: int, seed: int) -> np.ndarray:
+    """Sorted positions of the plotted test ratings (the same rows for every model)."""
+    if n_test <= size:
+        return np.arange(n_test)
+    return np.sort(np.random.default_rng(seed).choice(n_test, size=size, replace=False))
+
+
+def evaluate_all(
+    models: Mapping[str, Any], train: pd.DataFrame, test: pd.DataFrame, catalogue: Catalogue, params: Params
+) -> tuple[dict[str, Any], dict[str, pd.DataFrame], pd.DataFrame]:
+    """(evaluation.json content, predictions sample per rating model, error by activity of every rating model)."""
+    cfg = params.evaluate
+    seen = SeenItems.from_ratings(train, catalogue)
+    sample = plot_sample(len(test), cfg.plot_sample, cfg.seed)
+    user_counts = train_counts(test[USER].to_numpy(), train[USER].to_numpy())
+    evaluation: dict[str, Any] = {}
+    samples: dict[str, pd.DataFrame] = {}
+    activity = []
+    for name, model in models.items():
+        result, predictions = evaluate_model(
+            model, train, test, seen, k=cfg.k, relevance_threshold=cfg.relevance_threshold, cold_threshold=cfg.cold_threshold
+        )
+        evaluation[name] = result
+        if predictions is None:
+            continue
+        scored = scored_frame(test, predictions)
+        samples[name] = pd.DataFrame(
+            {"actual": scored[RATING].to_numpy()[sample], "predicted": scored[PREDICTION].to_numpy()[sample]}
+        )
+        activity.append(error_by_activity(scored, user_counts).assign(model=name))
+    columns = ["model", "activity", "n_test_ratings", "rmse", "mae"]
+    table = pd.concat(activity, ignore_index=True)[columns] if activity else pd.DataFrame(columns=columns)
+    return evaluation, samples, table
+
+
+def read_curves(names: list[str]) -> dict[str, pd.DataFrame]:
+    return {name: pd.read_csv(LEARNING_CURVES[name]) for name in names if name in LEARNING_CURVES and LEARNING_CURVES[name].is_file()}
+
+
+def log_to_mlflow(
+    evaluation: Mapping[str, Any], run_ids: Mapping[str, str], params: Params, dataset: Mapping[str, Any]
+) -> None:
+    """Metrics into each trained model's run; a new run per baseline (same experiment)."""
+    from pipeline import tracking
+
+    experiment = params.mlflow.experiment
+    tracking.configure(experiment)
+    extra = {"evaluate_k": params.evaluate.k, "evaluate_relevance_threshold": params.evaluate.relevance_threshold}
+    for name, result in evaluation.items():
+        metrics = {**flat_metrics(result), **extra}
+        run_id = run_ids.get(name)
+        if run_id and tracking.run_exists(run_id):
+            tracking.log_metrics(metrics, run_id=run_id)
+            continue
+        if run_id:
+            print(f"evaluate: MLflow run {run_id} of {name} is not in this store; logging into a new run")
+        with tracking.start_run(name, experiment, name, dataset) as new_run:
+            tracking.log_params(baseline_params(name, params))
+            tracking.log_metrics(metrics, run_id=new_run)
+
+
+def run(params: Params, trained: Mapping[str, str] = TRAINED_MODELS) -> None:
+    """`trained` maps model name -> loader ("module:Class"); tests pass their own."""
+    train, test, movies, dataset = read_inputs()
+    catalogue = Catalogue.from_movies(movies)
+    models: dict[str, Any] = {}
+    run_ids: dict[str, str] = {}
+    for name, loader in trained.items():
+        models[name], run_ids[name] = load_trained(name, loader, catalogue, dataset)
+    models.update(fit_baselines(train, movies, rating_range(dataset), params))
+
+    evaluation, samples, activity = evaluate_all(models, train, test, catalogue, params)
+    protocol = protocol_text(params, len(train), len(test), dataset)
+    k = params.evaluate.k
+    markdown = markdown_report(evaluation, k, protocol)
+    page = html_report(evaluation, k, protocol, read_curves(list(trained)), activity)
+
+    finals = [EVALUATION, ERROR_BY_ACTIVITY, REPORT_HTML, REPORT_MD, *(predictions_path(n) for n in samples)]
+    with atomic_outputs(*finals) as tmps:
+        out = dict(zip(finals, tmps, strict=True))
+        out[EVALUATION].write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
+        activity.to_csv(out[ERROR_BY_ACTIVITY], index=False)
+        out[REPORT_HTML].write_text(page, encoding="utf-8")
+        out[REPORT_MD].write_text(markdown, encoding="utf-8")
+        for name, sample in samples.items():
+            sample.to_csv(out[predictions_path(name)], index=False, float_format="%.4f")
+        log_to_mlflow(evaluation, run_ids, params, dataset)
+    print(markdown)

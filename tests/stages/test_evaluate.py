@@ -1,0 +1,135 @@
+"""Stage `evaluate` on tiny data: the evaluation.json schema, plots, report, MLflow, and every bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline import paths, tracking
+from pipeline.config import parse_params
+from pipeline.errors import DataError, ModelError
+from pipeline.models.baselines import BiasModel
+from pipeline.split import split_ratings
+from pipeline.stages.evaluate import run
+from tests.evaluation.data import tiny_movies, tiny_ratings
+
+PARAMS = parse_params({"evaluate": {"k": 3, "cold_threshold": 4, "plot_sample": 5}, "mlflow": {"experiment": "eval-test"}})
+DATASET = {"source": "synthetic", "rating_min": 0.5, "rating_max": 5.0, "rating_step": 0.5, "fingerprint": "f00d"}
+FAKE = {"cofi": "pipeline.models.baselines:BiasModel"}  # a saved model standing in for a trained one
+RESULT_KEYS = ["rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "coverage", "n_test_ratings", "n_ranked_users", "cold"]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    train, test = split_ratings(tiny_ratings(n_users=10, per_user=9), "random", 0.3, 0)
+    for folder in (paths.RAW, paths.SPLIT):
+        folder.mkdir(parents=True)
+    tiny_movies().to_parquet(paths.RAW_MOVIES, index=False)
+    paths.RAW_META.write_text(json.dumps(DATASET))
+    train.to_parquet(paths.TRAIN, index=False)
+    test.to_parquet(paths.TEST, index=False)
+    return tmp_path
+
+
+def fake_trained_model(run_id: str | None = "new", **info) -> str | None:
+    """models/cofi (a bias model), metrics/train_cofi.json and, by default, its MLflow training run."""
+    BiasModel.fit(pd.read_parquet(paths.TRAIN), tiny_movies(), reg_user=1.0).save(paths.MODELS / "cofi")
+    if run_id == "new":
+        with tracking.start_run("cofi", "eval-test", "cofi", DATASET) as run_id:
+            pass
+    paths.METRICS.mkdir(exist_ok=True)
+    (paths.METRICS / "train_cofi.json").write_text(json.dumps({"mlflow_run_id": run_id, **info}))
+    return run_id
+
+
+def outputs(models: list[str]) -> list[Path]:
+    files = [paths.METRICS / "evaluation.json", paths.PLOTS / "error_by_activity.csv", paths.REPORTS / "report.html"]
+    return files + [paths.REPORTS / "report.md", *(paths.PLOTS / f"predictions_{m}.csv" for m in models)]
+
+
+def test_baselines_only_writes_the_schema_plots_report_and_mlflow_runs(workdir):
+    run(PARAMS, trained={})
+    evaluation = json.loads((paths.METRICS / "evaluation.json").read_text())
+    assert list(evaluation) == ["bias", "global_mean", "popularity"]
+    for name in ("bias", "global_mean"):
+        assert list(evaluation[name]) == RESULT_KEYS
+        assert list(evaluation[name]["cold"]) == ["rmse", "mae", "n_test_ratings"]
+    assert list(evaluation["popularity"]) == [k for k in RESULT_KEYS if k not in ("rmse", "mae")]
+    test = pd.read_parquet(paths.TEST)
+    assert evaluation["bias"]["n_test_ratings"] == len(test)
+    assert evaluation["bias"]["n_ranked_users"] == test.loc[test["rating"] >= 4.0, "user_id"].nunique()
+    assert all(path.is_file() for path in outputs(["bias", "global_mean"]))
+    assert not (paths.PLOTS / "predictions_popularity.csv").exists()
+    sample = pd.read_csv(paths.PLOTS / "predictions_bias.csv")
+    assert list(sample.columns) == ["actual", "predicted"] and len(sample) == 5
+    activity = pd.read_csv(paths.PLOTS / "error_by_activity.csv")
+    assert list(activity.columns) == ["model", "activity", "n_test_ratings", "rmse", "mae"]
+    assert set(activity["model"]) == {"bias", "global_mean"}
+    page, markdown = (paths.REPORTS / "report.html").read_text(), (paths.REPORTS / "report.md").read_text()
+    assert all(f"<td>{name}</td>" in page and f"| {name} |" in markdown for name in evaluation)
+    runs = tracking.search_runs("eval-test").set_index("tags.mlflow.runName")
+    assert sorted(runs.index) == ["bias", "global_mean", "popularity"]
+    assert runs.loc["bias", "metrics.test_rmse"] == pytest.approx(evaluation["bias"]["rmse"])
+    assert runs.loc["bias", "params.bias.reg_user"] == "15.0"
+
+
+def test_a_trained_model_is_evaluated_and_its_metrics_land_in_its_training_run(workdir):
+    run_id = fake_trained_model()
+    paths.PLOTS.mkdir(exist_ok=True)
+    pd.DataFrame({"iteration": [0, 1], "cost": [2.0, 1.0]}).to_csv(paths.PLOTS / "cofi_cost.csv", index=False)
+    run(PARAMS, trained=FAKE)
+    evaluation = json.loads((paths.METRICS / "evaluation.json").read_text())
+    assert list(evaluation) == ["cofi", "bias", "global_mean", "popularity"]
+    assert evaluation["cofi"]["rmse"] != evaluation["bias"]["rmse"]  # reg_user 1 vs 15
+    assert (paths.PLOTS / "predictions_cofi.csv").is_file()
+    assert "Learning curves" in (paths.REPORTS / "report.html").read_text()
+    runs = tracking.search_runs("eval-test").set_index("run_id")
+    assert runs.loc[run_id, "metrics.test_rmse"] == pytest.approx(evaluation["cofi"]["rmse"])
+    assert runs.loc[run_id, "metrics.test_ndcg_at_k"] == pytest.approx(evaluation["cofi"]["ndcg_at_k"])
+    assert runs.loc[run_id, "metrics.evaluate_k"] == 3
+    assert len(runs) == 4  # the training run and one per baseline
+
+
+def test_a_training_run_missing_from_the_store_gets_a_new_run(workdir, capsys):
+    fake_trained_model(run_id="0" * 32)
+    run(PARAMS, trained=FAKE)
+    assert "not in this store" in capsys.readouterr().out
+    assert "cofi" in set(tracking.search_runs("eval-test")["tags.mlflow.runName"])
+
+
+def test_the_same_inputs_give_the_same_metrics(workdir):
+    run(PARAMS, trained={})
+    first = (paths.METRICS / "evaluation.json").read_text()
+    run(PARAMS, trained={})
+    assert (paths.METRICS / "evaluation.json").read_text() == first
+
+
+@pytest.mark.parametrize(
+    ("prepare", "error", "message"),
+    [
+        (lambda: None, ModelError, r"models/cofi: model folder not found"),
+        (lambda: fake_trained_model(run_id=None), ModelError, r"metrics/train_cofi.json: no 'mlflow_run_id'"),
+        (lambda: fake_trained_model(fingerprint="beef"), ModelError, r"models/cofi: trained on another dataset \(fingerprint"),
+        (
+            lambda: (fake_trained_model(), tiny_movies(13).to_parquet(paths.RAW_MOVIES, index=False)),
+            ModelError,
+            r"models/cofi: trained on another dataset: its catalogue has 12 movies, data/raw/movies.parquet has 13",
+        ),
+        (
+            lambda: pd.read_parquet(paths.TEST).head(0).to_parquet(paths.TEST, index=False),
+            DataError,
+            r"data/split/test.parquet: no rows",
+        ),
+        (lambda: paths.RAW_META.unlink(), DataError, r"data/raw/dataset.json: not found"),
+    ],
+    ids=["missing-folder", "no-run-id", "other-fingerprint", "other-catalogue", "empty-test", "no-dataset-json"],
+)
+def test_bad_inputs_are_one_clear_error_and_nothing_is_written(workdir, prepare, error, message):
+    prepare()
+    with pytest.raises(error, match=message):
+        run(PARAMS, trained=FAKE)
+    assert not any(path.exists() for path in outputs(["cofi", "bias", "global_mean"]))
