@@ -9,7 +9,11 @@ where `taste . genres` is the user's average taste over the movie's genres, and 
 either to half stars or to whole stars. Which movies a user rates is drawn from a mixture of
 global (Zipf-like) popularity and the user's favourite genres, without replacement, so every
 (user, movie) pair is unique and every user has exactly the number of ratings drawn for them:
-the total is exactly `n_ratings`.
+the total is exactly `n_ratings`. Each user is active in a window inside 1996-2024, rates only
+movies released by its end, and never before a movie's release year.
+
+Same params -> same frames. CHUNK_RATINGS is part of the definition: each chunk draws from its
+own seeded stream, so changing it changes the data (not its distribution).
 """
 
 from __future__ import annotations
@@ -62,7 +66,7 @@ YEAR_MIN, YEAR_MAX = 1920, 2024
 UNKNOWN_YEAR_SHARE = 0.002
 
 CHUNK_RATINGS = 1_000_000  # ratings generated per user chunk (bounds peak memory)
-DENSE_FACTOR = 8  # users rating >= n_movies / DENSE_FACTOR movies are sampled on a dense row
+DENSE_FACTOR = 8  # users rating >= 1/DENSE_FACTOR of the movies out in their window: dense-row sampling
 
 _ADJECTIVES = (
     "Silent Broken Last Golden Hidden Lost Dark Bright Crimson Wild Secret Endless Frozen Burning "
@@ -71,7 +75,7 @@ _ADJECTIVES = (
     "Blue Cold Dangerous Deadly Empty First Glass Great Happy Holy Invisible Long Lucky Mad Perfect "
     "Red Royal Second Strange True"
 ).split()
-_NOUNS = (
+_NOUNS = (  # one accented word keeps non-ASCII titles in play, as in MovieLens
     "River Night Kingdom Heart Road City Storm Garden Shadow Dream Empire Island Mirror Promise "
     "Stranger Journey Secret Moon Ocean Fire Letter Station Family Game Hunter Witness Machine "
     "Planet Harbor Mountain Frontier Circus Détective Soldier Angel Ghost Thief Dancer Kid Lady "
@@ -96,7 +100,7 @@ class World:
     genre_choice: np.ndarray  # (n_users, n_genres) float64 rows sum to 1: which genres a user watches
     half_stars: np.ndarray  # (n_users,) bool
     movie_release: np.ndarray  # (n_movies,) float64 unix time of January 1st of the year, -inf if unknown
-    window_end: np.ndarray  # (n_users,) float64 unix time of a user's last rating
+    window_end: np.ndarray  # (n_users,) float64 unix time a user's activity window ends
     window_length: np.ndarray  # (n_users,) float64 seconds a user is active
 
 
