@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -32,7 +32,7 @@ class SyntheticParams(Section):
 
     n_users: int = Field(600, ge=2, description="number of users")
     n_movies: int = Field(3000, ge=2, description="number of movies in the catalogue")
-    n_ratings: int = Field(100_000, ge=1, description="number of ratings (approximate target, exact after dedup)")
+    n_ratings: int = Field(100_000, ge=1, description="number of ratings (exact)")
     min_user_ratings: int = Field(20, ge=1, description="every user rates at least this many movies")
     seed: int = Field(42, description="seed of every random draw of the generator")
 
@@ -111,25 +111,74 @@ class FeaturesParams(Section):
 
 
 class CofiParams(Section):
-    """Collaborative filtering (the course's matrix factorization). Defaults: the course's setup."""
+    """Collaborative filtering (matrix factorization). The course's exact setup is `COURSE_COFI`;
+    the defaults beyond it were chosen by measurement on ml-latest-small (benchmarks/bench_cofi.py)."""
 
     num_features: int = Field(100, ge=1, description="k, the length of x_i and w_j")
-    lambda_: float = Field(1.0, ge=0, description="L2 regularization strength")
+    lambda_: float = Field(0.1, ge=0, description="L2 regularization strength (its scale depends on `cost`)")
     learning_rate: float = Field(0.1, gt=0, description="Adam learning rate")
-    iterations: int = Field(200, ge=1, description="gradient steps")
-    seed: int = Field(1234, description="seed of the initialization")
+    iterations: int = Field(40, ge=1, description="passes over the training ratings (one Adam step each when batch_size is 0)")
+    seed: int = Field(1234, description="seed of initialization, validation hold-out and shuffling")
+    cost: Literal["sum", "mean"] = Field(
+        "mean",
+        description="sum: the course's J, lambda/2 * (sum W^2 + sum X^2) added once; mean: average over ratings of "
+        "error^2 + lambda * (|x_i|^2 + |w_j|^2 [+ c_i^2]), so each row is shrunk in proportion to its ratings "
+        "and lambda means the same at any data size",
+    )
+    init_scale: float = Field(0.1, gt=0, description="standard deviation of the normal initialization of X, W, b (course: 1)")
+    mean_shrinkage: float = Field(
+        5.0, ge=0, description="pseudo-ratings at the global mean added to each movie's mean (course: 0, plain mean)"
+    )
+    movie_bias: bool = Field(False, description="learn a regularized bias c_i per movie on top of its mean")
+    dtype: Literal["float32", "float64"] = Field("float32", description="float precision of training (course: float64)")
+    batch_size: int = Field(0, ge=0, description="ratings per Adam step; 0 = full batch (the course)")
+    validation_fraction: float = Field(
+        0.0, ge=0, le=0.5, description="share of training ratings held out to watch validation RMSE; 0 = none"
+    )
+    patience: int | None = Field(
+        None, ge=1, description="iterations without validation improvement before stopping (best restored); null = never"
+    )
+
+    @model_validator(mode="after")
+    def _early_stopping_needs_validation(self) -> CofiParams:
+        if self.patience is not None and self.validation_fraction == 0:
+            raise ValueError("patience needs validation_fraction > 0 (early stopping watches validation RMSE)")
+        return self
+
+
+COURSE_COFI = CofiParams(
+    num_features=100, lambda_=1.0, learning_rate=0.1, iterations=200, seed=1234, cost="sum", init_scale=1.0,
+    mean_shrinkage=0.0, movie_bias=False, dtype="float64", batch_size=0, validation_fraction=0.0, patience=None,
+)
 
 
 class ContentParams(Section):
-    """Content-based two-tower network. Defaults: the course's setup."""
+    """Content-based two-tower network. Network defaults: the course's; batch size, validation and
+    early stopping: measured on ml-latest-small (benchmarks/bench_content.py)."""
 
-    user_layers: list[int] = Field([256, 128], min_length=1, description="hidden units of the user tower")
-    item_layers: list[int] = Field([256, 128], min_length=1, description="hidden units of the movie tower")
-    embedding_dim: int = Field(32, ge=1, description="length of v_u and v_m")
+    user_layers: list[Annotated[int, Field(ge=1)]] = Field(
+        [256, 128], min_length=1, description="hidden units of the user tower (relu)"
+    )
+    item_layers: list[Annotated[int, Field(ge=1)]] = Field(
+        [256, 128], min_length=1, description="hidden units of the movie tower (relu)"
+    )
+    embedding_dim: int = Field(32, ge=1, description="length of v_u and v_m (linear output, L2-normalised)")
     learning_rate: float = Field(0.01, gt=0, description="Adam learning rate")
-    epochs: int = Field(30, ge=1, description="training epochs")
-    batch_size: int = Field(32, ge=1, description="mini-batch size")
-    seed: int = Field(1, description="seed of initialization and shuffling")
+    epochs: int = Field(30, ge=1, description="most training epochs (early stopping may end sooner)")
+    batch_size: int = Field(1024, ge=1, description="ratings per mini-batch (the course used 32)")
+    validation_fraction: float = Field(
+        0.1, ge=0, lt=1, description="share of training ratings held out for val_loss and early stopping; 0 = none"
+    )
+    patience: int | None = Field(
+        3, ge=0, description="epochs without val_loss improvement before stopping (best weights restored); null = never stop early"
+    )
+    seed: int = Field(1, description="seed of initialization, validation hold-out and shuffling")
+
+    @model_validator(mode="after")
+    def _early_stopping_needs_validation(self) -> ContentParams:
+        if self.patience is not None and self.validation_fraction == 0:
+            raise ValueError("patience needs validation_fraction > 0 (early stopping watches val_loss); set patience: null")
+        return self
 
 
 class BiasParams(Section):

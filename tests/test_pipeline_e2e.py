@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -97,10 +98,9 @@ def test_a_second_dvc_repro_has_nothing_to_do(reproduced):
 
 def test_dvc_dag_shows_the_stage_graph(reproduced):
     repo, _ = reproduced
-    dag = dvc(repo, "dag", "--md").stdout
-    for stage in ("ingest", "validate", "split", "features"):
-        assert stage in dag
-    assert "ingest --> validate" in dag or '"ingest" --> "validate"' in dag or "ingest-->validate" in dag.replace(" ", "")
+    dot = dvc(repo, "dag", "--dot").stdout
+    edges = set(re.findall(r'"([\w.]+)"\s*->\s*"([\w.]+)"', dot))
+    assert {("ingest", "validate"), ("validate", "split"), ("split", "features")} <= edges
 
 
 def test_a_failed_validation_stops_the_pipeline_and_keeps_earlier_outputs(tmp_path: Path):
