@@ -1,0 +1,457 @@
+"""Content-based recommender: the course's two-tower network over user and movie features.
+
+One network for all users maps a user's features to v_u, one for all movies maps a movie's
+features to v_m; both end in a linear layer of `embedding_dim` units and are L2-normalised, and
+the prediction is v_u . v_m in [-1, 1], trained with MSE against the rating scaled to [-1, 1] by
+the features stage's target MinMaxScaler, then mapped back to stars and clipped to the rating range.
+
+Inputs are the features stage's tables (pipeline/features.py), standardised with its scalers.
+Training streams mini-batches with tf.data: each batch is a slice of a seeded permutation of the
+rating rows, and its feature rows are gathered from the user and movie tables inside the pipeline,
+so memory stays O(ratings + users + movies), never O(ratings x features).
+
+Fallbacks (model contract): an unknown user gets the features of a user with no history
+(`features.no_history_user`); a movie outside the catalogue gets the training mean rating. Every
+catalogue movie has features, including those without training ratings (scored from year and
+genres). `similar` ranks movies by squared Euclidean distance between embeddings (= 2 - 2 cos).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from pipeline.config import ContentParams  # noqa: E402
+from pipeline.data.schema import GENRE_VOCABULARY, MOVIE, RATING, TITLE, USER  # noqa: E402
+from pipeline.errors import DataError, ModelError, RecsysError, data_error  # noqa: E402
+from pipeline.features import Features, Scalers, no_history_user, scalers_from_dict, scalers_to_dict  # noqa: E402
+from pipeline.models.base import (  # noqa: E402
+    Catalogue,
+    SeenItems,
+    check_pairs,
+    index_of,
+    load_arrays,
+    recommendation_frame,
+    save_arrays,
+    seen_exclusion,
+    top_n,
+)
+
+KERAS_FILE = "content.keras"
+ARRAYS_FILE = "content.npz"
+STATE_FILE = "content.json"
+USER_TOWER = "user_tower"
+MOVIE_TOWER = "movie_tower"
+CHUNK = 65_536  # rows per tower call and pairs per dot-product block at inference
+STEPS_PER_EXECUTION = 8  # batches per compiled call: less Python overhead per step, same results
+
+
+# ---- network ------------------------------------------------------------------------------
+
+
+def build_tower(name: str, n_inputs: int, layers: Sequence[int], embedding_dim: int) -> keras.Sequential:
+    """relu hidden layers, a linear output of `embedding_dim` units, then L2 normalisation."""
+    return keras.Sequential(
+        [
+            keras.Input((n_inputs,), name=f"{name}_input"),
+            *[keras.layers.Dense(units, activation="relu", name=f"{name}_dense_{i}") for i, units in enumerate(layers)],
+            keras.layers.Dense(embedding_dim, activation="linear", name=f"{name}_embedding"),
+            keras.layers.UnitNormalization(axis=-1, name=f"{name}_l2"),
+        ],
+        name=name,
+    )
+
+
+def build_network(n_user_inputs: int, n_movie_inputs: int, params: ContentParams) -> keras.Model:
+    """The combined model: (user features, movie features) -> v_u . v_m, compiled with Adam and MSE."""
+    user_tower = build_tower(USER_TOWER, n_user_inputs, params.user_layers, params.embedding_dim)
+    movie_tower = build_tower(MOVIE_TOWER, n_movie_inputs, params.item_layers, params.embedding_dim)
+    user_in = keras.Input((n_user_inputs,), name="user_features")
+    movie_in = keras.Input((n_movie_inputs,), name="movie_features")
+    dot = keras.layers.Dot(axes=1, name="dot")([user_tower(user_in), movie_tower(movie_in)])
+    network = keras.Model([user_in, movie_in], dot, name="two_tower")
+    network.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=params.learning_rate),
+        loss="mse",
+        steps_per_execution=STEPS_PER_EXECUTION,
+        jit_compile=False,  # XLA gained nothing measurable on CPU and is off under op determinism anyway
+    )
+    return network
+
+
+def tower_parameter_counts(network: keras.Model) -> dict[str, int]:
+    return {
+        "user_tower_params": int(network.get_layer(USER_TOWER).count_params()),
+        "movie_tower_params": int(network.get_layer(MOVIE_TOWER).count_params()),
+    }
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and TensorFlow together and make TF ops deterministic."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+# ---- input pipeline -----------------------------------------------------------------------
+
+
+def rating_batches(
+    user_rows: np.ndarray,
+    movie_rows: np.ndarray,
+    targets: np.ndarray,
+    user_table: np.ndarray,
+    movie_table: np.ndarray,
+    batch_size: int,
+    seed: int | None,
+) -> tf.data.Dataset:
+    """((user features, movie features), target) mini-batches gathered per batch from the tables.
+
+    With a seed, every iteration (epoch) walks a new permutation of the rows, the same sequence of
+    permutations for the same seed; without one, rows come in order (validation).
+    """
+    n = len(targets)
+    n_batches = -(-n // batch_size)
+    users = tf.constant(user_rows, tf.int32)
+    movies = tf.constant(movie_rows, tf.int32)
+    y = tf.constant(np.asarray(targets, np.float32).reshape(-1, 1))
+    user_features = tf.constant(user_table, tf.float32)
+    movie_features = tf.constant(movie_table, tf.float32)
+
+    if seed is None:
+        orders = tf.data.Dataset.from_tensors(tf.range(n, dtype=tf.int32))
+    else:
+        seed_tensor = tf.constant(seed, tf.int64)
+        orders = (
+            tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+            .take(1)
+            .map(lambda s: tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int32), seed=tf.stack([seed_tensor, s])))
+        )
+
+    def slices(order: tf.Tensor) -> tf.data.Dataset:
+        return tf.data.Dataset.range(n_batches).map(lambda b: order[b * batch_size : tf.minimum((b + 1) * batch_size, n)])
+
+    def gather(rows: tf.Tensor) -> tuple[tuple[tf.Tensor, tf.Tensor], tf.Tensor]:
+        pair = (tf.gather(user_features, tf.gather(users, rows)), tf.gather(movie_features, tf.gather(movies, rows)))
+        return pair, tf.gather(y, rows)
+
+    return (
+        orders.flat_map(slices)
+        .apply(tf.data.experimental.assert_cardinality(n_batches))
+        .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, validation rows) of a seeded random hold-out of `fraction` of n rows."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(n * fraction))
+    if fraction > 0 and (n_val == 0 or n_val == n):
+        raise DataError(f"validation_fraction {fraction} of {n} training ratings leaves an empty train or validation set")
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+# ---- feature tables -----------------------------------------------------------------------
+
+
+def feature_matrix(frame: pd.DataFrame, columns: Sequence[str], file: str) -> np.ndarray:
+    """The float64 matrix of `columns` of a features table, or a DataError naming the column.
+
+    Missing columns, columns in another order than `columns` (the order the model was trained
+    with) and NaN or infinite values are refused; other columns (ids) are ignored.
+    """
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise data_error(file, f"missing column(s) {', '.join(missing)}; the model needs {', '.join(columns)}")
+    present = [c for c in frame.columns if c in set(columns)]
+    for position, (got, wanted) in enumerate(zip(present, columns, strict=True)):
+        if got != wanted:
+            raise data_error(
+                file,
+                f"is at feature position {present.index(wanted)} but the model was trained with it at {position} "
+                f"(expected order: {', '.join(columns)})",
+                column=wanted,
+            )
+    for column in columns:
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise data_error(file, "are NaN, infinite or not numbers", column=column, count=int(bad.sum()), examples=frame.loc[bad, column])
+    return frame[list(columns)].to_numpy(dtype=np.float64)
+
+
+def standardise(raw: np.ndarray, scaler: Any, columns: Sequence[str]) -> np.ndarray:
+    """scaler.transform on named columns, as float32 for the towers."""
+    return scaler.transform(pd.DataFrame(raw, columns=list(columns))).astype(np.float32)
+
+
+def scaler_columns(scaler: Any) -> list[str]:
+    return [str(c) for c in scaler.feature_names_in_]
+
+
+# ---- the model ----------------------------------------------------------------------------
+
+
+class ContentModel:
+    """Two-tower content-based recommender (see the module docstring).
+
+    `ContentModel(params).fit(train, features, movies, rating_range)` trains; afterwards
+    `history` holds the per-epoch loss/val_loss, `catalogue` the recommendable movies.
+    """
+
+    def __init__(self, params: ContentParams) -> None:
+        self.params = params
+        self.network: keras.Model | None = None
+        self.history: dict[str, list[float]] = {}
+        self.best_epoch: int | None = None
+        self._movie_embeddings: np.ndarray | None = None
+
+    # -- training -------------------------------------------------------------------------
+
+    def fit(
+        self,
+        train: pd.DataFrame,
+        features: Features,
+        movies: pd.DataFrame,
+        rating_range: tuple[float, float],
+        callbacks: Sequence[keras.callbacks.Callback] = (),
+        verbose: int = 0,
+    ) -> ContentModel:
+        """Train on `train` ratings with the features stage's tables and scalers."""
+        self._set_data(train, features, movies, rating_range)
+        user_rows = index_of(train[USER].to_numpy(np.int64), self.user_ids)
+        movie_rows = self.catalogue.index(train[MOVIE].to_numpy(np.int64))
+        for name, rows, ids in ((USER, user_rows, train[USER]), (MOVIE, movie_rows, train[MOVIE])):
+            if (rows < 0).any():
+                raise data_error("train", "have no row in the features tables", column=name, count=int((rows < 0).sum()), examples=ids[rows < 0])
+        targets = self.scalers.target.transform(train[[RATING]].to_numpy(np.float64))[:, 0]
+
+        p = self.params
+        seed_everything(p.seed)
+        self.network = build_network(self.user_inputs.shape[1], self.movie_inputs.shape[1], p)
+        fit_rows, val_rows = validation_split(len(targets), p.validation_fraction, p.seed)
+
+        def batches(rows: np.ndarray, seed: int | None) -> tf.data.Dataset:
+            return rating_batches(user_rows[rows], movie_rows[rows], targets[rows], self.user_inputs, self.movie_inputs, p.batch_size, seed)
+
+        all_callbacks = list(callbacks)
+        if p.patience is not None:
+            early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=p.patience, restore_best_weights=True)
+            all_callbacks.insert(0, early)
+        result = self.network.fit(
+            batches(fit_rows, p.seed),
+            validation_data=batches(val_rows, None) if len(val_rows) else None,
+            epochs=p.epochs,
+            callbacks=all_callbacks,
+            shuffle=False,  # the dataset shuffles itself, seeded
+            verbose=verbose,
+        )
+        self.history = {key: [float(v) for v in values] for key, values in result.history.items()}
+        self.best_epoch = int(early.best_epoch) if p.patience is not None else len(self.history["loss"]) - 1
+        self._movie_embeddings = None
+        return self
+
+    def _set_data(self, train: pd.DataFrame, features: Features, movies: pd.DataFrame, rating_range: tuple[float, float]) -> None:
+        scalers = features.scalers
+        self.scalers: Scalers = scalers
+        self.user_columns = scaler_columns(scalers.user)
+        self.movie_columns = scaler_columns(scalers.movie)
+        users = features.users.sort_values(USER)
+        self.user_ids = users[USER].to_numpy(np.int64)
+        self.user_raw = feature_matrix(users, self.user_columns, "features users")
+        self.catalogue = Catalogue.from_movies(movies)
+        table = features.movies.sort_values(MOVIE)
+        if not np.array_equal(table[MOVIE].to_numpy(np.int64), self.catalogue.movie_ids):
+            raise DataError("features movies: column 'movie_id': the movies features do not cover exactly the movies table; rerun the features stage")
+        self.movie_raw = feature_matrix(table, self.movie_columns, "features movies")
+        self.no_history_raw = feature_matrix(no_history_user(train), self.user_columns, "no-history user")[0]
+        self.seen = SeenItems.from_ratings(train, self.catalogue)
+        self.rating_range = (float(rating_range[0]), float(rating_range[1]))
+        self._standardise_tables()
+
+    def _standardise_tables(self) -> None:
+        self.user_inputs = standardise(self.user_raw, self.scalers.user, self.user_columns)
+        self.movie_inputs = standardise(self.movie_raw, self.scalers.movie, self.movie_columns)
+        self.no_history_input = standardise(self.no_history_raw[None, :], self.scalers.user, self.user_columns)
+
+    # -- embeddings -----------------------------------------------------------------------
+
+    def _trained(self) -> keras.Model:
+        if self.network is None:
+            raise ModelError("content model: not trained yet (call fit or load)")
+        return self.network
+
+    def parameter_counts(self) -> dict[str, int]:
+        return tower_parameter_counts(self._trained())
+
+    def _embed(self, tower_name: str, inputs: np.ndarray) -> np.ndarray:
+        tower = self._trained().get_layer(tower_name)
+        if len(inputs) == 0:
+            return np.zeros((0, self.params.embedding_dim), np.float32)
+        parts = [keras.ops.convert_to_numpy(tower(inputs[i : i + CHUNK], training=False)) for i in range(0, len(inputs), CHUNK)]
+        return np.concatenate(parts).astype(np.float32)
+
+    def user_embeddings(self, table: pd.DataFrame, file: str = "user features") -> np.ndarray:
+        """v_u for each row of a user features table (columns as in training)."""
+        raw = feature_matrix(table, self.user_columns, file)
+        return self._embed(USER_TOWER, standardise(raw, self.scalers.user, self.user_columns))
+
+    def movie_embeddings(self, table: pd.DataFrame | None = None, file: str = "movie features") -> np.ndarray:
+        """v_m for each row of a movie features table; None = the catalogue (computed once, cached)."""
+        if table is not None:
+            raw = feature_matrix(table, self.movie_columns, file)
+            return self._embed(MOVIE_TOWER, standardise(raw, self.scalers.movie, self.movie_columns))
+        if self._movie_embeddings is None:
+            self._movie_embeddings = self._embed(MOVIE_TOWER, self.movie_inputs)
+        return self._movie_embeddings
+
+    def _user_vectors(self, user_ids: np.ndarray) -> np.ndarray:
+        """v_u per id (each distinct user run through the tower once); unknown ids: the no-history user."""
+        unique, inverse = np.unique(np.asarray(user_ids, np.int64), return_inverse=True)
+        rows = index_of(unique, self.user_ids)
+        inputs = np.concatenate([self.user_inputs[rows[rows >= 0]], self.no_history_input])
+        embedded = self._embed(USER_TOWER, inputs)
+        slot = np.where(rows >= 0, np.cumsum(rows >= 0) - 1, len(inputs) - 1)
+        return embedded[slot][inverse]
+
+    def _to_stars(self, dots: np.ndarray) -> np.ndarray:
+        stars = self.scalers.target.inverse_transform(np.asarray(dots, np.float64).reshape(-1, 1)).reshape(np.shape(dots))
+        return np.clip(stars, *self.rating_range)
+
+    # -- model contract -------------------------------------------------------------------
+
+    def predict(self, pairs: pd.DataFrame) -> np.ndarray:
+        """Ratings in stars for DataFrame[user_id, movie_id]; unknown movies get the training mean."""
+        user_ids, movie_ids = check_pairs(pairs)
+        out = np.full(len(user_ids), np.clip(self.scalers.global_mean, *self.rating_range), dtype=np.float64)
+        movie_rows = self.catalogue.index(movie_ids)
+        known = np.flatnonzero(movie_rows >= 0)
+        if len(known) == 0:
+            return out
+        users = self._user_vectors(user_ids[known])
+        movies = self.movie_embeddings()
+        dots = np.concatenate(
+            [np.einsum("ij,ij->i", users[i : i + CHUNK], movies[movie_rows[known[i : i + CHUNK]]]) for i in range(0, len(known), CHUNK)]
+        )
+        out[known] = self._to_stars(dots)
+        return out
+
+    def score_block(self, user_ids: np.ndarray) -> np.ndarray:
+        """Predicted stars (len(user_ids) x catalogue): towers run once per user and once per movie."""
+        return self._to_stars(self._user_vectors(user_ids) @ self.movie_embeddings().T)
+
+    def recommend(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """The n best-predicted catalogue movies for a training user, unseen ones only by default."""
+        if index_of(np.array([user_id], np.int64), self.user_ids)[0] < 0:
+            raise RecsysError(f"user {user_id} has no training ratings; use recommend_for_genres for a new user")
+        scores = self.score_block(np.array([user_id], np.int64))[0]
+        return recommendation_frame(self.catalogue, scores, n, seen_exclusion(self.seen, user_id, len(self.catalogue), exclude_seen))
+
+    def genre_user_row(self, prefs: Mapping[str, float]) -> np.ndarray:
+        """Raw user features of a new user from stated genre ratings, e.g. {"Adventure": 5}.
+
+        Starts from the no-history user (n_ratings 0, every average = the training mean) and sets
+        each stated genre's average: unstated genres say nothing, so they keep the training mean.
+        Genre names match case-insensitively; unknown names and ratings outside the range are errors.
+        """
+        if not prefs:
+            raise RecsysError(f"give at least one genre rating, e.g. Adventure=5; genres: {', '.join(GENRE_VOCABULARY)}")
+        by_name = {g.casefold(): g for g in GENRE_VOCABULARY}
+        unknown = [name for name in prefs if str(name).strip().casefold() not in by_name]
+        if unknown:
+            raise RecsysError(f"unknown genre(s) {', '.join(map(repr, unknown))}; valid genres: {', '.join(GENRE_VOCABULARY)}")
+        row = self.no_history_raw.copy()
+        low, high = self.rating_range
+        for name, value in prefs.items():
+            rating = float(value)
+            if not (np.isfinite(rating) and low <= rating <= high):
+                raise RecsysError(f"genre {name}: rating {value!r} is outside the rating range {low:g}..{high:g}")
+            row[self.user_columns.index(f"avg_{by_name[str(name).strip().casefold()]}")] = rating
+        return row
+
+    def recommend_for_genres(self, prefs: Mapping[str, float], n: int = 10) -> pd.DataFrame:
+        """Cold start: the n best movies for a new user described only by genre ratings."""
+        row = pd.DataFrame(self.genre_user_row(prefs)[None, :], columns=self.user_columns)
+        scores = self._to_stars(self.user_embeddings(row) @ self.movie_embeddings().T)[0]
+        return recommendation_frame(self.catalogue, scores, n, None)
+
+    def similar(self, movie_id: int, n: int = 10) -> pd.DataFrame:
+        """The n catalogue movies nearest to `movie_id` by squared distance between embeddings."""
+        position = self.catalogue.index(np.array([movie_id], np.int64))[0]
+        if position < 0:
+            raise RecsysError(f"movie {movie_id} is not in the catalogue")
+        embeddings = self.movie_embeddings().astype(np.float64)
+        distance = np.sum((embeddings - embeddings[position]) ** 2, axis=1)
+        itself = np.zeros(len(distance), dtype=bool)
+        itself[position] = True
+        picks = top_n(-distance, n, itself)
+        picks = picks[picks >= 0]
+        return pd.DataFrame({MOVIE: self.catalogue.movie_ids[picks], TITLE: self.catalogue.titles[picks], "distance": distance[picks]})
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> None:
+        """content.keras (the network), content.npz (tables, catalogue, seen items), content.json."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._trained().save(directory / KERAS_FILE)
+        save_arrays(
+            directory,
+            ARRAYS_FILE,
+            {
+                "user_ids": self.user_ids,
+                "user_features": self.user_raw,
+                "movie_features": self.movie_raw,
+                "no_history_features": self.no_history_raw,
+                **self.catalogue.to_arrays(),
+                **self.seen.to_arrays(),
+            },
+        )
+        state = {
+            "params": self.params.model_dump(),
+            "user_columns": self.user_columns,
+            "movie_columns": self.movie_columns,
+            "scalers": scalers_to_dict(self.scalers),
+            "rating_range": list(self.rating_range),
+            "history": self.history,
+            "best_epoch": self.best_epoch,
+        }
+        (directory / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ContentModel:
+        directory = Path(directory)
+        for name in (KERAS_FILE, STATE_FILE):
+            if not (directory / name).is_file():
+                raise ModelError(f"{directory / name}: model file not found (train the model first, e.g. `dvc repro`)")
+        state = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
+        arrays = load_arrays(directory, ARRAYS_FILE)
+        model = cls(ContentParams.model_validate(state["params"]))
+        model.network = keras.models.load_model(directory / KERAS_FILE)
+        model.scalers = scalers_from_dict(state["scalers"], str(directory / STATE_FILE))
+        model.user_columns = list(state["user_columns"])
+        model.movie_columns = list(state["movie_columns"])
+        if model.user_columns != scaler_columns(model.scalers.user) or model.movie_columns != scaler_columns(model.scalers.movie):
+            raise ModelError(f"{directory / STATE_FILE}: feature columns disagree with the stored scalers")
+        model.rating_range = tuple(float(v) for v in state["rating_range"])
+        model.history = {k: list(v) for k, v in state["history"].items()}
+        model.best_epoch = state["best_epoch"]
+        model.user_ids = arrays["user_ids"].astype(np.int64)
+        model.user_raw = arrays["user_features"]
+        model.movie_raw = arrays["movie_features"]
+        model.no_history_raw = arrays["no_history_features"]
+        model.catalogue = Catalogue.from_arrays(arrays)
+        model.seen = SeenItems.from_arrays(arrays)
+        model._standardise_tables()
+        return model

@@ -1,0 +1,154 @@
+"""Stage `train_content`: train split + data/features/ -> models/content/, metrics/train_content.json,
+plots/content_loss.csv, and an MLflow run named `content` (params, per-epoch loss/val_loss,
+learning-curve PNG, model summary, pyfunc model).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import keras
+import pandas as pd
+
+from pipeline import paths, tracking
+from pipeline.config import Params
+from pipeline.data.schema import MOVIE, USER, conform_movies, conform_ratings
+from pipeline.errors import data_error
+from pipeline.features import load_features
+from pipeline.io import atomic_outputs, read_json
+from pipeline.models.content import ContentModel
+
+NAME = "content"
+MODEL_DIR = paths.MODELS / NAME
+METRICS_FILE = paths.METRICS / "train_content.json"
+LOSS_CSV = paths.PLOTS / "content_loss.csv"
+CURVES = ("loss", "val_loss")
+
+Flush = Callable[[dict[str, list[float]], list[int]], None]
+
+
+class CurveLogger(keras.callbacks.Callback):
+    """Collects loss/val_loss per epoch and hands them to `flush` every `every` epochs and at the end."""
+
+    def __init__(self, flush: Flush, every: int = 10) -> None:
+        super().__init__()
+        self.flush, self.every = flush, every
+        self.pending: dict[str, list[float]] = {key: [] for key in CURVES}
+        self.steps: list[int] = []
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        for key in CURVES:
+            if logs and key in logs:
+                self.pending[key].append(float(logs[key]))
+        self.steps.append(epoch + 1)
+        if len(self.steps) >= self.every:
+            self._flush()
+
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.steps:
+            self.flush({key: values for key, values in self.pending.items() if values}, self.steps)
+        self.pending = {key: [] for key in CURVES}
+        self.steps = []
+
+
+def loss_table(history: Mapping[str, Sequence[float]]) -> pd.DataFrame:
+    """epoch (1-based), loss, val_loss (empty when there was no validation set)."""
+    loss = list(history.get("loss", []))
+    val = list(history.get("val_loss", [])) or [float("nan")] * len(loss)
+    return pd.DataFrame({"epoch": range(1, len(loss) + 1), "loss": loss, "val_loss": val})
+
+
+def train_metrics(model: ContentModel, seconds: float, run_id: str) -> dict[str, Any]:
+    """loss/val_loss of the epoch whose weights were kept (the best one under early stopping)."""
+    best = model.best_epoch if model.best_epoch is not None else len(model.history["loss"]) - 1
+    val = model.history.get("val_loss")
+    return {
+        "loss": model.history["loss"][best],
+        "val_loss": val[best] if val else None,
+        "best_epoch": best + 1,
+        "epochs_run": len(model.history["loss"]),
+        "seconds": round(seconds, 3),
+        **model.parameter_counts(),
+        "mlflow_run_id": run_id,
+    }
+
+
+def run_summary(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers of metrics/train_content.json for MLflow; loss/val_loss become final_* (the
+    per-epoch curves own the plain names)."""
+    renamed = {"loss": "final_loss", "val_loss": "final_val_loss"}
+    return {renamed.get(k, k): float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def learning_curve(table: pd.DataFrame) -> Any:
+    """A matplotlib Figure (Agg, no pyplot state) of loss and val_loss per epoch."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axes = figure.add_subplot()
+    axes.plot(table["epoch"], table["loss"], marker="o", label="loss (train)")
+    if table["val_loss"].notna().any():
+        axes.plot(table["epoch"], table["val_loss"], marker="o", label="val_loss")
+    axes.set(xlabel="epoch", ylabel="MSE on ratings scaled to [-1, 1]", title="content model learning curve")
+    axes.legend()
+    return figure
+
+
+def summary_text(model: ContentModel) -> str:
+    lines: list[str] = []
+    network = model._trained()
+    network.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), expand_nested=True)
+    counts = model.parameter_counts()
+    lines.append(", ".join(f"{key}: {value}" for key, value in counts.items()))
+    return "\n".join(lines) + "\n"
+
+
+def _read_inputs() -> tuple[pd.DataFrame, pd.DataFrame, Any, dict[str, Any]]:
+    for path, stage in ((paths.TRAIN, "split"), (paths.RAW_MOVIES, "ingest"), (paths.RAW_META, "ingest")):
+        if not path.is_file():
+            raise data_error(str(path), f"not found; run the {stage} stage first")
+    train = conform_ratings(pd.read_parquet(paths.TRAIN), str(paths.TRAIN))
+    movies = conform_movies(pd.read_parquet(paths.RAW_MOVIES), str(paths.RAW_MOVIES))
+    meta = read_json(paths.RAW_META)
+    for key in ("rating_min", "rating_max"):
+        if key not in meta:
+            raise data_error(str(paths.RAW_META), f"has no '{key}'; rerun the ingest stage")
+    return train, movies, load_features(paths.FEATURES), meta
+
+
+def run(params: Params) -> None:
+    train, movies, features, meta = _read_inputs()
+    rating_range = (float(meta["rating_min"]), float(meta["rating_max"]))
+    with tracking.start_run(NAME, params.mlflow.experiment, NAME, meta) as run_id:
+        tracking.log_params({"content": params.content.model_dump(), "features": params.features.model_dump()})
+        curves = CurveLogger(lambda values, steps: tracking.log_metric_history(values, steps, run_id=run_id))
+        started = time.perf_counter()
+        model = ContentModel(params.content).fit(
+            train, features, movies, rating_range, callbacks=[curves], verbose=1 if sys.stdout.isatty() else 0
+        )
+        metrics = train_metrics(model, time.perf_counter() - started, run_id)
+        table = loss_table(model.history)
+        tracking.log_metrics(run_summary(metrics))
+        tracking.log_figure(learning_curve(table), "content_loss.png")
+        tracking.log_text(summary_text(model), "model_summary.txt")
+        tracking.log_model(model, NAME, example=train[[USER, MOVIE]].head(5).reset_index(drop=True))
+        with atomic_outputs(MODEL_DIR, METRICS_FILE, LOSS_CSV) as (model_dir, metrics_file, loss_csv):
+            model.save(model_dir)
+            metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+            table.to_csv(loss_csv, index=False)
+    print(
+        f"content: {metrics['epochs_run']} epochs in {metrics['seconds']:.1f} s, kept epoch {metrics['best_epoch']} "
+        f"(loss {metrics['loss']:.4f}, val_loss {_fmt(metrics['val_loss'])}); "
+        f"towers: user {metrics['user_tower_params']}, movie {metrics['movie_tower_params']} parameters"
+    )
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"

@@ -1,0 +1,109 @@
+"""Stage train_content: outputs, MLflow run, batched curves, nothing partial on bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline import paths
+from pipeline.config import SyntheticParams, parse_params
+from pipeline.data.schema import MOVIE, USER
+from pipeline.data.synthetic import generate
+from pipeline.errors import DataError
+from pipeline.features import build_features, save_features
+from pipeline.models.content import ContentModel
+from pipeline.stages import train_content
+from pipeline.stages.train_content import CurveLogger, loss_table
+
+CONTENT = {
+    "user_layers": [8], "item_layers": [8], "embedding_dim": 4, "learning_rate": 0.05,
+    "epochs": 12, "batch_size": 64, "validation_fraction": 0.2, "patience": 1, "seed": 3,
+}  # fmt: skip
+PARAMS = {"content": CONTENT, "mlflow": {"experiment": "stage-test"}}
+OUTPUTS = (train_content.MODEL_DIR, train_content.METRICS_FILE, train_content.LOSS_CSV)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    ratings, movies = generate(SyntheticParams(n_users=30, n_movies=80, n_ratings=900, min_user_ratings=20, seed=5))
+    train = ratings.sample(frac=0.8, random_state=0).reset_index(drop=True)
+    paths.RAW.mkdir(parents=True)
+    paths.SPLIT.mkdir(parents=True)
+    movies.to_parquet(paths.RAW_MOVIES, index=False)
+    train.to_parquet(paths.TRAIN, index=False)
+    meta = {"source": "synthetic", "rating_min": 0.5, "rating_max": 5.0, "rating_step": 0.5, "fingerprint": "abc123"}
+    paths.RAW_META.write_text(json.dumps(meta))
+    save_features(build_features(train, movies, 0.0), paths.FEATURES)
+    return tmp_path
+
+
+def test_stage_writes_model_metrics_curve_and_one_tracked_run(workdir: Path):
+    train_content.run(parse_params(PARAMS))
+
+    metrics = json.loads(train_content.METRICS_FILE.read_text())
+    curve = pd.read_csv(train_content.LOSS_CSV)
+    assert list(curve.columns) == ["epoch", "loss", "val_loss"]
+    assert curve["epoch"].tolist() == list(range(1, metrics["epochs_run"] + 1))
+    assert metrics["epochs_run"] < CONTENT["epochs"]  # patience 1 stopped it
+    assert metrics["val_loss"] == pytest.approx(curve["val_loss"].min())
+    assert metrics["loss"] == pytest.approx(curve["loss"].iloc[metrics["best_epoch"] - 1])
+    assert metrics["user_tower_params"] == 21 * 8 + 8 + 8 * 4 + 4 and metrics["movie_tower_params"] == 22 * 8 + 8 + 8 * 4 + 4
+    assert metrics["seconds"] > 0
+
+    model = ContentModel.load(train_content.MODEL_DIR)
+    assert {p.name for p in train_content.MODEL_DIR.iterdir()} == {"content.keras", "content.npz", "content.json"}
+
+    client = MlflowClient()
+    run = client.get_run(metrics["mlflow_run_id"])
+    assert run.info.run_name == "content"
+    assert run.data.tags["model_family"] == "content" and run.data.tags["dataset_fingerprint"] == "abc123"
+    assert run.data.params["content.batch_size"] == "64"
+    history = client.get_metric_history(run.info.run_id, "val_loss")
+    assert [m.step for m in history] == curve["epoch"].tolist()
+    np.testing.assert_allclose([m.value for m in history], curve["val_loss"], rtol=1e-6)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"content_loss.png", "model_summary.txt"} <= artifacts
+
+    train = pd.read_parquet(paths.TRAIN)
+    pairs = pd.concat([train[[USER, MOVIE]].head(5), pd.DataFrame({USER: [-1], MOVIE: [-1]})], ignore_index=True)
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/content")
+    np.testing.assert_allclose(pyfunc.predict(pairs), model.predict(pairs), rtol=1e-6)
+
+
+def test_missing_features_is_a_data_error_and_writes_nothing(workdir: Path):
+    for name in ("scalers.json",):
+        (paths.FEATURES / name).unlink()
+    with pytest.raises(DataError, match="scalers.json: not found"):
+        train_content.run(parse_params(PARAMS))
+    assert not any(path.exists() for path in OUTPUTS)
+
+
+def test_a_bad_features_table_fails_before_anything_is_written(workdir: Path):
+    users = pd.read_parquet(paths.FEATURES / "users.parquet")
+    users.loc[0, "avg_Drama"] = np.nan
+    users.to_parquet(paths.FEATURES / "users.parquet", index=False)
+    with pytest.raises(DataError, match="column 'avg_Drama'"):
+        train_content.run(parse_params(PARAMS))
+    assert not any(path.exists() for path in OUTPUTS)
+
+
+def test_curve_logger_hands_over_epochs_in_batches():
+    calls: list[tuple[dict, list[int]]] = []
+    logger = CurveLogger(lambda values, steps: calls.append((values, steps)), every=2)
+    for epoch in range(5):
+        logger.on_epoch_end(epoch, {"loss": 10.0 - epoch, "val_loss": 20.0 - epoch})
+    logger.on_train_end()
+    assert [steps for _, steps in calls] == [[1, 2], [3, 4], [5]]
+    assert calls[0][0] == {"loss": [10.0, 9.0], "val_loss": [20.0, 19.0]}
+
+
+def test_loss_table_without_validation_has_an_empty_val_loss_column():
+    table = loss_table({"loss": [0.5, 0.4]})
+    assert table["epoch"].tolist() == [1, 2] and table["val_loss"].isna().all()
