@@ -144,15 +144,19 @@ def top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> np.n
     k = min(n, n_cols)
     if k == 0:
         return np.full((masked.shape[0], n), -1, dtype=np.int64)
-    # Partitioning is O(movies). argpartition alone picks arbitrary members of a tie at the k-th
-    # score, so keep every score above the k-th and the lowest-index ones equal to it; then a
-    # stable sort of the k survivors keeps ties in index order.
+    # argpartition is O(movies) but picks arbitrary members of a tie at the k-th score; rows where
+    # such a tie spills over keep every score above the k-th and the lowest-index ones equal to it.
+    # A stable sort of the k survivors then keeps ties in index order.
     if k < n_cols:
-        kth = -np.partition(-masked, k - 1, axis=1)[:, k - 1 : k]
-        above = masked > kth
-        at_kth = masked == kth
-        keep = above | (at_kth & (np.cumsum(at_kth, axis=1) <= k - above.sum(axis=1, keepdims=True)))
-        part_sorted = np.nonzero(keep)[1].reshape(masked.shape[0], k)
+        part = np.argpartition(masked, n_cols - k, axis=1)[:, n_cols - k :]
+        kth = np.take_along_axis(masked, part[:, :1], axis=1)
+        spilled = np.flatnonzero((masked >= kth).sum(axis=1) > k)
+        if len(spilled):
+            rows, kth_rows = masked[spilled], kth[spilled]
+            above, at_kth = rows > kth_rows, rows == kth_rows
+            keep = above | (at_kth & (np.cumsum(at_kth, axis=1) <= k - above.sum(axis=1, keepdims=True)))
+            part[spilled] = np.nonzero(keep)[1].reshape(len(spilled), k)
+        part_sorted = np.sort(part, axis=1)
     else:
         part_sorted = np.tile(np.arange(n_cols), (masked.shape[0], 1))
     order = np.argsort(-np.take_along_axis(masked, part_sorted, axis=1), axis=1, kind="stable")
