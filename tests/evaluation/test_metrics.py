@@ -223,3 +223,16 @@ def test_evaluate_model_gives_the_schema_of_evaluation_json():
 def test_flat_metrics_prefix_nested_keys_and_drop_nulls():
     flat = flat_metrics({"rmse": 0.9, "n_test_ratings": 3, "cold": {"rmse": None, "n_test_ratings": 0}})
     assert flat == {"test_rmse": 0.9, "test_n_test_ratings": 3.0, "test_cold_n_test_ratings": 0.0}
+
+
+def test_with_held_out_users_the_whole_test_set_is_cold_and_still_ranked():
+    from pipeline.split import split_ratings
+
+    train, test = split_ratings(tiny_ratings(n_users=10, per_user=8), "cold_user", 0.3, 0)
+    model = BiasModel.fit(train, tiny_movies())
+    result, _ = evaluate_model(
+        model, train, test, SeenItems.from_ratings(train, model.catalogue), k=3, relevance_threshold=4.0, cold_threshold=1
+    )
+    assert result["cold"]["n_test_ratings"] == result["n_test_ratings"] == len(test)
+    assert result["cold"]["rmse"] == pytest.approx(result["rmse"])
+    assert result["n_ranked_users"] == test.loc[test["rating"] >= 4.0, "user_id"].nunique() > 0
