@@ -32,6 +32,7 @@ STAGES = {
     "validate": ("pipeline.stages.validate", "Check data/raw/ with Great Expectations; stop the pipeline on failure."),
     "split": ("pipeline.stages.split", "Divide ratings into data/split/{train,test}.parquet."),
     "features": ("pipeline.stages.features", "Compute user/movie features and scalers from train only."),
+    "train-cofi": ("pipeline.stages.train_cofi", "Train collaborative filtering into models/cofi/ (MLflow run 'cofi')."),
     "train-content": ("pipeline.stages.train_content", "Train the two-tower content model into models/content/ (MLflow run 'content')."),
     "evaluate": ("pipeline.stages.evaluate", "Score both models and the baselines on the test split; write metrics, plots, report."),
 }

@@ -114,10 +114,10 @@ class CofiParams(Section):
     """Collaborative filtering (matrix factorization). The course's exact setup is `COURSE_COFI`;
     the defaults beyond it were chosen by measurement on ml-latest-small (benchmarks/bench_cofi.py)."""
 
-    num_features: int = Field(100, ge=1, description="k, the length of x_i and w_j")
-    lambda_: float = Field(0.1, ge=0, description="L2 regularization strength (its scale depends on `cost`)")
+    num_features: int = Field(50, ge=1, description="k, the length of x_i and w_j")
+    lambda_: float = Field(0.15, ge=0, description="L2 regularization strength (its scale depends on `cost`)")
     learning_rate: float = Field(0.1, gt=0, description="Adam learning rate")
-    iterations: int = Field(40, ge=1, description="passes over the training ratings (one Adam step each when batch_size is 0)")
+    iterations: int = Field(30, ge=1, description="passes over the training ratings (one Adam step each when batch_size is 0)")
     seed: int = Field(1234, description="seed of initialization, validation hold-out and shuffling")
     cost: Literal["sum", "mean"] = Field(
         "mean",
@@ -127,7 +127,7 @@ class CofiParams(Section):
     )
     init_scale: float = Field(0.1, gt=0, description="standard deviation of the normal initialization of X, W, b (course: 1)")
     mean_shrinkage: float = Field(
-        5.0, ge=0, description="pseudo-ratings at the global mean added to each movie's mean (course: 0, plain mean)"
+        10.0, ge=0, description="pseudo-ratings at the global mean added to each movie's mean (course: 0, plain mean)"
     )
     movie_bias: bool = Field(False, description="learn a regularized bias c_i per movie on top of its mean")
     dtype: Literal["float32", "float64"] = Field("float32", description="float precision of training (course: float64)")

@@ -1,0 +1,115 @@
+"""Stage `train_cofi`: train split -> models/cofi/, metrics/train_cofi.json, plots/cofi_cost.csv, and an
+MLflow run named `cofi` (params, `train_cost` per iteration, cost-curve PNG, pyfunc model).
+
+Nothing is written when training fails (a NaN cost, bad input): the outputs appear all together.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline import paths, tracking
+from pipeline.config import Params
+from pipeline.data.schema import MOVIE, RATING, USER, conform_movies, conform_ratings
+from pipeline.errors import data_error
+from pipeline.io import atomic_outputs, read_json
+from pipeline.models.cofi import CofiModel
+
+NAME = "cofi"
+MODEL_DIR = paths.MODELS / NAME
+METRICS_FILE = paths.METRICS / "train_cofi.json"
+COST_CSV = paths.PLOTS / "cofi_cost.csv"
+
+
+def read_inputs() -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """(train ratings, movies, dataset.json), each checked against the data contract."""
+    for path, stage in ((paths.TRAIN, "split"), (paths.RAW_MOVIES, "ingest"), (paths.RAW_META, "ingest")):
+        if not path.is_file():
+            raise data_error(str(path), f"not found; run the {stage} stage first")
+    train = conform_ratings(pd.read_parquet(paths.TRAIN), str(paths.TRAIN))
+    movies = conform_movies(pd.read_parquet(paths.RAW_MOVIES), str(paths.RAW_MOVIES))
+    meta = read_json(paths.RAW_META)
+    missing = [key for key in ("rating_min", "rating_max") if key not in meta]
+    if missing:
+        raise data_error(str(paths.RAW_META), f"has no '{missing[0]}'; rerun the ingest stage")
+    return train, movies, meta
+
+
+def cost_table(model: CofiModel) -> pd.DataFrame:
+    """iteration (0-based, as the course prints it), cost."""
+    cost = model.history.cost
+    return pd.DataFrame({"iteration": np.arange(len(cost)), "cost": cost})
+
+
+def train_metrics(model: CofiModel, train: pd.DataFrame, run_id: str, dataset: Mapping[str, Any]) -> dict[str, Any]:
+    history = model.history
+    predicted = model.predict(train[[USER, MOVIE]])
+    metrics: dict[str, Any] = {
+        "final_cost": history.cost[-1],
+        "train_rmse": float(np.sqrt(np.mean((predicted - train[RATING].to_numpy()) ** 2))),
+        "iterations_run": history.iterations_run,
+        "seconds": round(history.seconds, 3),
+        "parameter_count": model.parameter_count,
+    }
+    if history.validation_rmse:
+        metrics["best_iteration"] = history.best_iteration
+        metrics["validation_rmse"] = history.validation_rmse[history.best_iteration]
+    metrics["mlflow_run_id"] = run_id
+    metrics["dataset_fingerprint"] = str(dataset.get("fingerprint", "unknown"))
+    return metrics
+
+
+def cost_figure(table: pd.DataFrame, validation_rmse: list[float]) -> Any:
+    """A matplotlib Figure (Agg, no pyplot state) of the cost per iteration (and validation RMSE)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4), layout="constrained")
+    axes = figure.add_subplot()
+    axes.plot(table["iteration"], table["cost"], label="training cost J")
+    axes.set(xlabel="iteration", ylabel="cost", title="collaborative filtering: cost per iteration")
+    if validation_rmse:
+        twin = axes.twinx()
+        twin.plot(table["iteration"], validation_rmse, color="tab:orange", label="validation RMSE")
+        twin.set_ylabel("validation RMSE (stars)")
+        twin.legend(loc="upper center")
+    axes.legend(loc="upper right")
+    return figure
+
+
+def run(params: Params) -> None:
+    train, movies, meta = read_inputs()
+    rating_range = (float(meta["rating_min"]), float(meta["rating_max"]))
+    with tracking.start_run(NAME, params.mlflow.experiment, NAME, meta) as run_id:
+        tracking.log_params(
+            {
+                "cofi": params.cofi.model_dump(),
+                "n_users": train[USER].nunique(),
+                "n_movies": train[MOVIE].nunique(),
+                "n_train_ratings": len(train),
+            }
+        )
+        model = CofiModel.fit(train, movies, params.cofi, rating_range, source=str(paths.TRAIN))
+        history = model.history
+        tracking.log_params({"parameter_count": model.parameter_count})
+        curves = {"train_cost": history.cost}
+        if history.validation_rmse:
+            curves["validation_rmse"] = history.validation_rmse
+        tracking.log_metric_history(curves, list(range(history.iterations_run)))
+        metrics = train_metrics(model, train, run_id, meta)
+        tracking.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and k != "parameter_count"})
+        table = cost_table(model)
+        tracking.log_figure(cost_figure(table, history.validation_rmse), "cofi_cost.png")
+        tracking.log_model(model, NAME, example=train[[USER, MOVIE]].head(5).reset_index(drop=True))
+        with atomic_outputs(MODEL_DIR, METRICS_FILE, COST_CSV) as (model_dir, metrics_file, cost_csv):
+            model.save(model_dir)
+            metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+            table.to_csv(cost_csv, index=False)
+    print(
+        f"cofi: {metrics['iterations_run']} iterations in {metrics['seconds']:.1f} s, final cost "
+        f"{metrics['final_cost']:.4g}, train RMSE {metrics['train_rmse']:.4f}, {metrics['parameter_count']} parameters"
+    )

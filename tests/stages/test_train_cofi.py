@@ -1,0 +1,119 @@
+"""Stage `train_cofi` in a temporary folder: outputs, MLflow run (params, tags, cost curve, figure,
+pyfunc model), and bad input that leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline import paths, tracking
+from pipeline.config import parse_params
+from pipeline.data.schema import MOVIE, RATING, USER
+from pipeline.errors import DataError, ModelError
+from pipeline.models.cofi import CofiModel
+from pipeline.stages.train_cofi import COST_CSV, METRICS_FILE, MODEL_DIR, run
+from tests.models.test_cofi import low_rank_ratings
+
+K, ITERATIONS = 3, 6
+PARAMS = parse_params({"cofi": {"num_features": K, "iterations": ITERATIONS}, "mlflow": {"experiment": "cofi-test"}})
+DATASET = {"source": "synthetic", "rating_min": 0.5, "rating_max": 5.0, "rating_step": 0.5, "fingerprint": "c0ffee"}
+OUTPUTS = (MODEL_DIR, METRICS_FILE, COST_CSV)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    ratings, movies = low_rank_ratings(n_users=12, n_movies=15)
+    for folder in (paths.RAW, paths.SPLIT):
+        folder.mkdir(parents=True)
+    movies.to_parquet(paths.RAW_MOVIES, index=False)
+    ratings.to_parquet(paths.TRAIN, index=False)
+    paths.RAW_META.write_text(json.dumps(DATASET))
+    return tmp_path
+
+
+def test_writes_model_metrics_cost_curve_and_an_mlflow_run(workdir):
+    run(PARAMS)
+    train = pd.read_parquet(paths.TRAIN)
+    model = CofiModel.load(MODEL_DIR)
+    metrics = json.loads(METRICS_FILE.read_text())
+    n_users, n_movies = train[USER].nunique(), train[MOVIE].nunique()
+    assert metrics["iterations_run"] == ITERATIONS
+    assert metrics["parameter_count"] == (n_users + n_movies) * K + n_users
+    assert metrics["final_cost"] == pytest.approx(model.history.cost[-1])
+    expected_rmse = np.sqrt(np.mean((model.predict(train) - train[RATING]) ** 2))
+    assert metrics["train_rmse"] == pytest.approx(expected_rmse)
+    assert metrics["seconds"] > 0 and metrics["dataset_fingerprint"] == "c0ffee"
+    curve = pd.read_csv(COST_CSV)
+    assert list(curve.columns) == ["iteration", "cost"]
+    assert curve["iteration"].tolist() == list(range(ITERATIONS))
+    np.testing.assert_allclose(curve["cost"], model.history.cost)
+
+    client = MlflowClient(tracking.tracking_uri())
+    mlflow_run = client.get_run(metrics["mlflow_run_id"])
+    assert mlflow_run.info.run_name == "cofi"
+    assert client.get_experiment(mlflow_run.info.experiment_id).name == "cofi-test"
+    logged = mlflow_run.data.params
+    assert logged["cofi.num_features"] == str(K) and logged["cofi.cost"] == "mean"
+    assert {k: logged[k] for k in ("n_users", "n_movies", "n_train_ratings", "parameter_count")} == {
+        "n_users": str(n_users),
+        "n_movies": str(n_movies),
+        "n_train_ratings": str(len(train)),
+        "parameter_count": str(metrics["parameter_count"]),
+    }
+    assert mlflow_run.data.tags["model_family"] == "cofi"
+    assert mlflow_run.data.tags["dataset_fingerprint"] == "c0ffee"
+    history = client.get_metric_history(metrics["mlflow_run_id"], "train_cost")
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(ITERATIONS))
+    artifacts = {a.path for a in client.list_artifacts(metrics["mlflow_run_id"])}
+    assert "cofi_cost.png" in artifacts
+
+
+def test_the_logged_pyfunc_predicts_clipped_stars_with_fallbacks(workdir):
+    run(PARAMS)
+    run_id = json.loads(METRICS_FILE.read_text())["mlflow_run_id"]
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/cofi")
+    train = pd.read_parquet(paths.TRAIN)
+    pairs = pd.concat([train[[USER, MOVIE]].head(5), pd.DataFrame({USER: [999_999], MOVIE: [999_999]})], ignore_index=True)
+    predicted = np.asarray(pyfunc.predict(pairs))
+    np.testing.assert_allclose(predicted, CofiModel.load(MODEL_DIR).predict(pairs))
+    assert predicted[-1] == pytest.approx(train[RATING].mean())
+    assert ((predicted >= 0.5) & (predicted <= 5.0)).all()
+
+
+def test_a_diverging_cost_leaves_the_previous_outputs_untouched(workdir):
+    run(PARAMS)
+    before = {path: sorted(p.read_bytes() for p in ([path] if path.is_file() else path.rglob("*"))) for path in OUTPUTS}
+    diverging = parse_params({"cofi": {"num_features": K, "learning_rate": 1e20}, "mlflow": {"experiment": "cofi-test"}})
+    with pytest.raises(ModelError, match="cost became"):
+        run(diverging)
+    after = {path: sorted(p.read_bytes() for p in ([path] if path.is_file() else path.rglob("*"))) for path in OUTPUTS}
+    assert after == before
+
+
+def test_nan_ratings_stop_the_stage_naming_the_file_and_nothing_is_written(workdir):
+    train = pd.read_parquet(paths.TRAIN)
+    train.loc[2, RATING] = np.nan
+    train.to_parquet(paths.TRAIN, index=False)
+    with pytest.raises(DataError, match=r"data/split/train.parquet: column 'rating': 1 row"):
+        run(PARAMS)
+    assert not any(path.exists() for path in OUTPUTS)
+
+
+def test_an_empty_train_split_is_a_clear_error(workdir):
+    pd.read_parquet(paths.TRAIN).iloc[:0].to_parquet(paths.TRAIN, index=False)
+    with pytest.raises(DataError, match="train.parquet: no ratings"):
+        run(PARAMS)
+    assert not any(path.exists() for path in OUTPUTS)
+
+
+def test_missing_inputs_name_the_stage_to_run(workdir):
+    paths.TRAIN.unlink()
+    with pytest.raises(DataError, match="train.parquet: not found; run the split stage"):
+        run(PARAMS)
