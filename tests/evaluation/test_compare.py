@@ -65,3 +65,21 @@ def test_compare_reads_the_last_runs_from_mlflow():
     assert table["params"].tolist() == ["reg_user=15", "reg_user=15"]
     with pytest.raises(ConfigError, match="--last"):
         compare_runs("exp", last=0)
+
+
+def test_recsys_compare_prints_the_table_best_first(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pipeline import tracking
+    from pipeline.cli import app
+
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: the default experiment name is used
+    assert "no runs in MLflow experiment 'recsys'" in CliRunner().invoke(app, ["compare"]).output
+    for name, ndcg in (("weak", 0.05), ("strong", 0.16)):
+        with tracking.start_run(name, "recsys", "bias", {}) as run_id:
+            tracking.log_metrics({"test_ndcg_at_k": ndcg}, run_id=run_id)
+    result = CliRunner().invoke(app, ["compare", "--by", "nDCG@k", "--last", "5"])
+    assert result.exit_code == 0
+    assert result.output.index("strong") < result.output.index("weak")
+    bad = CliRunner().invoke(app, ["compare", "--by", "speed"])
+    assert bad.exit_code == 1 and "unknown metric 'speed'" in bad.output
