@@ -166,6 +166,17 @@ def test_the_cost_goes_down(tiny):
         assert (np.diff(cost) < 0).mean() > 0.8
 
 
+def test_full_batch_in_chunks_takes_the_same_steps_as_one_batch(tiny, monkeypatch):
+    import pipeline.models.cofi as cofi
+
+    params = FAST.model_copy(update={"dtype": "float64"})
+    whole = CofiModel.fit(*tiny, params, RANGE)
+    monkeypatch.setattr(cofi, "CHUNK", 100)  # ~600 ratings -> 6 chunks, gradients summed
+    chunked = CofiModel.fit(*tiny, params, RANGE)
+    np.testing.assert_allclose(chunked.history.cost, whole.history.cost, rtol=1e-9)
+    np.testing.assert_allclose(chunked.factors["X"], whole.factors["X"], rtol=1e-6, atol=1e-9)
+
+
 def test_course_setup_is_reachable_and_is_the_course_formula(tiny):
     """COURSE_COFI trains the course's summed cost: the first logged cost is J at the initial values."""
     params = COURSE_COFI.model_copy(update={"iterations": 2})
