@@ -9,10 +9,13 @@ from __future__ import annotations
 import importlib
 import os
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 import mlflow.pyfunc
@@ -22,6 +25,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from pipeline.data.schema import MOVIE, USER
+from pipeline.errors import RecsysError
 
 METRIC_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -42,6 +46,32 @@ def repository_root(start: Path | None = None) -> Path:
 def tracking_uri() -> str:
     """$MLFLOW_TRACKING_URI, else sqlite at the absolute path <repo>/mlflow.db."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repository_root() / 'mlflow.db'}"
+
+
+def shown_uri(uri: str) -> str:
+    """The URI without any user:password@ part, fit for an error message."""
+    parts = urlsplit(uri)
+    if not parts.username and not parts.password:
+        return uri
+    return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+
+
+def check_reachable(uri: str | None = None, timeout: float = 5.0) -> None:
+    """Fail within `timeout` seconds when an http(s) tracking server does not answer (MLflow's own
+    client would retry for minutes). Any HTTP answer, even 401/404, counts as reachable."""
+    uri = uri or tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(shown_uri(uri).rstrip("/") + "/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise RecsysError(
+            f"MLflow tracking server {shown_uri(uri)} does not answer ({reason}); start it, or point "
+            "MLFLOW_TRACKING_URI at one that does (unset it to use the local sqlite store)"
+        ) from None
 
 
 def configure(experiment: str) -> str:

@@ -86,6 +86,7 @@ def cost_figure(table: pd.DataFrame, validation_rmse: list[float]) -> Any:
 
 
 def run(params: Params) -> None:
+    tracking.check_reachable()  # an unreachable tracking server fails here, before any training
     train, movies, meta = read_inputs()
     rating_range = (float(meta["rating_min"]), float(meta["rating_max"]))
     with tracking.start_run(NAME, params.mlflow.experiment, NAME, meta) as run_id:
@@ -110,7 +111,7 @@ def run(params: Params) -> None:
         tracking.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and k != "parameter_count"})
         table = cost_table(model)
         tracking.log_figure(cost_figure(table, history.validation_rmse), "cofi_cost.png")
-        tracking.log_model(model, NAME, example=train[[USER, MOVIE]].head(5).reset_index(drop=True))
+        metrics["model_uri"] = tracking.log_model(model, NAME, example=train[[USER, MOVIE]].head(5).reset_index(drop=True))
         with atomic_outputs(MODEL_DIR, METRICS_FILE, COST_CSV) as (model_dir, metrics_file, cost_csv):
             model.save(model_dir)
             metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

@@ -124,6 +124,7 @@ def _read_inputs() -> tuple[pd.DataFrame, pd.DataFrame, Any, dict[str, Any]]:
 
 
 def run(params: Params) -> None:
+    tracking.check_reachable()  # an unreachable tracking server fails here, before any training
     train, movies, features, meta = _read_inputs()
     rating_range = (float(meta["rating_min"]), float(meta["rating_max"]))
     with tracking.start_run(NAME, params.mlflow.experiment, NAME, meta) as run_id:
@@ -138,7 +139,7 @@ def run(params: Params) -> None:
         tracking.log_metrics(run_summary(metrics))
         tracking.log_figure(learning_curve(table), "content_loss.png")
         tracking.log_text(summary_text(model), "model_summary.txt")
-        tracking.log_model(model, NAME, example=train[[USER, MOVIE]].head(5).reset_index(drop=True))
+        metrics["model_uri"] = tracking.log_model(model, NAME, example=train[[USER, MOVIE]].head(5).reset_index(drop=True))
         with atomic_outputs(MODEL_DIR, METRICS_FILE, LOSS_CSV) as (model_dir, metrics_file, loss_csv):
             model.save(model_dir)
             metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,188 @@
+"""Stage `promote`: register each newly trained model in the MLflow Model Registry and move `champion`
+behind the metric gate of pipeline/registry.py.
+
+Reads metrics/evaluation.json, metrics/train_<name>.json (the logged `model_uri` and its run),
+data/split/{train,test}.parquet and data/raw/dataset.json; writes metrics/promotion.json (per model:
+decision, both scores, reason). Runs only after `evaluate` succeeded; a model without a usable
+evaluation or a finished training run is refused, never registered. Every champion is scored before
+any alias moves, so a tracking server that dies on the way leaves the champions as they were.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from pipeline import paths, registry, tracking
+from pipeline.config import Params
+from pipeline.data.schema import conform_ratings
+from pipeline.errors import RecsysError, data_error
+from pipeline.evaluation.metrics import flat_metrics
+from pipeline.io import atomic_outputs, read_json
+from pipeline.models.loading import TRAINED_MODELS
+from pipeline.registry import CHALLENGER, CHAMPION, Decision, Refused
+
+EVALUATION = paths.METRICS / "evaluation.json"
+PROMOTION = paths.METRICS / "promotion.json"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A trained model that passed the gate's checks: what to register and its score on this split."""
+
+    model: str
+    model_uri: str
+    run_id: str
+    score: float
+    tags: Mapping[str, str]
+
+
+def training_file(model: str) -> str:
+    return str(paths.METRICS / f"train_{model}.json")
+
+
+def candidate(model: str, evaluation: Mapping[str, Any], dataset: Mapping[str, Any], metric: str) -> Candidate:
+    """The model's registration request, or Refused saying why it must not be registered."""
+    score = registry.challenger_score(evaluation, model, metric, str(EVALUATION))
+    file = training_file(model)
+    try:
+        info = read_json(file)
+    except (OSError, ValueError):
+        raise Refused(f"{file}: missing or unreadable; the {model} model was not trained") from None
+    missing = [key for key in ("model_uri", "mlflow_run_id") if not (isinstance(info, dict) and info.get(key))]
+    if missing:
+        raise Refused(f"{file}: no '{missing[0]}'; retrain the {model} model (dvc repro --force train_{model})")
+    trained_on, current = info.get("dataset_fingerprint"), dataset.get("fingerprint")
+    if trained_on and current and trained_on != current:
+        raise Refused(f"{file}: trained on another dataset (fingerprint {str(trained_on)[:12]}, now {str(current)[:12]})")
+    tags = {
+        "dataset_fingerprint": str(current or "unknown"),
+        "data_source": str(dataset.get("source", "unknown")),
+        "promote_metric": metric,
+        **{key: f"{value:.6g}" for key, value in flat_metrics(evaluation[model]).items()},
+    }
+    return Candidate(model, str(info["model_uri"]), str(info["mlflow_run_id"]), score, tags)
+
+
+def check_run_finished(client: Any, run_id: str, model: str) -> None:
+    status = client.get_run(run_id).info.status
+    if status != "FINISHED":
+        raise Refused(f"MLflow run {run_id} of {model} is {status}, not FINISHED; not registering it")
+
+
+def read_split() -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    for path, stage in ((paths.TRAIN, "split"), (paths.TEST, "split"), (paths.RAW_META, "ingest"), (EVALUATION, "evaluate")):
+        if not path.is_file():
+            raise data_error(str(path), f"not found; run the {stage} stage first")
+    train = conform_ratings(pd.read_parquet(paths.TRAIN), str(paths.TRAIN))
+    test = conform_ratings(pd.read_parquet(paths.TEST), str(paths.TEST))
+    return train, test, read_json(paths.RAW_META)
+
+
+def judge(client: Any, found: Candidate, params: Params, train: pd.DataFrame, test: pd.DataFrame) -> dict[str, Any]:
+    """Register the candidate as challenger, score the champion on this split, decide (no champion move yet)."""
+    metric, name = params.promote.metric, registry.registered_name(found.model)
+    check_run_finished(client, found.run_id, found.model)
+    version = registry.register(client, name, found.model_uri, found.run_id, found.tags)
+    client.set_registered_model_alias(name, CHALLENGER, version.version)
+    champion = registry.alias_version(client, name, CHAMPION)
+    champion_score: float | None = None
+    if champion is None:
+        decision = registry.decide(metric, found.score, None, params.promote.min_improvement)
+    elif str(champion.version) == str(version.version):
+        champion_score = found.score
+        decision = Decision("unchanged", f"version {version.version} is already champion")
+    else:
+        try:
+            loaded = tracking.load_model(f"models:/{name}/{champion.version}")
+            champion_score = registry.score(loaded, metric, train, test, params.evaluate.k, params.evaluate.relevance_threshold)
+        except RecsysError as exc:
+            raise RecsysError(f"{name} champion v{champion.version} cannot be scored on this test split: {exc}") from None
+        decision = registry.decide(metric, found.score, champion_score, params.promote.min_improvement, champion.version)
+    tags = {"promotion_decision": decision.decision, "promotion_reason": decision.reason}
+    if champion is not None and decision.decision != "unchanged":
+        tags.update(champion_score=f"{champion_score:.6g}", compared_with_version=str(champion.version))
+    registry.set_tags(client, name, version.version, tags)
+    return {
+        "registered_model": name,
+        "version": int(version.version),
+        "metric": metric,
+        "challenger_score": found.score,
+        "champion_version": int(champion.version) if champion else None,
+        "champion_score": champion_score,
+        "decision": decision.decision,
+        "reason": decision.reason,
+    }
+
+
+def refused(model: str, metric: str, reason: str) -> dict[str, Any]:
+    return {
+        "registered_model": registry.registered_name(model),
+        "version": None,
+        "metric": metric,
+        "challenger_score": None,
+        "champion_version": None,
+        "champion_score": None,
+        "decision": "refused",
+        "reason": reason,
+    }
+
+
+def judge_all(client: Any, params: Params, models: list[str]) -> dict[str, Any]:
+    """Register and judge every model; no champion moves yet."""
+    train, test, dataset = read_split()
+    evaluation = read_json(EVALUATION)
+    metric = params.promote.metric
+    results: dict[str, Any] = {}
+    for model in models:
+        try:
+            results[model] = judge(client, candidate(model, evaluation, dataset, metric), params, train, test)
+        except Refused as exc:
+            results[model] = refused(model, metric, str(exc))
+    return results
+
+
+def move_champions(client: Any, results: Mapping[str, dict[str, Any]], moved: list[str]) -> None:
+    """Point `champion` at each winner (appending its name to `moved`); record champion_after."""
+    for entry in results.values():
+        if entry["decision"] in ("first", "promoted"):
+            client.set_registered_model_alias(entry["registered_model"], CHAMPION, entry["version"])
+            moved.append(entry["registered_model"])
+        entry["champion_after"] = entry["champion_version"] if entry["decision"] in ("kept", "refused") else entry["version"]
+
+
+def summary(results: Mapping[str, Any]) -> str:
+    return "\n".join(f"promote {model}: {entry['decision']}: {entry['reason']}" for model, entry in results.items())
+
+
+def run(params: Params, models: list[str] | None = None) -> None:
+    """`models` defaults to every trained model (cofi, content); tests pass their own."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+    from requests.exceptions import RequestException
+
+    try:
+        tracking.check_reachable()
+    except RecsysError as exc:
+        raise RecsysError(f"promote: {exc}; nothing registered, no alias moved") from None
+    moved: list[str] = []
+    try:
+        tracking.configure(params.mlflow.experiment)
+        client = MlflowClient()
+        results = judge_all(client, params, models or list(TRAINED_MODELS))
+        move_champions(client, results, moved)
+    except (MlflowException, RequestException) as exc:
+        text = str(exc).strip()
+        where = tracking.shown_uri(tracking.tracking_uri())
+        aliases = f"champion moved only for {', '.join(moved)}" if moved else "no champion alias moved"
+        raise RecsysError(
+            f"promote: MLflow at {where} failed ({text.splitlines()[0] if text else type(exc).__name__}); "
+            f"{aliases}; {PROMOTION} not written"
+        ) from None
+    with atomic_outputs(PROMOTION) as (tmp,):
+        tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(summary(results))
