@@ -167,10 +167,10 @@ class ContentParams(Section):
     epochs: int = Field(30, ge=1, description="most training epochs (early stopping may end sooner)")
     batch_size: int = Field(1024, ge=1, description="ratings per mini-batch (the course used 32)")
     validation_fraction: float = Field(
-        0.1, ge=0, lt=1, description="share of training ratings held out for val_loss and early stopping; 0 = none"
+        0.05, ge=0, lt=1, description="share of training ratings held out for val_loss and early stopping; 0 = none"
     )
     patience: int | None = Field(
-        3, ge=0, description="epochs without val_loss improvement before stopping (best weights restored); null = never stop early"
+        5, ge=0, description="epochs without val_loss improvement before stopping (best weights restored); null = never stop early"
     )
     seed: int = Field(1, description="seed of initialization, validation hold-out and shuffling")
 

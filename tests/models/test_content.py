@@ -20,6 +20,7 @@ from pipeline.models.content import (
     USER_TOWER,
     ContentModel,
     build_network,
+    build_trainer,
     feature_matrix,
     rating_batches,
     validation_split,
@@ -188,7 +189,7 @@ def epoch_rows(dataset) -> list[np.ndarray]:
     return [y.numpy()[:, 0].astype(int) for _, y in dataset]
 
 
-def test_batches_gather_feature_rows_and_visit_every_rating_once_per_epoch():
+def test_batches_gather_distinct_feature_rows_and_visit_every_rating_once_per_epoch():
     user_rows, movie_rows = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0]), np.array([3, 2, 1, 0, 3, 2, 1, 0, 3, 2])
     user_table = np.array([[0.0, 10.0], [1.0, 11.0], [2.0, 12.0]])
     movie_table = np.array([[100.0], [101.0], [102.0], [103.0]])
@@ -202,10 +203,31 @@ def test_batches_gather_feature_rows_and_visit_every_rating_once_per_epoch():
     again = rating_batches(user_rows, movie_rows, rows, user_table, movie_table, batch_size=4, seed=5)
     assert np.array_equal(np.concatenate(epoch_rows(again)), np.concatenate(first))  # same seed, same order
 
-    (users, movies), targets = next(iter(dataset))
+    (users, user_index, movies, movie_index), targets = next(iter(dataset))
     picked = targets.numpy()[:, 0].astype(int)
-    np.testing.assert_array_equal(users.numpy(), user_table[user_rows[picked]])
-    np.testing.assert_array_equal(movies.numpy(), movie_table[movie_rows[picked]])
+    assert len(users) == len(np.unique(user_rows[picked])) and len(movies) == len(np.unique(movie_rows[picked]))
+    np.testing.assert_array_equal(users.numpy()[user_index.numpy()], user_table[user_rows[picked]])
+    np.testing.assert_array_equal(movies.numpy()[movie_index.numpy()], movie_table[movie_rows[picked]])
+
+
+def test_trainer_runs_towers_on_distinct_rows_but_answers_like_the_network_and_shares_its_weights():
+    params = ContentParams(user_layers=[5], item_layers=[4], embedding_dim=3, seed=1)
+    network = build_network(2, 3, params)
+    trainer = build_trainer(network, learning_rate=0.1)
+    rng = np.random.default_rng(0)
+    user_table, movie_table = rng.normal(size=(4, 2)).astype("float32"), rng.normal(size=(5, 3)).astype("float32")
+    user_rows, movie_rows = np.array([0, 3, 0, 1, 3, 3]), np.array([4, 4, 0, 2, 1, 4])
+    distinct_users, user_index = np.unique(user_rows, return_inverse=True)
+    distinct_movies, movie_index = np.unique(movie_rows, return_inverse=True)
+    inputs = (user_table[distinct_users], user_index.astype("int32"), movie_table[distinct_movies], movie_index.astype("int32"))
+
+    def network_answer() -> np.ndarray:
+        return network.predict([user_table[user_rows], movie_table[movie_rows]], verbose=0)
+
+    np.testing.assert_allclose(trainer(inputs, training=False), network_answer(), rtol=1e-5)
+    before = network_answer()
+    trainer.train_on_batch(inputs, np.ones((6, 1), "float32"))
+    assert not np.allclose(network_answer(), before)
 
 
 def test_batches_without_a_seed_come_in_row_order():
@@ -339,6 +361,9 @@ def test_columns_in_another_order_than_trained_are_a_data_error_naming_the_colum
 def test_feature_matrix_ignores_id_columns_and_keeps_the_trained_order():
     frame = pd.DataFrame({"id": [1, 2], "a": [1.0, 2.0], "b": [3, 4]})
     np.testing.assert_array_equal(feature_matrix(frame, ["a", "b"], "t"), [[1.0, 3.0], [2.0, 4.0]])
+    twice = pd.concat([frame, frame[["b"]]], axis=1)
+    with pytest.raises(DataError, match="t: column.*b appear more than once"):
+        feature_matrix(twice, ["a", "b"], "t")
 
 
 # ---- quality on synthetic data with genre signal --------------------------------------------
