@@ -1,6 +1,7 @@
 # Two commands for a fresh machine:
 #   make run    build .venv from uv.lock, then run the pipeline (dvc repro)
 #   make test   same setup, then the whole test suite (CI runs exactly this via .ci/run)
+#   make retrain  scheduled retraining (.github/workflows/retrain.yml): pull, retrain, evaluate, promote, push
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -13,12 +14,15 @@ endif
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 PYTEST_ARGS ?=
+RETRAIN_LOCK := .retrain.lock
+LOCK_BUSY := 75
 
-.PHONY: setup run test clean help
+.PHONY: setup run test retrain retrain-steps clean help
 
 help:
 	@echo "make run    - create .venv from uv.lock and run the pipeline (dvc repro)"
 	@echo "make test   - create .venv from uv.lock and run the test suite"
+	@echo "make retrain - pull outputs (when a DVC remote is set), retrain both models, evaluate, promote, push"
 
 .uv-bootstrap/bin/uv:
 	$(PYTHON) -m venv .uv-bootstrap
@@ -35,6 +39,24 @@ run: setup
 
 test: setup
 	pytest $(PYTEST_ARGS)
+
+# One retrain at a time on this checkout: flock holds $(RETRAIN_LOCK) until the steps end (also on a crash).
+retrain: setup
+	@command -v flock >/dev/null || { echo "make retrain: needs flock (util-linux; macOS: brew install flock)" >&2; exit 1; }
+	@flock --nonblock --conflict-exit-code $(LOCK_BUSY) $(RETRAIN_LOCK) $(MAKE) --no-print-directory retrain-steps; \
+	status=$$?; \
+	if [ $$status -eq $(LOCK_BUSY) ]; then echo "make retrain: another retrain holds $(RETRAIN_LOCK); not starting a second one" >&2; fi; \
+	exit $$status
+
+# The DVC run-cache could restore the models of an earlier run without training (and without an MLflow
+# run), so the training stages are forced; evaluate and promote follow because their inputs changed.
+retrain-steps:
+	@if dvc remote default >/dev/null 2>&1; then echo "dvc pull --allow-missing"; dvc pull --allow-missing; \
+	else echo "no default DVC remote: nothing to pull"; fi
+	dvc repro features
+	dvc repro --force --single-item train_cofi train_content
+	dvc repro
+	@if dvc remote default >/dev/null 2>&1; then echo "dvc push"; dvc push; else echo "no default DVC remote: nothing to push"; fi
 
 clean:
 	rm -rf $(VENV) .uv-bootstrap .pytest_cache

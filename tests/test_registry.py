@@ -157,9 +157,10 @@ def logged_global_mean() -> tuple[str, str, GlobalMeanModel]:
 
 
 @pytest.fixture
-def client():
+def client(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
+    monkeypatch.chdir(tmp_path)  # a sqlite store keeps artifacts in ./mlruns
     tracking.configure("registry-test")
     return MlflowClient()
 

@@ -7,21 +7,22 @@ A global-mean model predicts 3 -> test rmse 2; an unregularized bias model predi
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from pipeline import paths, tracking
+from pipeline import paths, registry, tracking
 from pipeline.cli import app
 from pipeline.config import parse_params
 from pipeline.errors import RecsysError
 from pipeline.models.baselines import BiasModel, GlobalMeanModel
 from pipeline.stages.promote import PROMOTION, run
+from tests.servers import HOST, free_port
 
 EXPERIMENT = "promote-test"
 DATASET = {"source": "synthetic", "rating_min": 0.5, "rating_max": 5.0, "fingerprint": "f00d"}
@@ -211,16 +212,10 @@ def test_missing_inputs_are_a_data_error_naming_the_file(workdir):
     assert not PROMOTION.exists()
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_an_unreachable_tracking_server_fails_at_once_naming_it_and_writes_nothing(workdir, monkeypatch):
     trained("cofi", global_mean())
     evaluated(cofi={"rmse": 2.0})
-    uri = f"http://127.0.0.1:{closed_port()}"
+    uri = f"http://{HOST}:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     Path("params.yaml").write_text(f"mlflow:\n  experiment: {EXPERIMENT}\n")
     started = time.monotonic()
@@ -229,4 +224,39 @@ def test_an_unreachable_tracking_server_fails_at_once_naming_it_and_writes_nothi
     assert result.exit_code == 1
     assert f"error: promote: MLflow tracking server {uri} does not answer" in result.output
     assert "nothing registered, no alias moved" in result.output
+    assert not PROMOTION.exists()
+
+
+def test_a_server_failing_while_judging_moves_no_champion_and_writes_nothing(workdir, monkeypatch):
+    trained("cofi", global_mean())
+    evaluated(cofi={"rmse": 2.0})
+    run(params(), ["cofi"])
+    before = PROMOTION.read_text()
+    trained("cofi", bias())
+    evaluated(cofi={"rmse": 0.0})
+
+    def dead(*args, **kwargs):
+        raise MlflowException("API request to endpoint /api/2.0/mlflow/model-versions failed: Connection refused")
+
+    monkeypatch.setattr(registry, "alias_version", dead)
+    with pytest.raises(RecsysError, match=r"promote: MLflow at sqlite:///.* failed \(API request .* Connection refused\); "
+                       r"no champion alias moved; metrics/promotion.json not written"):
+        run(params(), ["cofi"])
+    assert PROMOTION.read_text() == before and alias("recsys-cofi") == 1
+
+
+def test_a_failure_between_two_alias_moves_says_which_moved(workdir, monkeypatch):
+    trained("cofi", global_mean())
+    trained("content", global_mean())
+    evaluated(cofi={"rmse": 2.0}, content={"rmse": 2.0})
+    original = MlflowClient.set_registered_model_alias
+
+    def fail_for_content(self, name, alias_name, version):
+        if name == "recsys-content" and alias_name == "champion":
+            raise MlflowException("connection reset")
+        return original(self, name, alias_name, version)
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", fail_for_content)
+    with pytest.raises(RecsysError, match="champion moved only for recsys-cofi"):
+        run(params(), ["cofi", "content"])
     assert not PROMOTION.exists()

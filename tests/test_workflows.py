@@ -1,0 +1,124 @@
+"""The GitHub workflows: actionlint when installed, plus checks that need nothing but PyYAML and bash."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+
+WORKFLOWS = REPO / ".github" / "workflows"
+CI, RETRAIN = WORKFLOWS / "ci.yml", WORKFLOWS / "retrain.yml"
+EXPRESSION = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+CONTEXTS = {"github", "env", "secrets", "vars", "runner", "steps", "inputs", "matrix", "needs", "job", "strategy"}
+CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
+
+
+def load(path: Path) -> dict:
+    workflow = yaml.safe_load(path.read_text())
+    workflow["on"] = workflow.pop(True, workflow.get("on"))  # YAML 1.1 reads the key `on` as True
+    return workflow
+
+
+def steps(workflow: dict) -> list[dict]:
+    return [step for job in workflow["jobs"].values() for step in job["steps"]]
+
+
+def actionlint() -> str | None:
+    found = Path(sys.executable).parent / "actionlint"
+    return str(found) if found.is_file() else shutil.which("actionlint")
+
+
+def test_actionlint_finds_nothing_in_either_workflow():
+    binary = actionlint()
+    if binary is None:
+        pytest.skip("actionlint is not installed (the structural checks below still run)")
+    result = subprocess.run([binary, "-no-color", str(CI), str(RETRAIN)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def cron_field_ok(field: str, low: int, high: int) -> bool:
+    for part in field.split(","):
+        base, _, step = part.partition("/")
+        if step and not (step.isdigit() and int(step) > 0):
+            return False
+        if base == "*":
+            continue
+        bounds = base.split("-")
+        if len(bounds) > 2 or not all(b.isdigit() and low <= int(b) <= high for b in bounds):
+            return False
+    return True
+
+
+def valid_cron(text: str) -> bool:
+    fields = text.split()
+    return len(fields) == 5 and all(cron_field_ok(f, lo, hi) for f, (lo, hi) in zip(fields, CRON_RANGES, strict=True))
+
+
+@pytest.mark.parametrize(("cron", "ok"), [("17 3 * * 1", True), ("*/15 0-6 1,15 * 1-5", True), ("60 3 * * 1", False), ("17 3 * *", False), ("a b c d e", False)])
+def test_the_cron_checker_itself(cron, ok):
+    assert valid_cron(cron) is ok
+
+
+def test_ci_runs_make_test_on_push_and_pull_request():
+    workflow = load(CI)
+    assert {"push", "pull_request"} <= set(workflow["on"])
+    assert any(step.get("run", "").strip() == "make test" for step in steps(workflow))
+
+
+def test_retrain_runs_weekly_and_by_hand_one_at_a_time():
+    workflow = load(RETRAIN)
+    schedule = workflow["on"]["schedule"]
+    assert len(schedule) == 1 and valid_cron(schedule[0]["cron"])
+    assert schedule[0]["cron"].split()[2:4] == ["*", "*"] and schedule[0]["cron"].split()[4] != "*"  # weekly
+    assert "workflow_dispatch" in workflow["on"]
+    assert workflow["concurrency"]["group"] and workflow["concurrency"]["cancel-in-progress"] is False
+
+
+def test_retrain_runs_make_retrain_then_reports_and_opens_a_pull_request():
+    runs = [step.get("run", "") for step in steps(load(RETRAIN))]
+    order = [i for i, text in enumerate(runs) if text.strip() == "make retrain"]
+    assert len(order) == 1
+    summary = next(i for i, text in enumerate(runs) if "GITHUB_STEP_SUMMARY" in text)
+    assert "reports/report.md" in runs[summary] and summary > order[0]
+    assert any("dvc metrics diff --md" in text for text in runs)
+    pull_request = next(step for step in steps(load(RETRAIN)) if step.get("uses", "").startswith("peter-evans/create-pull-request@"))
+    paths = pull_request["with"]["add-paths"].split()
+    assert "dvc.lock" in paths and "metrics/*.json" in paths
+    assert "pull-request.md" in pull_request["with"]["body-path"]
+
+
+@pytest.mark.parametrize("path", [CI, RETRAIN], ids=["ci", "retrain"])
+def test_actions_are_pinned_and_expressions_use_known_contexts(path):
+    text = path.read_text()
+    for step in steps(load(path)):
+        if "uses" in step:
+            assert re.fullmatch(r"[\w.-]+/[\w.-]+@v\d+(\.\d+)*", step["uses"]), step["uses"]
+        else:
+            assert step.get("run", "").strip(), step
+    for expression in EXPRESSION.findall(text):
+        names = set(re.findall(r"(?<![\w.'])([a-z_]+)\.", expression))
+        assert names and names <= CONTEXTS, expression
+
+
+@pytest.mark.parametrize("path", [CI, RETRAIN], ids=["ci", "retrain"])
+def test_every_run_script_is_valid_bash(path):
+    for step in steps(load(path)):
+        script = EXPRESSION.sub("placeholder", step.get("run", ""))
+        result = subprocess.run(["bash", "-n"], input=script, capture_output=True, text=True, timeout=10)
+        assert result.returncode == 0, f"{step.get('name', script[:40])}: {result.stderr}"
+
+
+def test_every_secret_the_retrain_workflow_reads_is_documented_in_the_readme():
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Scheduled retraining") :]
+    secrets = set(re.findall(r"secrets\.([A-Z_]+)", RETRAIN.read_text()))
+    assert secrets >= {"MLFLOW_TRACKING_URI", "DVC_REMOTE_URL"}
+    missing = sorted(name for name in secrets if f"`{name}`" not in section)
+    assert not missing, f"README 'Scheduled retraining' does not document: {missing}"
