@@ -118,7 +118,11 @@ def recommend(
     n: Annotated[int, typer.Option("-n", min=1, help="how many movies")] = 10,
     model: Annotated[str, typer.Option("--model", help="cofi or content")] = "cofi",
     include_seen: Annotated[bool, typer.Option("--include-seen", help="also list movies the user rated")] = False,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="rank by predicted rating alone, without params.yaml's `ranking` adjustment")
+    ] = False,
     models_dir: ModelsDir = Path("models"),
+    params_file: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Top movies for a known user, for a new user's ratings (cofi) or genre tastes (content)."""
     chosen = [flag for flag, value in (("--user", user), ("--ratings", ratings), ("--genres", genres)) if value is not None]
@@ -129,6 +133,8 @@ def recommend(
         from pipeline.models.loading import load_trained
 
         trained = load_trained(model, models_dir)
+        if not raw:
+            trained.with_ranking(_ranking(params_file))
         if user is not None:
             table = trained.recommend(user, n=n, exclude_seen=not include_seen)
         elif ratings is not None:
@@ -141,9 +147,16 @@ def recommend(
             if not hasattr(trained, "recommend_for_genres"):
                 raise RecsysError(f"--genres works with --model content, not {model}")
             table = trained.recommend_for_genres(parse_assignments(genres or "", "--genres"), n=n)
-        _print_table(table, "predicted rating")
+        _print_table(table, "predicted rating" if raw else "score")
 
     guarded(action)
+
+
+def _ranking(params_file: Path) -> Any:
+    """params.yaml's `ranking` section (the evaluate stage ranks with it too); defaults without a file."""
+    from pipeline.config import Params, load_params
+
+    return (load_params(params_file) if params_file.is_file() else Params()).ranking
 
 
 def _movie_id(catalogue: Any, key: str) -> int:

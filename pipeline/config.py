@@ -200,6 +200,21 @@ class EvaluateParams(Section):
     bias: BiasParams = BiasParams()
 
 
+class RankingParams(Section):
+    """How top-N lists are ranked from predicted ratings (recommend and the ranking metrics alike).
+
+    Rating-trained models float obscure movies with a few high ratings to the top; these
+    adjustments (pipeline/models/ranking.py, chosen on a validation split of ml-latest-small,
+    see benchmarks/README.md) trade that for movies with training support. All 0 = raw scores.
+    """
+
+    shrinkage: float = Field(
+        500.0, ge=0, description="pseudo-ratings pulling a movie's score toward the user's mean score: (n s + m p) / (n + m)"
+    )
+    popularity_weight: float = Field(0.0, ge=0, le=1, description="blend of standardized scores with log popularity")
+    min_support: int = Field(0, ge=0, description="movies with fewer training ratings go to the bottom of the list")
+
+
 class PromoteParams(Section):
     """Champion/challenger gate."""
 
@@ -221,6 +236,7 @@ class Params(Section):
     cofi: CofiParams = CofiParams()
     content: ContentParams = ContentParams()
     evaluate: EvaluateParams = EvaluateParams()
+    ranking: RankingParams = RankingParams()
     promote: PromoteParams = PromoteParams()
     mlflow: MlflowParams = MlflowParams()
 

@@ -118,3 +118,13 @@ def test_dvc_exp_run_on_real_movielens_through_the_mirror(tmp_path: Path, shared
     meta = json.loads((repo / "data/raw/dataset.json").read_text())
     assert meta["source"] == "ml-latest-small"
     assert meta["n_ratings"] == 100_836
+    # Quality floors with the project's defaults on the split of ../shared/BENCHMARKS.md
+    evaluation = json.loads((repo / "metrics/evaluation.json").read_text())
+    cofi, content, popularity = evaluation["cofi"], evaluation["content"], evaluation["popularity"]
+    assert cofi["n_test_ratings"] == 20_168 and cofi["n_ranked_users"] == 599
+    assert cofi["rmse"] < 0.8825, "collaborative filtering must beat Surprise SVD's 0.8825"
+    assert content["rmse"] < 0.8825
+    assert cofi["rmse"] < evaluation["bias"]["rmse"] and content["rmse"] < evaluation["bias"]["rmse"]
+    for model in (cofi, content):
+        assert model["ndcg_at_k"] > popularity["ndcg_at_k"]
+        assert model["precision_at_k"] > popularity["precision_at_k"]

@@ -29,6 +29,7 @@ from pipeline.config import CofiParams
 from pipeline.data.schema import MOVIE, RATING, TITLE, USER
 from pipeline.errors import DataError, ModelError, RecsysError, data_error
 from pipeline.io import read_json, write_json
+from pipeline.models.ranking import SupportRanking
 from pipeline.models.base import (
     Catalogue,
     SeenItems,
@@ -375,7 +376,7 @@ def _dot_rows(factors: Mapping[str, np.ndarray], movie: np.ndarray, user: np.nda
 # ---- the model ----------------------------------------------------------------------------------
 
 
-class CofiModel:
+class CofiModel(SupportRanking):
     """A trained factorization with everything needed to predict and recommend (see module doc)."""
 
     def __init__(
@@ -471,13 +472,14 @@ class CofiModel:
 
     def score_block(self, user_ids: np.ndarray) -> np.ndarray:
         """Unclipped predicted ratings over the whole catalogue for a block of users (rank with these;
-        predict() returns the same values clipped). Unknown users get the movie means."""
+        predict() returns the same values clipped). Unknown users get the movie means. With a
+        ranking set (`with_ranking`), the support-adjusted scores instead."""
         pos = index_of(np.asarray(user_ids, np.int64), self.user_ids)
         known = pos >= 0
         W = self.factors["W"].astype(np.float64)
         weights = np.where(known[:, None], W[np.maximum(pos, 0)], 0.0)
         biases = np.where(known, self.factors["b"].astype(np.float64)[np.maximum(pos, 0)], 0.0)
-        return self._scores(weights, biases)
+        return self.rank_scores(self._scores(weights, biases))
 
     def _frame(self, scores: np.ndarray, n: int, exclude: np.ndarray | None) -> pd.DataFrame:
         picks = top_n(scores, n, exclude)
@@ -535,7 +537,7 @@ class CofiModel:
     def recommend_for_ratings(self, ratings: Mapping[int, float], n: int = 10) -> pd.DataFrame:
         """Top movies for a new user described by {movie_id: rating}, the rated movies excluded."""
         w, b = self.fit_new_user(ratings)
-        scores = self._scores(w[None, :], np.array([b]))[0]
+        scores = self.rank_scores(self._scores(w[None, :], np.array([b])))[0]
         exclude = np.zeros(len(self.catalogue), bool)
         exclude[self.catalogue.index(np.fromiter(ratings, np.int64, len(ratings)))] = True
         return self._frame(scores, n, exclude)

@@ -37,6 +37,7 @@ from pipeline.config import ContentParams  # noqa: E402
 from pipeline.data.schema import GENRE_VOCABULARY, MOVIE, RATING, TITLE, USER  # noqa: E402
 from pipeline.errors import DataError, ModelError, RecsysError, data_error  # noqa: E402
 from pipeline.features import Features, Scalers, no_history_user, scalers_from_dict, scalers_to_dict  # noqa: E402
+from pipeline.models.ranking import SupportRanking  # noqa: E402
 from pipeline.models.base import (  # noqa: E402
     Catalogue,
     SeenItems,
@@ -238,7 +239,7 @@ def scaler_columns(scaler: Any) -> list[str]:
 # ---- the model ----------------------------------------------------------------------------
 
 
-class ContentModel:
+class ContentModel(SupportRanking):
     """Two-tower content-based recommender (see the module docstring).
 
     `ContentModel(params).fit(train, features, movies, rating_range)` trains; afterwards
@@ -385,7 +386,7 @@ class ContentModel:
 
     def score_block(self, user_ids: np.ndarray) -> np.ndarray:
         """Predicted stars (len(user_ids) x catalogue): towers run once per user and once per movie."""
-        return self._to_stars(self._user_vectors(user_ids) @ self.movie_embeddings().T)
+        return self.rank_scores(self._to_stars(self._user_vectors(user_ids) @ self.movie_embeddings().T))
 
     def recommend(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
         """The n best-predicted catalogue movies for a training user, unseen ones only by default."""
@@ -419,7 +420,7 @@ class ContentModel:
     def recommend_for_genres(self, prefs: Mapping[str, float], n: int = 10) -> pd.DataFrame:
         """Cold start: the n best movies for a new user described only by genre ratings."""
         row = pd.DataFrame(self.genre_user_row(prefs)[None, :], columns=self.user_columns)
-        scores = self._to_stars(self.user_embeddings(row) @ self.movie_embeddings().T)[0]
+        scores = self.rank_scores(self._to_stars(self.user_embeddings(row) @ self.movie_embeddings().T))[0]
         return recommendation_frame(self.catalogue, scores, n, None)
 
     def similar(self, movie_id: int, n: int = 10) -> pd.DataFrame:

@@ -15,6 +15,8 @@ this order (each off at its default):
 
 from __future__ import annotations
 
+from typing import Any, Self
+
 import numpy as np
 
 
@@ -50,3 +52,35 @@ def adjust_scores(
         span = adjusted.max(axis=1, keepdims=True) - adjusted.min(axis=1, keepdims=True)
         adjusted = np.where(support < min_support, adjusted - span - 1.0, adjusted)
     return adjusted
+
+
+class SupportRanking:
+    """Mixin for models with `catalogue` and `seen`: rank top-N lists by adjusted scores.
+
+    A model ranks by its raw scores until `with_ranking(params)` is called; the evaluate stage and
+    `recsys recommend` both call it with params.yaml's `ranking` section, so the lists people see
+    are the lists the ranking metrics score. `predict` (and so RMSE) is never adjusted.
+    """
+
+    ranking: Any = None
+
+    def with_ranking(self, ranking: Any) -> Self:
+        """Rank by `adjust_scores` with ranking.shrinkage / popularity_weight / min_support."""
+        self.ranking = ranking
+        return self
+
+    def movie_support(self) -> np.ndarray:
+        """Training ratings per catalogue movie."""
+        return np.bincount(self.seen.indices, minlength=len(self.catalogue))  # type: ignore[attr-defined]
+
+    def rank_scores(self, scores: np.ndarray) -> np.ndarray:
+        """Scores (users x catalogue) as ranked: adjusted when a ranking is set, else unchanged."""
+        if self.ranking is None:
+            return scores
+        return adjust_scores(
+            scores,
+            self.movie_support(),
+            shrinkage=self.ranking.shrinkage,
+            popularity_weight=self.ranking.popularity_weight,
+            min_support=self.ranking.min_support,
+        )

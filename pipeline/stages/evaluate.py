@@ -124,7 +124,10 @@ def protocol_text(params: Params, n_train: int, n_test: int, dataset: Mapping[st
         f"({n_train:,} train / {n_test:,} test ratings). Ranking: for each user, candidates are all movies "
         f"not rated in train; relevant = test rating >= {cfg.relevance_threshold}; users with at least one "
         f"relevant test movie are ranked and metrics averaged over them, @{cfg.k}. Cold: test ratings whose "
-        f"user or movie has fewer than {cfg.cold_threshold} training ratings."
+        f"user or movie has fewer than {cfg.cold_threshold} training ratings. cofi and content rank by "
+        f"scores shrunk toward the user's mean by the movie's training support (ranking.shrinkage "
+        f"{params.ranking.shrinkage:g}, popularity_weight {params.ranking.popularity_weight:g}, min_support "
+        f"{params.ranking.min_support}), as `recsys recommend` does; baselines rank by their raw scores."
     )
 
 
@@ -210,7 +213,9 @@ def run(params: Params, trained: Mapping[str, str] = TRAINED_MODELS) -> None:
     models: dict[str, Any] = {}
     run_ids: dict[str, str] = {}
     for name, loader in trained.items():
-        models[name], run_ids[name] = load_trained(name, loader, catalogue, dataset)
+        model, run_ids[name] = load_trained(name, loader, catalogue, dataset)
+        # rank exactly as `recsys recommend` does (params.ranking); predict() is unaffected
+        models[name] = model.with_ranking(params.ranking) if hasattr(model, "with_ranking") else model
     models.update(fit_baselines(train, movies, rating_range(dataset), params))
 
     evaluation, samples, activity = evaluate_all(models, train, test, catalogue, params)

@@ -48,3 +48,39 @@ def test_mismatched_shapes_and_impossible_settings_are_refused():
         adjust_scores(SCORES, np.array([1, 2]))
     with pytest.raises(ValueError, match="popularity_weight"):
         adjust_scores(SCORES, SUPPORT, popularity_weight=1.5)
+
+
+# ---- SupportRanking: the adjusted scores are what recommend() and score_block() rank by ----------
+@pytest.fixture(scope="module")
+def cofi_pair():
+    from pipeline.config import CofiParams
+    from pipeline.models.cofi import CofiModel
+    from tests.models.test_cofi import low_rank_ratings
+
+    train, movies = low_rank_ratings()
+    params = CofiParams(num_features=3, iterations=5)
+    return CofiModel.fit(train, movies, params, (0.5, 5.0)), CofiModel.fit(train, movies, params, (0.5, 5.0)), train
+
+
+def test_a_model_ranks_by_raw_scores_until_a_ranking_is_set(cofi_pair):
+    from pipeline.config import RankingParams
+
+    raw, ranked, train = cofi_pair
+    ranking = RankingParams(shrinkage=20, popularity_weight=0.0, min_support=0)
+    ranked.with_ranking(ranking)
+    users = np.unique(train["user_id"])[:5]
+    support = np.bincount(raw.seen.indices, minlength=len(raw.catalogue))
+    assert (ranked.movie_support() == support).all() and support.sum() == len(train)
+    expected = adjust_scores(raw.score_block(users), support, shrinkage=20)
+    np.testing.assert_allclose(ranked.score_block(users), expected)
+    assert not np.allclose(ranked.score_block(users), raw.score_block(users))
+
+
+def test_recommend_lists_follow_the_adjusted_scores(cofi_pair):
+    raw, ranked, train = cofi_pair
+    user = int(train["user_id"].iloc[0])
+    scores = ranked.score_block(np.array([user]))[0]
+    scores[raw.seen.of(user)] = -np.inf
+    assert list(ranked.recommend(user, n=5)["movie_id"]) == list(raw.catalogue.movie_ids[top_n(scores, 5)])
+    new_user = ranked.recommend_for_ratings({int(train["movie_id"].iloc[0]): 5.0}, n=5)
+    assert new_user["score"].is_monotonic_decreasing and len(new_user) == 5
