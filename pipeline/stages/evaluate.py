@@ -19,8 +19,8 @@ import pandas as pd
 
 from pipeline import paths
 from pipeline.config import Params
-from pipeline.data.schema import MOVIE, RATING, USER, conform_movies, conform_ratings
-from pipeline.errors import DataError, ModelError, data_error
+from pipeline.data.schema import RATING, USER
+from pipeline.errors import DataError, ModelError
 from pipeline.evaluation.metrics import (
     PREDICTION,
     error_by_activity,
@@ -34,6 +34,7 @@ from pipeline.io import atomic_outputs, read_json
 from pipeline.models.base import Catalogue, SeenItems
 from pipeline.models.baselines import BiasModel, GlobalMeanModel, PopularityModel
 from pipeline.models.loading import TRAINED_MODELS
+from pipeline.stages.inputs import rating_range, read_ratings, read_training_inputs, require
 
 LEARNING_CURVES = {"cofi": paths.PLOTS / "cofi_cost.csv", "content": paths.PLOTS / "content_loss.csv"}
 EVALUATION = paths.METRICS / "evaluation.json"
@@ -110,13 +111,6 @@ def baseline_params(name: str, params: Params) -> dict[str, Any]:
     return logged
 
 
-def rating_range(dataset: Mapping[str, Any]) -> tuple[float, float]:
-    try:
-        return float(dataset["rating_min"]), float(dataset["rating_max"])
-    except (KeyError, TypeError, ValueError):
-        raise DataError(f"{paths.RAW_META}: needs numeric 'rating_min' and 'rating_max'; re-run the ingest stage") from None
-
-
 def protocol_text(params: Params, n_train: int, n_test: int, dataset: Mapping[str, Any]) -> str:
     cfg = params.evaluate
     return (
@@ -132,17 +126,14 @@ def protocol_text(params: Params, n_train: int, n_test: int, dataset: Mapping[st
 
 
 def read_inputs() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    for path, stage in ((paths.TRAIN, "split"), (paths.TEST, "split"), (paths.RAW_MOVIES, "ingest"), (paths.RAW_META, "ingest")):
-        if not path.is_file():
-            raise data_error(str(path), f"not found; run the {stage} stage first")
-    train = conform_ratings(pd.read_parquet(paths.TRAIN), str(paths.TRAIN))
-    test = conform_ratings(pd.read_parquet(paths.TEST), str(paths.TEST))
-    movies = conform_movies(pd.read_parquet(paths.RAW_MOVIES), str(paths.RAW_MOVIES))
+    train, movies, meta = read_training_inputs()
+    require(paths.TEST)
+    test = read_ratings(paths.TEST)
     if len(test) == 0:
         raise DataError(f"{paths.TEST}: no rows; the test split is empty, nothing to evaluate")
     if len(train) == 0:
         raise DataError(f"{paths.TRAIN}: no rows; nothing to fit the baselines on")
-    return train, test, movies, read_json(paths.RAW_META)
+    return train, test, movies, meta
 
 
 def plot_sample(n_test: int, size: int, seed: int) -> np.ndarray:

@@ -6,7 +6,6 @@ Nothing is written when training fails (a NaN cost, bad input): the outputs appe
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -16,29 +15,14 @@ import pandas as pd
 
 from pipeline import paths, tracking
 from pipeline.config import Params
-from pipeline.data.schema import MOVIE, RATING, USER, conform_movies, conform_ratings
-from pipeline.errors import data_error
-from pipeline.io import atomic_outputs, read_json
+from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.models.cofi import CofiModel
+from pipeline.stages.inputs import rating_range, read_training_inputs, save_trained
 
 NAME = "cofi"
 MODEL_DIR = paths.MODELS / NAME
 METRICS_FILE = paths.METRICS / "train_cofi.json"
 COST_CSV = paths.PLOTS / "cofi_cost.csv"
-
-
-def read_inputs() -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """(train ratings, movies, dataset.json), each checked against the data contract."""
-    for path, stage in ((paths.TRAIN, "split"), (paths.RAW_MOVIES, "ingest"), (paths.RAW_META, "ingest")):
-        if not path.is_file():
-            raise data_error(str(path), f"not found; run the {stage} stage first")
-    train = conform_ratings(pd.read_parquet(paths.TRAIN), str(paths.TRAIN))
-    movies = conform_movies(pd.read_parquet(paths.RAW_MOVIES), str(paths.RAW_MOVIES))
-    meta = read_json(paths.RAW_META)
-    missing = [key for key in ("rating_min", "rating_max") if key not in meta]
-    if missing:
-        raise data_error(str(paths.RAW_META), f"has no '{missing[0]}'; rerun the ingest stage")
-    return train, movies, meta
 
 
 def cost_table(model: CofiModel) -> pd.DataFrame:
@@ -87,8 +71,7 @@ def cost_figure(table: pd.DataFrame, validation_rmse: list[float]) -> Any:
 
 def run(params: Params) -> None:
     tracking.check_reachable()  # an unreachable tracking server fails here, before any training
-    train, movies, meta = read_inputs()
-    rating_range = (float(meta["rating_min"]), float(meta["rating_max"]))
+    train, movies, meta = read_training_inputs()
     with tracking.start_run(NAME, params.mlflow.experiment, NAME, meta) as run_id:
         tracking.log_params(
             {
@@ -99,7 +82,7 @@ def run(params: Params) -> None:
             }
         )
         started = time.perf_counter()
-        model = CofiModel.fit(train, movies, params.cofi, rating_range, source=str(paths.TRAIN))
+        model = CofiModel.fit(train, movies, params.cofi, rating_range(meta), source=str(paths.TRAIN))
         seconds = time.perf_counter() - started
         history = model.history
         tracking.log_params({"parameter_count": model.parameter_count})
@@ -112,10 +95,7 @@ def run(params: Params) -> None:
         table = cost_table(model)
         tracking.log_figure(cost_figure(table, history.validation_rmse), "cofi_cost.png")
         metrics["model_uri"] = tracking.log_model(model, NAME, example=train[[USER, MOVIE]].head(5).reset_index(drop=True))
-        with atomic_outputs(MODEL_DIR, METRICS_FILE, COST_CSV) as (model_dir, metrics_file, cost_csv):
-            model.save(model_dir)
-            metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-            table.to_csv(cost_csv, index=False)
+        save_trained(model, metrics, table, NAME, COST_CSV)
     print(
         f"cofi: {metrics['iterations_run']} iterations in {metrics['seconds']:.1f} s, final cost "
         f"{metrics['final_cost']:.4g}, train RMSE {metrics['train_rmse']:.4f}, {metrics['parameter_count']} parameters"

@@ -5,7 +5,6 @@ learning-curve PNG, model summary, pyfunc model).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -16,11 +15,10 @@ import pandas as pd
 
 from pipeline import paths, tracking
 from pipeline.config import Params
-from pipeline.data.schema import MOVIE, USER, conform_movies, conform_ratings
-from pipeline.errors import data_error
+from pipeline.data.schema import MOVIE, USER
 from pipeline.features import load_features
-from pipeline.io import atomic_outputs, read_json
 from pipeline.models.content import ContentModel
+from pipeline.stages.inputs import rating_range, read_training_inputs, save_trained
 
 NAME = "content"
 MODEL_DIR = paths.MODELS / NAME
@@ -110,29 +108,16 @@ def summary_text(model: ContentModel) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _read_inputs() -> tuple[pd.DataFrame, pd.DataFrame, Any, dict[str, Any]]:
-    for path, stage in ((paths.TRAIN, "split"), (paths.RAW_MOVIES, "ingest"), (paths.RAW_META, "ingest")):
-        if not path.is_file():
-            raise data_error(str(path), f"not found; run the {stage} stage first")
-    train = conform_ratings(pd.read_parquet(paths.TRAIN), str(paths.TRAIN))
-    movies = conform_movies(pd.read_parquet(paths.RAW_MOVIES), str(paths.RAW_MOVIES))
-    meta = read_json(paths.RAW_META)
-    for key in ("rating_min", "rating_max"):
-        if key not in meta:
-            raise data_error(str(paths.RAW_META), f"has no '{key}'; rerun the ingest stage")
-    return train, movies, load_features(paths.FEATURES), meta
-
-
 def run(params: Params) -> None:
     tracking.check_reachable()  # an unreachable tracking server fails here, before any training
-    train, movies, features, meta = _read_inputs()
-    rating_range = (float(meta["rating_min"]), float(meta["rating_max"]))
+    train, movies, meta = read_training_inputs()
+    features = load_features(paths.FEATURES)
     with tracking.start_run(NAME, params.mlflow.experiment, NAME, meta) as run_id:
         tracking.log_params({"content": params.content.model_dump(), "features": params.features.model_dump()})
         curves = CurveLogger(lambda values, steps: tracking.log_metric_history(values, steps, run_id=run_id))
         started = time.perf_counter()
         model = ContentModel(params.content).fit(
-            train, features, movies, rating_range, callbacks=[curves], verbose=1 if sys.stdout.isatty() else 0
+            train, features, movies, rating_range(meta), callbacks=[curves], verbose=1 if sys.stdout.isatty() else 0
         )
         metrics = train_metrics(model, time.perf_counter() - started, run_id)
         table = loss_table(model.history)
@@ -140,10 +125,7 @@ def run(params: Params) -> None:
         tracking.log_figure(learning_curve(table), "content_loss.png")
         tracking.log_text(summary_text(model), "model_summary.txt")
         metrics["model_uri"] = tracking.log_model(model, NAME, example=train[[USER, MOVIE]].head(5).reset_index(drop=True))
-        with atomic_outputs(MODEL_DIR, METRICS_FILE, LOSS_CSV) as (model_dir, metrics_file, loss_csv):
-            model.save(model_dir)
-            metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-            table.to_csv(loss_csv, index=False)
+        save_trained(model, metrics, table, NAME, LOSS_CSV)
     print(
         f"content: {metrics['epochs_run']} epochs in {metrics['seconds']:.1f} s, kept epoch {metrics['best_epoch']} "
         f"(loss {metrics['loss']:.4f}, val_loss {_fmt(metrics['val_loss'])}); "

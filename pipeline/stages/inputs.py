@@ -1,0 +1,57 @@
+"""Reading and writing what several stages share: the split, the movies, dataset.json, model outputs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline import paths
+from pipeline.data.schema import conform_movies, conform_ratings
+from pipeline.errors import DataError, data_error
+from pipeline.io import atomic_outputs, read_json
+
+MADE_BY = {paths.TRAIN: "split", paths.TEST: "split", paths.RAW_MOVIES: "ingest", paths.RAW_META: "ingest"}
+
+
+def require(*files: Path) -> None:
+    """A DataError naming the first missing input and the stage that makes it."""
+    for path in files:
+        if not path.is_file():
+            raise data_error(str(path), f"not found; run the {MADE_BY.get(path, 'previous')} stage first")
+
+
+def read_ratings(path: Path) -> pd.DataFrame:
+    return conform_ratings(pd.read_parquet(path), str(path))
+
+
+def read_movies() -> pd.DataFrame:
+    return conform_movies(pd.read_parquet(paths.RAW_MOVIES), str(paths.RAW_MOVIES))
+
+
+def read_training_inputs() -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """(train ratings, movies, dataset.json), each checked against the data contract."""
+    require(paths.TRAIN, paths.RAW_MOVIES, paths.RAW_META)
+    meta = read_json(paths.RAW_META)
+    rating_range(meta)
+    return read_ratings(paths.TRAIN), read_movies(), meta
+
+
+def rating_range(dataset: Mapping[str, Any]) -> tuple[float, float]:
+    """(rating_min, rating_max) from dataset.json, or a DataError naming the file."""
+    try:
+        return float(dataset["rating_min"]), float(dataset["rating_max"])
+    except (KeyError, TypeError, ValueError):
+        raise DataError(f"{paths.RAW_META}: needs numeric 'rating_min' and 'rating_max'; re-run the ingest stage") from None
+
+
+def save_trained(model: Any, metrics: Mapping[str, Any], curve: pd.DataFrame, name: str, curve_file: Path) -> None:
+    """models/<name>/, metrics/train_<name>.json and the curve CSV, all or nothing."""
+    outputs = (paths.MODELS / name, paths.METRICS / f"train_{name}.json", curve_file)
+    with atomic_outputs(*outputs) as (model_dir, metrics_file, curve_csv):
+        model.save(model_dir)
+        metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        curve.to_csv(curve_csv, index=False)
