@@ -37,6 +37,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 LOWER_IS_BETTER = {"rmse": rmse, "mae": mae}
 RANKING = ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k")
+MOVES_CHAMPION = ("first", "promoted")
 
 
 def registered_name(model: str) -> str:
@@ -59,7 +60,7 @@ class Decision:
 
     @property
     def moves_champion(self) -> bool:
-        return self.decision in ("first", "promoted")
+        return self.decision in MOVES_CHAMPION
 
 
 class Refused(ModelError):
@@ -113,11 +114,20 @@ def project_model(pyfunc_model: Any) -> Any:
     return inner
 
 
-def score(pyfunc_model: Any, metric: str, train: pd.DataFrame, test: pd.DataFrame, k: int, relevance_threshold: float) -> float:
+def score(
+    pyfunc_model: Any,
+    metric: str,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    k: int,
+    relevance_threshold: float,
+    ranking: Any = None,
+) -> float:
     """`metric` of a loaded pyfunc on this test split, by the evaluate stage's protocol.
 
     rmse/mae come from the pyfunc's predict; ranking metrics from the wrapped model's score_block
-    over ITS catalogue, excluding the training movies it knows (another dataset's model may lack some).
+    over ITS catalogue, excluding the training movies it knows (another dataset's model may lack some),
+    ranked with `ranking` (params.ranking) when the model supports it, as evaluate ranks.
     """
     if metric in LOWER_IS_BETTER:
         predictions = np.asarray(pyfunc_model.predict(test[[USER, MOVIE]]), dtype=np.float64)
@@ -125,6 +135,8 @@ def score(pyfunc_model: Any, metric: str, train: pd.DataFrame, test: pd.DataFram
     if metric not in RANKING:
         raise ValueError(f"unknown promotion metric {metric!r}")
     model = project_model(pyfunc_model)
+    if ranking is not None and hasattr(model, "with_ranking"):
+        model = model.with_ranking(ranking)
     catalogue = model.catalogue
     known = train[catalogue.index(train[MOVIE].to_numpy(np.int64)) >= 0]
     seen = SeenItems.from_ratings(known, catalogue)

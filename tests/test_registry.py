@@ -131,6 +131,18 @@ def test_ranking_metrics_follow_the_evaluate_protocol():
     assert score(model, "map_at_k", TRAIN, TEST, k=2, relevance_threshold=4.0) == pytest.approx((0.5 + 1) / 2)
 
 
+def test_ranking_metrics_rank_with_the_ranking_params_as_evaluate_does():
+    class Adjustable(FakeModel):
+        def with_ranking(self, ranking):
+            # user 2 now prefers 12 over 13: a miss at k=1
+            return FakeModel([10, 11, 12, 13], {**self.rows, 2: [0.0, 9.0, ranking, 1.0]})
+
+    rows = {1: [9.0, 1.0, 2.0, 3.0], 2: [0.0, 9.0, 1.0, 5.0]}
+    model = FakePyfunc(Adjustable([10, 11, 12, 13], rows))
+    assert score(model, "precision_at_k", TRAIN, TEST, k=1, relevance_threshold=4.0) == pytest.approx(0.5)
+    assert score(model, "precision_at_k", TRAIN, TEST, k=1, relevance_threshold=4.0, ranking=7.0) == pytest.approx(0.0)
+
+
 def test_a_model_from_another_dataset_is_ranked_over_its_own_catalogue():
     # its catalogue lacks movie 11 (which user 2 rated in train): no error, user 2 has nothing excluded
     rows = {1: [9.0, 2.0, 3.0], 2: [0.0, 1.0, 5.0]}

@@ -99,7 +99,9 @@ def judge(client: Any, found: Candidate, params: Params, train: pd.DataFrame, te
     else:
         try:
             loaded = tracking.load_model(f"models:/{name}/{champion.version}")
-            champion_score = registry.score(loaded, metric, train, test, params.evaluate.k, params.evaluate.relevance_threshold)
+            champion_score = registry.score(
+                loaded, metric, train, test, params.evaluate.k, params.evaluate.relevance_threshold, params.ranking
+            )
         except RecsysError as exc:
             raise RecsysError(f"{name} champion v{champion.version} cannot be scored on this test split: {exc}") from None
         decision = registry.decide(metric, found.score, champion_score, params.promote.min_improvement, champion.version)
@@ -149,10 +151,10 @@ def judge_all(client: Any, params: Params, models: list[str]) -> dict[str, Any]:
 def move_champions(client: Any, results: Mapping[str, dict[str, Any]], moved: list[str]) -> None:
     """Point `champion` at each winner (appending its name to `moved`); record champion_after."""
     for entry in results.values():
-        if entry["decision"] in ("first", "promoted"):
+        if entry["decision"] in registry.MOVES_CHAMPION:
             client.set_registered_model_alias(entry["registered_model"], CHAMPION, entry["version"])
             moved.append(entry["registered_model"])
-        entry["champion_after"] = entry["champion_version"] if entry["decision"] in ("kept", "refused") else entry["version"]
+        entry["champion_after"] = entry["version"] if entry["decision"] in registry.MOVES_CHAMPION + ("unchanged",) else entry["champion_version"]
 
 
 def summary(results: Mapping[str, Any]) -> str:
