@@ -78,8 +78,23 @@ def configure(experiment: str) -> str:
     """Point MLflow at the project's store and experiment; returns the URI."""
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
+    location = local_artifact_location(uri)
+    if location and mlflow.get_experiment_by_name(experiment) is None:
+        mlflow.create_experiment(experiment, artifact_location=location)
     mlflow.set_experiment(experiment)
     return uri
+
+
+def local_artifact_location(uri: str) -> str | None:
+    """For a sqlite store, artifacts go to an absolute mlruns/ beside the database file.
+
+    MLflow's default is ./mlruns relative to the working directory, which scatters artifacts
+    (and loses them under `dvc exp run --temp`). A server decides for itself: None.
+    """
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri.removeprefix("sqlite:///"))
+    return (database.parent / "mlruns").resolve().as_uri()
 
 
 def run_tags(family: str, dataset: Mapping[str, Any]) -> dict[str, str]:
