@@ -1,4 +1,5 @@
-"""The GitHub workflows: actionlint when installed, plus checks that need nothing but PyYAML and bash."""
+"""The GitHub workflows: the GitHub workflow JSON schema (check-jsonschema), actionlint when installed,
+and structural checks with PyYAML and bash."""
 
 from __future__ import annotations
 
@@ -41,6 +42,21 @@ def test_actionlint_finds_nothing_in_either_workflow():
         pytest.skip("actionlint is not installed (the structural checks below still run)")
     result = subprocess.run([binary, "-no-color", str(CI), str(RETRAIN)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def schema_check(*paths: Path) -> subprocess.CompletedProcess[str]:
+    """check-jsonschema with its bundled (offline) GitHub workflow schema."""
+    binary = Path(sys.executable).parent / "check-jsonschema"
+    command = [str(binary), "--builtin-schema", "vendor.github-workflows", *map(str, paths)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_both_workflows_match_the_github_workflow_schema(tmp_path: Path):
+    result = schema_check(CI, RETRAIN)
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = tmp_path / "broken.yml"
+    broken.write_text(CI.read_text().replace("runs-on:", "runs_on:"))
+    assert schema_check(broken).returncode != 0, "the schema check must be able to fail"
 
 
 def cron_field_ok(field: str, low: int, high: int) -> bool:
