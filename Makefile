@@ -29,7 +29,7 @@ help:
 	.uv-bootstrap/bin/pip install --quiet --disable-pip-version-check uv
 
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --extra spark
 	@touch $@
 
 setup: $(VENV)/.synced

@@ -138,11 +138,19 @@ class CofiParams(Section):
     patience: int | None = Field(
         None, ge=1, description="iterations without validation improvement before stopping (best restored); null = never"
     )
+    engine: Literal["tensorflow", "spark"] = Field(
+        "tensorflow", description="tensorflow: Adam on this machine; spark: Spark MLlib ALS on spark.master (README)"
+    )
+    log_cost_every: int = Field(
+        0, ge=0, description="spark: the cost J is computed every this many ALS iterations (refits from the seed); 0 = final only"
+    )
 
     @model_validator(mode="after")
     def _early_stopping_needs_validation(self) -> CofiParams:
         if self.patience is not None and self.validation_fraction == 0:
             raise ValueError("patience needs validation_fraction > 0 (early stopping watches validation RMSE)")
+        if self.engine == "spark" and (self.movie_bias or self.validation_fraction > 0):
+            raise ValueError("engine spark (ALS) supports neither movie_bias nor validation_fraction > 0; set them to false and 0")
         return self
 
 
@@ -150,6 +158,19 @@ COURSE_COFI = CofiParams(
     num_features=100, lambda_=1.0, learning_rate=0.1, iterations=200, seed=1234, cost="sum", init_scale=1.0,
     mean_shrinkage=0.0, movie_bias=False, dtype="float64", batch_size=0, validation_fraction=0.0, patience=None,
 )
+
+
+class SparkParams(Section):
+    """Where and how Spark runs (cofi.engine: spark). See README, "Spark engine"."""
+
+    master: str = Field(
+        "local[*]", min_length=1, description="local[*] | local[N] | spark://host:7077[,host2:7077] | yarn | k8s://https://host:443"
+    )
+    driver_memory: str = Field("4g", pattern=r"^[0-9]+[kmgt]?$", description="heap of the driver JVM (spark.driver.memory)")
+    connect_timeout_seconds: float = Field(
+        10.0, gt=0, description="a spark:// or k8s:// master that does not accept a connection within this fails the stage"
+    )
+    conf: dict[str, str] = Field({}, description="more Spark settings, e.g. spark.executor.memory: 8g")
 
 
 class ContentParams(Section):
@@ -234,6 +255,7 @@ class Params(Section):
     split: SplitParams = SplitParams()
     features: FeaturesParams = FeaturesParams()
     cofi: CofiParams = CofiParams()
+    spark: SparkParams = SparkParams()
     content: ContentParams = ContentParams()
     evaluate: EvaluateParams = EvaluateParams()
     ranking: RankingParams = RankingParams()

@@ -25,10 +25,23 @@ METRICS_FILE = paths.METRICS / "train_cofi.json"
 COST_CSV = paths.PLOTS / "cofi_cost.csv"
 
 
+def cost_steps(model: CofiModel) -> list[int]:
+    """The 0-based iteration of each logged cost: every one for TensorFlow, the logged ones for Spark."""
+    return list(getattr(model.history, "steps", None) or range(len(model.history.cost)))
+
+
 def cost_table(model: CofiModel) -> pd.DataFrame:
     """iteration (0-based, as the course prints it), cost."""
-    cost = model.history.cost
-    return pd.DataFrame({"iteration": np.arange(len(cost)), "cost": cost})
+    return pd.DataFrame({"iteration": cost_steps(model), "cost": model.history.cost})
+
+
+def fit(train: pd.DataFrame, movies: pd.DataFrame, params: Params, meta: Mapping[str, Any]) -> CofiModel:
+    """The model of `cofi.engine`: Adam in TensorFlow, or ALS on Spark reading the train split."""
+    if params.cofi.engine == "spark":
+        from pipeline.models.cofi_spark import fit_spark
+
+        return fit_spark(train, movies, params.cofi, params.spark, rating_range(meta), paths.TRAIN, source=str(paths.TRAIN))
+    return CofiModel.fit(train, movies, params.cofi, rating_range(meta), source=str(paths.TRAIN))
 
 
 def train_metrics(
@@ -76,20 +89,21 @@ def run(params: Params) -> None:
         tracking.log_params(
             {
                 "cofi": params.cofi.model_dump(),
+                **({"spark": params.spark.model_dump()} if params.cofi.engine == "spark" else {}),
                 "n_users": train[USER].nunique(),
                 "n_movies": train[MOVIE].nunique(),
                 "n_train_ratings": len(train),
             }
         )
         started = time.perf_counter()
-        model = CofiModel.fit(train, movies, params.cofi, rating_range(meta), source=str(paths.TRAIN))
+        model = fit(train, movies, params, meta)
         seconds = time.perf_counter() - started
         history = model.history
         tracking.log_params({"parameter_count": model.parameter_count})
         curves = {"train_cost": history.cost}
         if history.validation_rmse:
             curves["validation_rmse"] = history.validation_rmse
-        tracking.log_metric_history(curves, list(range(history.iterations_run)))
+        tracking.log_metric_history(curves, cost_steps(model))
         metrics = train_metrics(model, train, seconds, run_id, meta)
         tracking.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and k != "parameter_count"})
         table = cost_table(model)
