@@ -2,14 +2,18 @@
 
     python benchmarks/bench_stages.py --source synthetic --n-ratings 1000000
     python benchmarks/bench_stages.py --source ml-latest-small --mirror ../shared/datasets
+    python benchmarks/bench_stages.py --n-ratings 25000000 --workdir /tmp/b25 --stages evaluate  # re-run one stage
 
 Runs in a temporary folder (your data/ and mlflow.db are untouched) and prints a Markdown table.
 Peak memory is the stage process's own maximum resident set size (os.wait4), in MiB.
+--workdir keeps the folder (and reuses what earlier stages wrote there); --json appends one JSON
+line per stage to a file (what bench_scale.py reads).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -50,6 +54,8 @@ def main() -> None:
     parser.add_argument("--mirror", default=None)
     parser.add_argument("--stages", nargs="+", default=DATA_STAGES)
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="extra params")
+    parser.add_argument("--workdir", default=None, help="run here and keep it (default: a temporary folder, removed)")
+    parser.add_argument("--json", default=None, help="append one JSON line per stage to this file")
     args = parser.parse_args()
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -66,7 +72,8 @@ def main() -> None:
             target = target[section]
         target[leaf] = yaml.safe_load(value)
 
-    workdir = Path(tempfile.mkdtemp(prefix="recsys-bench-"))
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="recsys-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     try:
         (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}", CI="true")
@@ -75,8 +82,13 @@ def main() -> None:
         for stage in args.stages:
             wall, peak = run_stage(stage, workdir, env)
             print(f"| {stage} | {wall:.2f} | {peak:.0f} |", flush=True)
+            if args.json:
+                record = {"n_ratings": args.n_ratings, "stage": stage, "wall_s": wall, "peak_mib": peak}
+                with open(args.json, "a", encoding="utf-8") as out:
+                    out.write(json.dumps(record) + "\n")
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -57,7 +57,10 @@ def _run_stage(module_name: str, params_file: Path) -> None:
     from pipeline.config import load_params
 
     def action() -> None:
+        from pipeline.memory import check_stage_memory
+
         params = load_params(params_file)
+        check_stage_memory(module_name.rsplit(".", 1)[-1], params)  # too large for data.max_memory_gb: stop now
         importlib.import_module(module_name).run(params)
 
     guarded(action)

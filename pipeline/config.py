@@ -66,6 +66,9 @@ class DataParams(Section):
         None, description="where downloads are kept (default: $XDG_CACHE_HOME/recsys-pipeline or ~/.cache/recsys-pipeline)"
     )
     synthetic: SyntheticParams = SyntheticParams()
+    max_memory_gb: float = Field(
+        8.0, gt=0, description="stages whose estimated peak memory exceeds this stop at once (pipeline/memory.py)"
+    )
 
     def mirror_dir(self) -> Path | None:
         """The mirror folder: the param when set, else $RECSYS_DATA_MIRROR, else none."""

@@ -259,18 +259,20 @@ def evaluate_model(
     relevance_threshold: float,
     cold_threshold: int,
     block_cells: int = BLOCK_CELLS,
+    cold: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], np.ndarray | None]:
     """The evaluation.json object of one model, and its test predictions (None for ranking-only models).
 
     `seen` holds the training movies of every user over the model's catalogue (the candidates'
-    complement). Rating metrics are skipped when `model.predicts_ratings` is False.
+    complement). Rating metrics are skipped when `model.predicts_ratings` is False. `cold`: the
+    `cold_mask` of these ratings when already computed (it is the same for every model).
     """
     if len(test) == 0:
         raise DataError("test ratings: no rows, nothing to evaluate")
     relevant = relevant_items(test, relevance_threshold)
     top_k = top_k_items(model.score_block, model.catalogue, seen, ranked_users(relevant), k, block_cells)
     result: dict[str, Any] = {}
-    cold = cold_mask(test, train, cold_threshold)
+    cold = cold_mask(test, train, cold_threshold) if cold is None else cold
     cold_result: dict[str, Any] = {}
     predictions = None
     if getattr(model, "predicts_ratings", True):

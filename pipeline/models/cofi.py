@@ -17,7 +17,7 @@ gets the movie's mean; a movie without training ratings gets the global mean.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,10 +260,13 @@ class _Trainer:
         self._apply(grads)
         return cost
 
-    def run_pass(self, groups: list[tuple[Any, ...]]) -> float:
+    def run_pass(self, groups: Iterable[tuple[Any, ...]]) -> float:
         """One pass over the ratings; returns the cost summed over its steps (the full cost for one batch)."""
-        if self.params.batch_size > 0 or len(groups) == 1:
+        if self.params.batch_size > 0:
             return float(sum(self.step(*group).numpy() for group in groups))
+        groups = list(groups)
+        if len(groups) == 1:
+            return float(self.step(*groups[0]).numpy())
         total, summed = 0.0, None  # full batch in chunks: add up the gradients, then one Adam step
         for group in groups:
             cost, grads = self.gradients(*group)
@@ -329,7 +332,8 @@ def train_factors(
     held_rows = np.flatnonzero(held)
     bar = tqdm(range(params.iterations), desc="cofi", unit="it", disable=None if progress is None else not progress)
     for iteration in bar:
-        groups = fixed if fixed is not None else [group(rows) for rows in _batches(n_fit, params, rng)]
+        # mini-batches are built one at a time: a pass never holds more than one batch's tensors
+        groups = fixed if fixed is not None else (group(rows) for rows in _batches(n_fit, params, rng))
         cost = trainer.run_pass(groups)
         if not np.isfinite(cost):
             raise ModelError(
@@ -358,10 +362,13 @@ def train_factors(
 def _rmse(
     factors: Mapping[str, np.ndarray], data: Encoded, means: np.ndarray, rows: np.ndarray, rating_range: tuple[float, float]
 ) -> float:
-    movie, user = data.movie_idx[rows], data.user_idx[rows]
-    predicted = _dot_rows(factors, movie, user) + means[movie]
-    predicted = np.clip(predicted, *rating_range)
-    return float(np.sqrt(np.mean((predicted - data.ratings[rows]) ** 2)))
+    squared = 0.0
+    for start in range(0, len(rows), CHUNK):  # bounded memory on large validation slices
+        part = rows[start : start + CHUNK]
+        movie, user = data.movie_idx[part], data.user_idx[part]
+        predicted = np.clip(_dot_rows(factors, movie, user) + means[movie], *rating_range)
+        squared += float(np.sum((predicted - data.ratings[part]) ** 2))
+    return float(np.sqrt(squared / len(rows)))
 
 
 def _dot_rows(factors: Mapping[str, np.ndarray], movie: np.ndarray, user: np.ndarray) -> np.ndarray:
@@ -400,6 +407,7 @@ class CofiModel(SupportRanking):
         self.catalogue, self.seen, self.params = catalogue, seen, params
         self.history = history or History()
         self._columns = catalogue.index(movie_ids)  # catalogue position of each trained movie
+        self._x64: np.ndarray | None = None  # X as float64, cast on first use by _scores
 
     # -- training --
     @classmethod
@@ -460,14 +468,20 @@ class CofiModel(SupportRanking):
         return base + self.factors["c"] if "c" in self.factors else base
 
     def _interaction(self, movie: np.ndarray, user: np.ndarray) -> np.ndarray:
+        """x_i . w_j + b_j per pair, CHUNK pairs at a time (the gathered rows stay O(CHUNK x k))."""
         X, W = self.factors["X"], self.factors["W"]
-        return np.einsum("ij,ij->i", X[movie], W[user], dtype=np.float64) + self.factors["b"][user]
+        out = np.empty(len(movie), np.float64)
+        for start in range(0, len(movie), CHUNK):
+            rows = slice(start, start + CHUNK)
+            out[rows] = np.einsum("ij,ij->i", X[movie[rows]], W[user[rows]], dtype=np.float64)
+        return out + self.factors["b"][user]
 
     def _scores(self, weights: np.ndarray, biases: np.ndarray) -> np.ndarray:
         """(len(biases) x catalogue) unclipped scores for users with these w (rows) and b."""
         block = np.full((len(biases), len(self.catalogue)), self.global_mean)
-        X = self.factors["X"].astype(np.float64)
-        block[:, self._columns] = self._movie_base() + weights @ X.T + biases[:, None]
+        if self._x64 is None:  # cast once: score_block runs once per block of users
+            self._x64 = self.factors["X"].astype(np.float64)
+        block[:, self._columns] = self._movie_base() + weights @ self._x64.T + biases[:, None]
         return block
 
     def score_block(self, user_ids: np.ndarray) -> np.ndarray:
@@ -476,9 +490,9 @@ class CofiModel(SupportRanking):
         ranking set (`with_ranking`), the support-adjusted scores instead."""
         pos = index_of(np.asarray(user_ids, np.int64), self.user_ids)
         known = pos >= 0
-        W = self.factors["W"].astype(np.float64)
-        weights = np.where(known[:, None], W[np.maximum(pos, 0)], 0.0)
-        biases = np.where(known, self.factors["b"].astype(np.float64)[np.maximum(pos, 0)], 0.0)
+        rows = np.maximum(pos, 0)  # gather, then cast: only the block's users are copied
+        weights = np.where(known[:, None], self.factors["W"][rows].astype(np.float64), 0.0)
+        biases = np.where(known, self.factors["b"][rows].astype(np.float64), 0.0)
         return self.rank_scores(self._scores(weights, biases))
 
     def _frame(self, scores: np.ndarray, n: int, exclude: np.ndarray | None) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from pipeline.data.schema import RATING, USER
 from pipeline.errors import DataError, ModelError
 from pipeline.evaluation.metrics import (
     PREDICTION,
+    cold_mask,
     error_by_activity,
     evaluate_model,
     flat_metrics,
@@ -151,12 +152,14 @@ def evaluate_all(
     seen = SeenItems.from_ratings(train, catalogue)
     sample = plot_sample(len(test), cfg.plot_sample, cfg.seed)
     user_counts = train_counts(test[USER].to_numpy(), train[USER].to_numpy())
+    cold = cold_mask(test, train, cfg.cold_threshold)  # the same for every model: counted once
     evaluation: dict[str, Any] = {}
     samples: dict[str, pd.DataFrame] = {}
     activity = []
     for name, model in models.items():
         result, predictions = evaluate_model(
-            model, train, test, seen, k=cfg.k, relevance_threshold=cfg.relevance_threshold, cold_threshold=cfg.cold_threshold
+            model, train, test, seen, k=cfg.k, relevance_threshold=cfg.relevance_threshold,
+            cold_threshold=cfg.cold_threshold, cold=cold,
         )
         evaluation[name] = result
         if predictions is None:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline import paths
-from pipeline.data.schema import conform_movies, conform_ratings
+from pipeline.data.schema import MOVIE, RATING, RATINGS_COLUMNS, TIMESTAMP, USER, conform_movies, conform_ratings
 from pipeline.errors import DataError, data_error
 from pipeline.io import atomic_outputs, read_json
 
+MODEL_COLUMNS = (USER, MOVIE, RATING)  # what training and evaluation read: timestamps stay on disk
 MADE_BY = {paths.TRAIN: "split", paths.TEST: "split", paths.RAW_MOVIES: "ingest", paths.RAW_META: "ingest"}
 
 
@@ -24,8 +28,24 @@ def require(*files: Path) -> None:
             raise data_error(str(path), f"not found; run the {MADE_BY.get(path, 'previous')} stage first")
 
 
-def read_ratings(path: Path) -> pd.DataFrame:
-    return conform_ratings(pd.read_parquet(path), str(path))
+def read_ratings(path: Path, columns: Sequence[str] = MODEL_COLUMNS) -> pd.DataFrame:
+    """The ratings file's `columns`, in contract dtypes.
+
+    A file already in the contract dtypes (what ingest and split write) is read column by column
+    with nothing else: no timestamp when the models do not need it, no conversion copies. Any other
+    file is read whole and conformed, so a broken one fails with the data contract's error."""
+    try:
+        schema = pq.read_schema(path)
+    except Exception:  # not parquet at all: let pandas raise its own error below
+        schema = None
+    contract = {USER: pa.int64(), MOVIE: pa.int64(), RATING: pa.float64(), TIMESTAMP: pa.int64()}
+    if schema is not None and set(schema.names) == set(RATINGS_COLUMNS):
+        if all(schema.field(c).type == contract[c] for c in RATINGS_COLUMNS):
+            frame = pd.read_parquet(path, columns=list(columns))
+            typed = all(str(frame[c].dtype) == ("float64" if c == RATING else "int64") for c in columns)
+            if typed and (RATING not in columns or np.isfinite(frame[RATING].to_numpy()).all()):
+                return frame
+    return conform_ratings(pd.read_parquet(path), str(path))[list(columns)]
 
 
 def read_movies() -> pd.DataFrame:

@@ -177,6 +177,51 @@ def test_full_batch_in_chunks_takes_the_same_steps_as_one_batch(tiny, monkeypatc
     np.testing.assert_allclose(chunked.factors["X"], whole.factors["X"], rtol=1e-6, atol=1e-9)
 
 
+def test_predictions_in_chunks_equal_the_per_pair_formula(tiny, plain, monkeypatch):
+    import pipeline.models.cofi as cofi
+
+    pairs = tiny[0][[USER, MOVIE]]
+    monkeypatch.setattr(cofi, "CHUNK", 7)  # ~600 pairs -> ~90 chunks, the last one partial
+    chunked = plain.predict(pairs)
+    movie = np.searchsorted(plain.movie_ids, pairs[MOVIE].to_numpy())
+    user = np.searchsorted(plain.user_ids, pairs[USER].to_numpy())
+    X, W, b = plain.factors["X"].astype(np.float64), plain.factors["W"].astype(np.float64), plain.factors["b"]
+    by_hand = np.clip((X[movie] * W[user]).sum(axis=1) + b[user] + plain.means[movie], *RANGE)
+    np.testing.assert_allclose(chunked, by_hand, rtol=1e-12)
+
+
+def test_mini_batches_are_built_one_at_a_time(tiny, monkeypatch):
+    """A pass streams its mini-batches: never all of them in memory at once."""
+    import pipeline.models.cofi as cofi
+
+    built, alive = [], []
+    original_init = cofi._Trainer.__init__
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        real_step = self.step
+
+        def step(*group):
+            alive.append(len(built))
+            return real_step(*group)
+
+        self.step = step
+
+    real_batches = cofi._batches
+
+    def batches(n, params, rng):
+        for rows in real_batches(n, params, rng):
+            built.append(len(rows))
+            yield rows
+
+    monkeypatch.setattr(cofi, "_batches", batches)
+    monkeypatch.setattr(cofi._Trainer, "__init__", init)
+    params = FAST.model_copy(update={"batch_size": 100, "iterations": 1})
+    CofiModel.fit(*tiny, params, RANGE)
+    assert len(alive) == len(built) > 3
+    assert alive == list(range(1, len(built) + 1))  # batch i ran before batch i + 1 was made
+
+
 def test_course_setup_is_reachable_and_is_the_course_formula(tiny):
     """COURSE_COFI trains the course's summed cost: the first logged cost is J at the initial values."""
     params = COURSE_COFI.model_copy(update={"iterations": 2})

@@ -1,0 +1,89 @@
+"""Memory guard: estimate a stage's peak memory from the dataset's size and stop before an OOM kill.
+
+peak MiB ~ BASE_MIB[stage] + MIB_PER_MILLION[stage] * millions of ratings in the dataset (all of
+them, train + test), fitted on the synthetic sizes of benchmarks/bench_scale.py (100k..25M ratings,
+whole-process peak RSS of each stage; benchmarks/README.md, "Scale"). The factors lean high
+(the largest measured ratio, rounded up), so the guard errs toward stopping early.
+
+`check_stage_memory` runs before every stage command (pipeline/cli.py): ingest sizes the data
+from the params (synthetic n_ratings, or the release's published size), later stages from
+data/raw/dataset.json. A stage the table does not list, or a missing dataset.json, is not checked
+(the stage itself then reports the missing input).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.config import Params
+from pipeline.errors import RecsysError
+
+MIB = 1 << 20
+# Whole-process peak: imports (TensorFlow ~1 GB in the training stages) + per million ratings.
+BASE_MIB = {
+    "ingest": 250,
+    "validate": 450,
+    "split": 300,
+    "features": 350,
+    "train_cofi": 1200,
+    "train_content": 1100,
+    "evaluate": 1300,
+}
+MIB_PER_MILLION = {
+    "ingest": 150,
+    "validate": 150,
+    "split": 150,
+    "features": 100,
+    "train_cofi": 200,
+    "train_content": 150,
+    "evaluate": 200,
+}
+# Ratings in each MovieLens release (their README files), so ingest can check before reading.
+RELEASE_RATINGS = {
+    "ml-latest-small": 100_836,
+    "ml-100k": 100_000,
+    "ml-1m": 1_000_209,
+    "ml-25m": 25_000_095,
+    "ml-32m": 32_000_204,
+}
+
+
+def estimate_peak_mib(stage: str, n_ratings: int) -> float:
+    """Estimated whole-process peak MiB of `stage` on a dataset of `n_ratings` ratings."""
+    return BASE_MIB[stage] + MIB_PER_MILLION[stage] * n_ratings / 1e6
+
+
+def check_memory(stage: str, n_ratings: int, max_memory_gb: float, source: str) -> None:
+    """RecsysError when the estimate exceeds `max_memory_gb`, naming the estimate and the param to change."""
+    if stage not in BASE_MIB:
+        return
+    estimate_gb = estimate_peak_mib(stage, n_ratings) * MIB / 1e9
+    if estimate_gb > max_memory_gb:
+        raise RecsysError(
+            f"{stage}: {n_ratings:,} ratings ({source}) need an estimated {estimate_gb:.1f} GB of memory at peak, "
+            f"over data.max_memory_gb = {max_memory_gb:g}; raise data.max_memory_gb if this machine has the memory "
+            f"(estimate: pipeline/memory.py), or use a smaller data set"
+        )
+
+
+def dataset_ratings(stage: str, params: Params, meta_file: Path) -> tuple[int, str] | None:
+    """(number of ratings, where it comes from) for the guard, or None when unknown."""
+    if stage == "ingest":
+        if params.data.source == "synthetic":
+            return params.data.synthetic.n_ratings, "data.synthetic.n_ratings"
+        return RELEASE_RATINGS[params.data.source], f"the size of {params.data.source}"
+    try:
+        n = int(json.loads(meta_file.read_text(encoding="utf-8"))["n_ratings"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return n, str(meta_file)
+
+
+def check_stage_memory(stage: str, params: Params, meta_file: Path | None = None) -> None:
+    """The guard run before a stage: dataset size from the params (ingest) or dataset.json."""
+    from pipeline import paths
+
+    found = dataset_ratings(stage, params, meta_file or paths.RAW_META)
+    if found is not None:
+        check_memory(stage, found[0], params.data.max_memory_gb, found[1])
