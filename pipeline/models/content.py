@@ -19,8 +19,11 @@ genres). `similar` ranks movies by squared Euclidean distance between embeddings
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +38,7 @@ import tensorflow as tf  # noqa: E402
 
 from pipeline.config import ContentParams  # noqa: E402
 from pipeline.data.schema import GENRE_VOCABULARY, MOVIE, RATING, TITLE, USER  # noqa: E402
-from pipeline.errors import DataError, ModelError, RecsysError, data_error  # noqa: E402
+from pipeline.errors import ConfigError, DataError, ModelError, RecsysError, data_error  # noqa: E402
 from pipeline.features import Features, Scalers, no_history_user, scalers_from_dict, scalers_to_dict  # noqa: E402
 from pipeline.models.ranking import SupportRanking  # noqa: E402
 from pipeline.models.base import (  # noqa: E402
@@ -85,7 +88,7 @@ def build_network(n_user_inputs: int, n_movie_inputs: int, params: ContentParams
     return keras.Model([user_in, movie_in], dot, name="two_tower")
 
 
-def build_trainer(network: keras.Model, learning_rate: float) -> keras.Model:
+def build_trainer(network: keras.Model, learning_rate: float, steps_per_execution: int = STEPS_PER_EXECUTION) -> keras.Model:
     """The training view of `network`, sharing its towers, compiled with Adam and MSE.
 
     Inputs are a batch's distinct users' and movies' features plus, per rating, the position of
@@ -105,7 +108,7 @@ def build_trainer(network: keras.Model, learning_rate: float) -> keras.Model:
     trainer.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="mse",
-        steps_per_execution=STEPS_PER_EXECUTION,
+        steps_per_execution=steps_per_execution,
         jit_compile=False,  # XLA gained nothing measurable on CPU and is off under op determinism anyway
     )
     return trainer
@@ -135,11 +138,15 @@ def rating_batches(
     movie_table: np.ndarray,
     batch_size: int,
     seed: int | None,
+    shard: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """Mini-batches for `build_trainer`, gathered per batch from the feature tables:
     ((distinct users' features, user position per rating, distinct movies' features, movie
     position per rating), target). With a seed, every iteration (epoch) walks a new permutation of the rows, the same sequence of
     permutations for the same seed; without one, rows come in order (validation).
+    With `shard` = (worker, workers), each batch keeps only rows worker, worker + workers, ... of
+    the batch above: the workers together walk exactly the single-worker batches (multi_worker);
+    every worker gets the same number of batches, one may be empty if the last batch is tiny.
     """
     n = len(targets)
     n_batches = -(-n // batch_size)
@@ -160,7 +167,8 @@ def rating_batches(
         )
 
     def slices(order: tf.Tensor) -> tf.data.Dataset:
-        return tf.data.Dataset.range(n_batches).map(lambda b: order[b * batch_size : tf.minimum((b + 1) * batch_size, n)])
+        batches = tf.data.Dataset.range(n_batches).map(lambda b: order[b * batch_size : tf.minimum((b + 1) * batch_size, n)])
+        return batches if shard is None else batches.map(lambda rows: rows[shard[0] :: shard[1]])
 
     def gather(rows: tf.Tensor) -> tuple[tuple[tf.Tensor, ...], tf.Tensor]:
         distinct_users, user_index = tf.unique(tf.gather(users, rows))
@@ -193,6 +201,100 @@ def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
     if fraction > 0 and (n_val == 0 or n_val == n):
         raise DataError(f"validation_fraction {fraction} of {n} training ratings leaves an empty train or validation set")
     return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+# ---- multi-worker training ----------------------------------------------------------------
+
+MULTI_WORKER = "multi_worker"
+TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
+# what a collective raises when a peer died, timed out or the cluster aborted it
+WORKER_FAILURES = (
+    tf.errors.UnavailableError,
+    tf.errors.DeadlineExceededError,
+    tf.errors.CancelledError,
+    tf.errors.AbortedError,
+    tf.errors.InternalError,
+    tf.errors.FailedPreconditionError,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerTask:
+    """This process's place in the TF_CONFIG cluster: worker `index` of `workers` (host:port each)."""
+
+    workers: tuple[str, ...]
+    index: int
+
+    @property
+    def is_chief(self) -> bool:
+        """Worker 0 is the chief: the one that writes the model, metrics and MLflow run."""
+        return self.index == 0
+
+
+def worker_task(tf_config: str | None) -> WorkerTask:
+    """The cluster and task of a TF_CONFIG value, or a ConfigError saying what is wrong with it."""
+    if not tf_config:
+        raise ConfigError(f"content.distribute is multi_worker but TF_CONFIG is not set; set it on each worker, e.g. TF_CONFIG='{TF_CONFIG_EXAMPLE}'")
+    try:
+        config = json.loads(tf_config)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({exc}); expected e.g. {TF_CONFIG_EXAMPLE}") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    workers = cluster.get("worker") if isinstance(cluster, dict) else None
+    if not (isinstance(workers, list) and workers and all(isinstance(w, str) and re.fullmatch(r"\S+:\d+", w) for w in workers)):
+        raise ConfigError(f"TF_CONFIG: cluster.worker must be a non-empty list of 'host:port' strings, got {workers!r}; e.g. {TF_CONFIG_EXAMPLE}")
+    if len(set(workers)) < len(workers):
+        raise ConfigError(f"TF_CONFIG: cluster.worker lists the same host:port twice: {workers}")
+    others = sorted(set(cluster) - {"worker"})
+    if others:
+        raise ConfigError(f"TF_CONFIG: cluster has {', '.join(others)} job(s); list every machine under 'worker' (worker 0 is the chief)")
+    task = config.get("task")
+    index = task.get("index") if isinstance(task, dict) else None
+    if not (isinstance(task, dict) and task.get("type") == "worker" and type(index) is int and 0 <= index < len(workers)):
+        raise ConfigError(f"TF_CONFIG: task must be {{\"type\": \"worker\", \"index\": i}} with 0 <= i < {len(workers)}, got {task!r}")
+    return WorkerTask(tuple(workers), index)
+
+
+def multi_worker_strategy(timeout: float) -> tf.distribute.MultiWorkerMirroredStrategy:
+    """MultiWorkerMirroredStrategy on the cluster in TF_CONFIG (checked first); every collective
+    (gradient all-reduce, metric sync) fails after `timeout` seconds without the other workers."""
+    worker_task(os.environ.get("TF_CONFIG"))
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
+    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+
+
+def adapt_for_multi_worker(trainer: keras.Model, element_spec: Any, strategy: tf.distribute.Strategy) -> None:
+    """Two work-arounds that let Keras 3.15 `fit` run under MultiWorkerMirroredStrategy.
+
+    1. Keras builds a model trained under a strategy from its first batch averaged across the
+       workers (TensorflowTrainer._maybe_symbolic_build); that fails on these batches, whose
+       distinct-user and distinct-movie tables differ in size between workers. The trainer is
+       built from the dataset's element spec instead and that step is skipped.
+    2. Keras averages each step's logs across workers with strategy.reduce(MEAN, axis=0), which
+       refuses scalars (tensorflow/tensorflow#72388): the steps return them as shape (1,).
+       The logs are then the mean of the workers' own running means.
+    """
+    with strategy.scope():
+        trainer._symbolic_build(data_batch=element_spec)
+    trainer._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
+    train_step, test_step = trainer.train_step, trainer.test_step
+
+    def as_vectors(logs: Mapping[str, Any]) -> dict[str, Any]:
+        return {key: tf.reshape(value, [1]) for key, value in logs.items()}
+
+    trainer.train_step = lambda data: as_vectors(train_step(data))
+    trainer.test_step = lambda data: as_vectors(test_step(data))
+
+
+def worker_failure(exc: tf.errors.OpError, task: WorkerTask) -> ModelError:
+    """The error of a multi-worker run whose collective failed: which peer was lost, if TF says."""
+    lost = sorted({int(i) for i in re.findall(r"/job:worker/(?:replica:\d+/)?task:(\d+)", exc.message)} - {task.index})
+    peers = ", ".join(f"worker {i} ({task.workers[i]})" for i in lost if i < len(task.workers))
+    what = f"lost {peers}" if peers else f"a collective failed or waited longer than content.collective_timeout ({type(exc).__name__})"
+    return ModelError(
+        f"multi-worker training stopped on worker {task.index} ({task.workers[task.index]}): {what}; "
+        "no model was written. Start every worker again with the same command."
+    )
 
 
 # ---- feature tables -----------------------------------------------------------------------
@@ -274,26 +376,44 @@ class ContentModel(SupportRanking):
         targets = self.scalers.target.transform(train[[RATING]].to_numpy(np.float64))[:, 0]
 
         p = self.params
+        task = worker_task(os.environ.get("TF_CONFIG")) if p.distribute == MULTI_WORKER else None
+        strategy = multi_worker_strategy(p.collective_timeout) if task else None
         seed_everything(p.seed)
-        self.network = build_network(self.user_inputs.shape[1], self.movie_inputs.shape[1], p)
-        trainer = build_trainer(self.network, p.learning_rate)
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            self.network = build_network(self.user_inputs.shape[1], self.movie_inputs.shape[1], p)
+            # Keras 3.15's multi-step loop cannot read a distributed iterator (has_next fails): 1 step per call
+            trainer = build_trainer(self.network, p.learning_rate, 1) if strategy else build_trainer(self.network, p.learning_rate)
         fit_rows, val_rows = validation_split(len(targets), p.validation_fraction, p.seed)
 
+        def local(rows: np.ndarray, seed: int | None, shard: tuple[int, int] | None = None) -> tf.data.Dataset:
+            return rating_batches(user_rows[rows], movie_rows[rows], targets[rows], self.user_inputs, self.movie_inputs, p.batch_size, seed, shard)
+
         def batches(rows: np.ndarray, seed: int | None) -> tf.data.Dataset:
-            return rating_batches(user_rows[rows], movie_rows[rows], targets[rows], self.user_inputs, self.movie_inputs, p.batch_size, seed)
+            if strategy is None:
+                return local(rows, seed)
+            # each worker builds its own part of every global batch of batch_size ratings
+            return strategy.distribute_datasets_from_function(lambda context: local(rows, seed, (context.input_pipeline_id, context.num_input_pipelines)))
+
+        if strategy is not None:
+            adapt_for_multi_worker(trainer, local(fit_rows, p.seed).element_spec, strategy)
 
         all_callbacks = list(callbacks)
         if p.patience is not None:
             early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=p.patience, restore_best_weights=True)
             all_callbacks.insert(0, early)
-        result = trainer.fit(
-            batches(fit_rows, p.seed),
-            validation_data=batches(val_rows, None) if len(val_rows) else None,
-            epochs=p.epochs,
-            callbacks=all_callbacks,
-            shuffle=False,  # the dataset shuffles itself, seeded
-            verbose=verbose,
-        )
+        try:
+            result = trainer.fit(
+                batches(fit_rows, p.seed),
+                validation_data=batches(val_rows, None) if len(val_rows) else None,
+                epochs=p.epochs,
+                callbacks=all_callbacks,
+                shuffle=False,  # the dataset shuffles itself, seeded
+                verbose=verbose,
+            )
+        except WORKER_FAILURES as exc:
+            if task is None:
+                raise
+            raise worker_failure(exc, task) from exc
         self.history = {key: [float(v) for v in values] for key, values in result.history.items()}
         self.best_epoch = int(early.best_epoch) if p.patience is not None else len(self.history["loss"]) - 1
         self._movie_embeddings = None

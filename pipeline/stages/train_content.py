@@ -1,11 +1,16 @@
 """Stage `train_content`: train split + data/features/ -> models/content/, metrics/train_content.json,
 plots/content_loss.csv, and an MLflow run named `content` (params, per-epoch loss/val_loss,
 learning-curve PNG, model summary, pyfunc model).
+
+With `content.distribute: multi_worker` the same command runs on every worker of the TF_CONFIG
+cluster: worker 0 (the chief) does all of the above, the others train in step and write nothing.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -17,7 +22,7 @@ from pipeline import paths, tracking
 from pipeline.config import Params
 from pipeline.data.schema import MOVIE, USER
 from pipeline.features import load_features
-from pipeline.models.content import ContentModel
+from pipeline.models.content import MULTI_WORKER, ContentModel, WorkerTask, worker_task
 from pipeline.stages.inputs import rating_range, read_training_inputs, save_trained
 
 NAME = "content"
@@ -54,6 +59,18 @@ class CurveLogger(keras.callbacks.Callback):
             self.flush({key: values for key, values in self.pending.items() if values}, self.steps)
         self.pending = {key: [] for key in CURVES}
         self.steps = []
+
+
+class EpochLine(keras.callbacks.Callback):
+    """One printed line per epoch, for workers that run without a terminal (multi_worker)."""
+
+    def __init__(self, task: WorkerTask) -> None:
+        super().__init__()
+        self.task = task
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        values = ", ".join(f"{key} {float(value):.4f}" for key, value in (logs or {}).items() if key in CURVES)
+        print(f"content: worker {self.task.index} of {len(self.task.workers)}: epoch {epoch + 1}: {values}", flush=True)
 
 
 def loss_table(history: Mapping[str, Sequence[float]]) -> pd.DataFrame:
@@ -109,6 +126,13 @@ def summary_text(model: ContentModel) -> str:
 
 
 def run(params: Params) -> None:
+    extra: list[keras.callbacks.Callback] = []
+    if params.content.distribute == MULTI_WORKER:
+        task = worker_task(os.environ.get("TF_CONFIG"))
+        if not task.is_chief:
+            run_worker(params, task)
+            return
+        extra.append(EpochLine(task))
     tracking.check_reachable()  # an unreachable tracking server fails here, before any training
     train, movies, meta = read_training_inputs()
     features = load_features(paths.FEATURES)
@@ -117,7 +141,7 @@ def run(params: Params) -> None:
         curves = CurveLogger(lambda values, steps: tracking.log_metric_history(values, steps, run_id=run_id))
         started = time.perf_counter()
         model = ContentModel(params.content).fit(
-            train, features, movies, rating_range(meta), callbacks=[curves], verbose=1 if sys.stdout.isatty() else 0
+            train, features, movies, rating_range(meta), callbacks=[curves, *extra], verbose=1 if sys.stdout.isatty() else 0
         )
         metrics = train_metrics(model, time.perf_counter() - started, run_id)
         table = loss_table(model.history)
@@ -131,6 +155,16 @@ def run(params: Params) -> None:
         f"(loss {metrics['loss']:.4f}, val_loss {_fmt(metrics['val_loss'])}); "
         f"towers: user {metrics['user_tower_params']}, movie {metrics['movie_tower_params']} parameters"
     )
+
+
+def run_worker(params: Params, task: WorkerTask) -> None:
+    """A non-chief worker: trains its part of every batch in step with the others, writes nothing."""
+    train, movies, meta = read_training_inputs()
+    features = load_features(paths.FEATURES)
+    model = ContentModel(params.content).fit(train, features, movies, rating_range(meta), callbacks=[EpochLine(task)])
+    with tempfile.TemporaryDirectory() as scratch:
+        model.save(scratch)  # the usual Keras multi-worker pattern: every worker saves, only the chief's copy is kept
+    print(f"content: worker {task.index} of {len(task.workers)} done; worker 0 ({task.workers[0]}) writes the model")
 
 
 def _fmt(value: float | None) -> str:
