@@ -197,6 +197,13 @@ class ContentParams(Section):
         5, ge=0, description="epochs without val_loss improvement before stopping (best weights restored); null = never stop early"
     )
     seed: int = Field(1, description="seed of initialization, validation hold-out and shuffling")
+    distribute: Literal["none", "multi_worker"] = Field(
+        "none", description="multi_worker: train under MultiWorkerMirroredStrategy on the cluster in TF_CONFIG (README)"
+    )
+    collective_timeout: float = Field(
+        300.0, gt=0, description="multi_worker: seconds a worker waits for the others in one collective before failing"
+    )
+
 
     @model_validator(mode="after")
     def _early_stopping_needs_validation(self) -> ContentParams:
