@@ -204,7 +204,6 @@ class ContentParams(Section):
         300.0, gt=0, description="multi_worker: seconds a worker waits for the others in one collective before failing"
     )
 
-
     @model_validator(mode="after")
     def _early_stopping_needs_validation(self) -> ContentParams:
         if self.patience is not None and self.validation_fraction == 0:
