@@ -173,6 +173,10 @@ class SparkParams(Section):
     connect_timeout_seconds: float = Field(
         10.0, gt=0, description="a spark:// or k8s:// master that does not accept a connection within this fails the stage"
     )
+    checkpoint_dir: str | None = Field(
+        None, description="where ALS checkpoints its lineage every 10 iterations; null = a temporary local folder (local mode "
+        "only: a cluster needs a path every node sees, e.g. hdfs:///tmp/recsys-checkpoints)"
+    )
     conf: dict[str, str] = Field({}, description="more Spark settings, e.g. spark.executor.memory: 8g")
 
 

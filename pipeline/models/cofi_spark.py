@@ -22,6 +22,7 @@ pyspark is imported inside the functions (an optional extra; the CLI starts with
 from __future__ import annotations
 
 import socket
+import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -36,7 +37,7 @@ import pandas as pd
 
 from pipeline.config import CofiParams, SparkParams
 from pipeline.data.schema import MOVIE, RATING, USER
-from pipeline.errors import ConfigError, RecsysError, data_error
+from pipeline.errors import ConfigError, ModelError, RecsysError, data_error
 from pipeline.models.base import Catalogue, SeenItems, index_of
 from pipeline.models.cofi import CHUNK, CofiModel, Encoded, History, check_train, encode, movie_means
 
@@ -115,16 +116,20 @@ def spark_session(spark: SparkParams, app_name: str = "recsys-cofi") -> Iterator
     try:
         session = builder.getOrCreate()
     except Exception as exc:  # py4j / PySpark errors: Java missing, bad conf, master refusing the app
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RecsysError(
-            f"Spark could not start on master {spark.master}: {first} (needs Java 17+: java -version)"
-        ) from None
+        raise RecsysError(f"Spark could not start on master {spark.master}: {_first_line(exc)} (needs Java 17+: java -version)") from None
     session.sparkContext.setLogLevel("WARN")
     try:
         yield session
     finally:
         if existing is None:
             session.stop()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first informative line of an exception (py4j's own "An error occurred while calling" skipped)."""
+    lines = [line.strip(" :") for line in str(exc).splitlines() if line.strip(" :")]
+    lines = [line for line in lines if not line.startswith("An error occurred while calling")] or lines
+    return lines[0] if lines else type(exc).__name__
 
 
 # ---- training ---------------------------------------------------------------------------------
@@ -227,15 +232,23 @@ def fit_spark(
     normalised = data.ratings - means[data.movie_idx]
     reg = reg_param(params, len(normalised), len(data.movie_ids), len(data.user_ids))
     history = SparkHistory(iterations=params.iterations)
-    with spark_session(spark) as session:
-        frame = als_input(session, parquet, pd.DataFrame({MOVIE: data.movie_ids.astype(np.int32), "mean": means})).cache()
+    with spark_session(spark) as session, tempfile.TemporaryDirectory(prefix="recsys-als-") as scratch:
+        # without checkpoints the lineage of many ALS iterations overflows the JVM stack
+        session.sparkContext.setCheckpointDir(spark.checkpoint_dir or scratch)
         blocks = session.sparkContext.defaultParallelism  # one block per core (ALS's default 10 is slow on few cores)
-        for count in checkpoints(params.iterations, params.log_cost_every):
-            model = fit_als(frame, params, reg, count, blocks)
-            X, W = collect_factors(model.itemFactors, data.movie_ids), collect_factors(model.userFactors, data.user_ids)
-            history.cost.append(cost_j(X, W, data, normalised, params))
-            history.steps.append(count - 1)
-        frame.unpersist()
+        frame = None
+        try:
+            frame = als_input(session, parquet, pd.DataFrame({MOVIE: data.movie_ids.astype(np.int32), "mean": means})).cache()
+            for count in checkpoints(params.iterations, params.log_cost_every):
+                model = fit_als(frame, params, reg, count, blocks)
+                X, W = collect_factors(model.itemFactors, data.movie_ids), collect_factors(model.userFactors, data.user_ids)
+                history.cost.append(cost_j(X, W, data, normalised, params))
+                history.steps.append(count - 1)
+        except Exception as exc:  # py4j/Spark errors carry pages of JVM stack: keep the first line
+            raise ModelError(f"Spark ALS failed on master {spark.master}: {_first_line(exc)} (no model was written)") from None
+        finally:
+            if frame is not None:
+                frame.unpersist()
     history.seconds = time.perf_counter() - started
     factors = {"X": X.astype(params.dtype), "W": W.astype(params.dtype), "b": np.zeros(len(data.user_ids), params.dtype)}
     return CofiModel(
