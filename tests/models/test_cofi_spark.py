@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from pipeline import paths, tracking
 from pipeline.config import CofiParams, SparkParams, parse_params
 from pipeline.data.schema import MOVIE, RATING, USER
-from pipeline.errors import DataError, ModelError, RecsysError
+from pipeline.errors import ConfigError, DataError, ModelError, RecsysError
 from pipeline.models.cofi import CofiModel, cofi_cost, encode
 from pipeline.models.cofi_spark import (
     als_input,
@@ -72,6 +72,11 @@ def closed_port() -> int:
 )
 def test_master_endpoints(master, expected):
     assert master_endpoints(master) == expected
+
+
+def test_a_master_port_that_is_not_a_number_is_a_config_error():
+    with pytest.raises(ConfigError, match="spark.master: port 'x77' is not a number"):
+        master_endpoints("spark://node1:x77")
 
 
 def test_cost_j_is_the_projects_formula_worked_by_hand():
