@@ -259,8 +259,13 @@ def fingerprint(model: CofiModel, pairs: pd.DataFrame) -> tuple[np.ndarray, int]
     return model.predict(pairs), model.history.iterations_run
 
 
+# engine and log_cost_every select and instrument the Spark trainer: tests/models/test_cofi_spark.py
+# checks that engine=spark trains another model and that log_cost_every adds cost checkpoints.
+SPARK_ENGINE_PARAMS = {"engine", "log_cost_every"}
+
+
 def test_every_param_is_tested_below():
-    assert set(ALTERNATIVES) == set(CofiParams.model_fields)
+    assert set(ALTERNATIVES) | SPARK_ENGINE_PARAMS == set(CofiParams.model_fields)
 
 
 @pytest.mark.parametrize("key", sorted(ALTERNATIVES))
