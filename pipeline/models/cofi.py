@@ -163,6 +163,17 @@ def encode(train: pd.DataFrame) -> Encoded:
     )
 
 
+def encode_against_catalogue(train: pd.DataFrame, movies: pd.DataFrame, source: str) -> tuple[Catalogue, Encoded]:
+    """(catalogue, encoded train), or a DataError when train rates movies missing from `movies`."""
+    catalogue = Catalogue.from_movies(movies)
+    data = encode(train)
+    unknown = data.movie_ids[catalogue.index(data.movie_ids) < 0]
+    if len(unknown):
+        count = int(np.isin(train[MOVIE], unknown).sum())
+        raise data_error(source, "rate movies missing from the movies table", column=MOVIE, count=count, examples=unknown)
+    return catalogue, data
+
+
 def validation_mask(data: Encoded, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Random ratings held out, except those whose user or movie would be left with no training rating."""
     held = rng.random(len(data.ratings)) < fraction
@@ -422,22 +433,34 @@ class CofiModel(SupportRanking):
     ) -> CofiModel:
         """Train on `train` (ratings contract); the cost history is `model.history`."""
         check_train(train, source)
-        catalogue = Catalogue.from_movies(movies)
-        data = encode(train)
-        unknown = data.movie_ids[catalogue.index(data.movie_ids) < 0]
-        if len(unknown):
-            raise data_error(source, "rate movies missing from the movies table", column=MOVIE, count=int(np.isin(train[MOVIE], unknown).sum()), examples=unknown)
+        catalogue, data = encode_against_catalogue(train, movies, source)
         held = np.zeros(len(data.ratings), bool)
         if params.validation_fraction > 0:
             held = validation_mask(data, params.validation_fraction, np.random.default_rng([params.seed, 1]))
         # means from the ratings Adam fits: the validation slice is not looked at
         means, global_mean = movie_means(data.movie_idx[~held], data.ratings[~held], len(data.movie_ids), params.mean_shrinkage)
         factors, history = train_factors(data, held, means, params, rating_range, progress)
+        return cls.assemble(train, data, catalogue, factors, (means, global_mean), rating_range, params, history)
+
+    @classmethod
+    def assemble(
+        cls,
+        train: pd.DataFrame,
+        data: Encoded,
+        catalogue: Catalogue,
+        factors: dict[str, np.ndarray],
+        means: tuple[np.ndarray, float],
+        rating_range: tuple[float, float],
+        params: CofiParams,
+        history: History,
+    ) -> CofiModel:
+        """A model from trained factors, whichever engine trained them (TensorFlow or Spark ALS)."""
+        movie_means_, global_mean = means
         return cls(
             user_ids=data.user_ids,
             movie_ids=data.movie_ids,
             factors=factors,
-            means=means,
+            means=movie_means_,
             global_mean=global_mean,
             rating_range=rating_range,
             catalogue=catalogue,

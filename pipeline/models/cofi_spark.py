@@ -38,8 +38,16 @@ import pandas as pd
 from pipeline.config import CofiParams, SparkParams
 from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.errors import ConfigError, ModelError, RecsysError, data_error
-from pipeline.models.base import Catalogue, SeenItems, index_of
-from pipeline.models.cofi import CHUNK, CofiModel, Encoded, History, check_train, encode, movie_means
+from pipeline.models.base import index_of
+from pipeline.models.cofi import (
+    CHUNK,
+    CofiModel,
+    Encoded,
+    History,
+    check_train,
+    encode_against_catalogue,
+    movie_means,
+)
 
 INT32_MAX = np.iinfo(np.int32).max
 STANDALONE_PORT, K8S_PORT = 7077, 443
@@ -222,11 +230,7 @@ def fit_spark(
     gives the id maps, movie means, seen items and the cost J on the driver)."""
     check_train(train, source)
     check_int32_ids(train, source)
-    catalogue = Catalogue.from_movies(movies)
-    data = encode(train)
-    unknown = data.movie_ids[catalogue.index(data.movie_ids) < 0]
-    if len(unknown):
-        raise data_error(source, "rate movies missing from the movies table", column=MOVIE, count=int(np.isin(train[MOVIE], unknown).sum()), examples=unknown)
+    catalogue, data = encode_against_catalogue(train, movies, source)
     started = time.perf_counter()
     means, global_mean = movie_means(data.movie_idx, data.ratings, len(data.movie_ids), params.mean_shrinkage)
     normalised = data.ratings - means[data.movie_idx]
@@ -251,15 +255,4 @@ def fit_spark(
                 frame.unpersist()
     history.seconds = time.perf_counter() - started
     factors = {"X": X.astype(params.dtype), "W": W.astype(params.dtype), "b": np.zeros(len(data.user_ids), params.dtype)}
-    return CofiModel(
-        user_ids=data.user_ids,
-        movie_ids=data.movie_ids,
-        factors=factors,
-        means=means,
-        global_mean=global_mean,
-        rating_range=rating_range,
-        catalogue=catalogue,
-        seen=SeenItems.from_ratings(train, catalogue),
-        params=params,
-        history=history,
-    )
+    return CofiModel.assemble(train, data, catalogue, factors, (means, global_mean), rating_range, params, history)
