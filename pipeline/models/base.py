@@ -19,6 +19,7 @@ import pandas as pd
 
 from pipeline.data.schema import MOVIE, TITLE, USER
 from pipeline.errors import DataError, ModelError
+from pipeline.io import read_json
 
 RECOMMEND_COLUMNS = (MOVIE, TITLE, "score")
 
@@ -199,3 +200,11 @@ def load_arrays(directory: str | Path, name: str) -> dict[str, np.ndarray]:
         raise ModelError(f"{path}: model file not found (train the model first, e.g. `dvc repro`)")
     with np.load(path, allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
+
+
+def read_model_meta(directory: str | Path, name: str) -> dict:
+    """The JSON description saved beside a model's arrays, or a ModelError naming the missing file."""
+    path = Path(directory) / name
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found (train the model first, e.g. `dvc repro`)")
+    return read_json(path)

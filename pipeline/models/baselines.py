@@ -20,13 +20,14 @@ import pandas as pd
 
 from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.errors import DataError, ModelError
-from pipeline.io import read_json, write_json
+from pipeline.io import write_json
 from pipeline.models.base import (
     Catalogue,
     SeenItems,
     check_pairs,
     index_of,
     load_arrays,
+    read_model_meta,
     recommendation_frame,
     save_arrays,
     seen_exclusion,
@@ -131,10 +132,7 @@ class Baseline:
     @classmethod
     def load(cls, directory: str | Path) -> Self:
         folder = Path(directory)
-        meta_path = folder / META_FILE
-        if not meta_path.is_file():
-            raise ModelError(f"{meta_path}: model file not found (train the model first, e.g. `dvc repro`)")
-        meta = read_json(meta_path)
+        meta = read_model_meta(folder, META_FILE)
         if meta.get("kind") != cls.KIND:
             raise ModelError(f"{folder}: holds a {meta.get('kind')!r} model, not {cls.KIND!r}")
         arrays = load_arrays(folder, ARRAYS_FILE)

@@ -28,7 +28,7 @@ import pandas as pd
 from pipeline.config import CofiParams
 from pipeline.data.schema import MOVIE, RATING, TITLE, USER
 from pipeline.errors import DataError, ModelError, RecsysError, data_error
-from pipeline.io import read_json, write_json
+from pipeline.io import write_json
 from pipeline.models.ranking import SupportRanking
 from pipeline.models.base import (
     Catalogue,
@@ -36,6 +36,7 @@ from pipeline.models.base import (
     check_pairs,
     index_of,
     load_arrays,
+    read_model_meta,
     save_arrays,
     seen_exclusion,
     top_n,
@@ -609,9 +610,7 @@ class CofiModel(SupportRanking):
     def load(cls, directory: str | Path) -> CofiModel:
         directory = Path(directory)
         meta_path = directory / META
-        if not meta_path.is_file():
-            raise ModelError(f"{meta_path}: model file not found (train the model first, e.g. `dvc repro`)")
-        meta = read_json(meta_path)
+        meta = read_model_meta(directory, META)
         if meta.get("format") != FORMAT:
             raise ModelError(f"{meta_path}: not a {FORMAT} model (format {meta.get('format')!r}); retrain it")
         arrays = load_arrays(directory, ARRAYS)
