@@ -6,7 +6,6 @@ Models know nothing of MLflow: a trained model object with `predict(DataFrame[us
 
 from __future__ import annotations
 
-import importlib
 import os
 import tempfile
 import urllib.error
@@ -214,9 +213,9 @@ class RecsysPyfunc(mlflow.pyfunc.PythonModel):
     """
 
     def load_context(self, context: Any) -> None:
-        module_name, class_name = context.model_config["loader"].split(":")
-        model_class = getattr(importlib.import_module(module_name), class_name)
-        self.model = model_class.load(context.artifacts["model_dir"])
+        from pipeline.models.loading import class_at
+
+        self.model = class_at(context.model_config["loader"]).load(context.artifacts["model_dir"])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
         return np.asarray(self.model.predict(model_input), dtype=np.float64)

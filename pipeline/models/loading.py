@@ -15,11 +15,16 @@ TRAINED_MODELS = {
 }
 
 
+def class_at(loader: str) -> type:
+    """The class named by "module:Class"."""
+    module_name, class_name = loader.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
 def model_class(name: str) -> type:
     if name not in TRAINED_MODELS:
         raise ModelError(f"unknown model '{name}'; choose one of {', '.join(TRAINED_MODELS)}")
-    module_name, class_name = TRAINED_MODELS[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return class_at(TRAINED_MODELS[name])
 
 
 def load_trained(name: str, models_dir: str | Path = paths.MODELS) -> Any:

@@ -8,7 +8,6 @@ Metrics go into each trained model's MLflow run; each baseline gets a run of its
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,7 +33,7 @@ from pipeline.evaluation.report import html_report, markdown_report
 from pipeline.io import atomic_outputs, read_json
 from pipeline.models.base import Catalogue, SeenItems
 from pipeline.models.baselines import BiasModel, GlobalMeanModel, PopularityModel
-from pipeline.models.loading import TRAINED_MODELS
+from pipeline.models.loading import TRAINED_MODELS, class_at
 from pipeline.stages.inputs import rating_range, read_ratings, read_training_inputs, require
 
 LEARNING_CURVES = {"cofi": paths.PLOTS / "cofi_cost.csv", "content": paths.PLOTS / "content_loss.csv"}
@@ -90,8 +89,7 @@ def load_trained(name: str, loader: str, catalogue: Catalogue, dataset: Mapping[
         raise ModelError(f"{folder}: model folder not found; train it first (dvc repro train_{name})")
     info = training_info(name)
     check_fingerprint(info, dataset, name)
-    module_name, class_name = loader.split(":")
-    model = getattr(importlib.import_module(module_name), class_name).load(folder)
+    model = class_at(loader).load(folder)
     check_catalogue(model, catalogue, folder)
     return model, str(info["mlflow_run_id"])
 
