@@ -198,16 +198,33 @@ def movie_means(movie_idx: np.ndarray, ratings: np.ndarray, n_movies: int, shrin
 
 @dataclass
 class History:
-    """Per iteration: the training cost and, with a validation slice, its RMSE."""
+    """The training cost at each logged iteration and, with a validation slice, its RMSE.
+
+    `steps[r]` is the 0-based iteration after which cost[r] was measured: every iteration when
+    training with TensorFlow (0, 1, 2, ...), the checkpoints when training with Spark ALS (whose
+    last step is the last iteration). Left empty, it means every iteration (models saved before
+    steps were recorded).
+    """
 
     cost: list[float] = field(default_factory=list)
     validation_rmse: list[float] = field(default_factory=list)
     best_iteration: int | None = None
     seconds: float = 0.0
+    steps: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            self.steps = list(range(len(self.cost)))
+        if len(self.steps) != len(self.cost):
+            raise ValueError(f"history: {len(self.steps)} steps for {len(self.cost)} costs")
+
+    def record(self, step: int, cost: float) -> None:
+        self.steps.append(int(step))
+        self.cost.append(float(cost))
 
     @property
     def iterations_run(self) -> int:
-        return len(self.cost)
+        return self.steps[-1] + 1 if self.steps else 0
 
 
 def _seed_everything(seed: int) -> None:
@@ -352,7 +369,7 @@ def train_factors(
                 f"cofi: the training cost became {cost} at iteration {iteration}; lower cofi.learning_rate "
                 f"or cofi.init_scale, or raise cofi.lambda_ (no model was written)"
             )
-        history.cost.append(cost)
+        history.record(iteration, cost)
         if len(held_rows):
             factors = trainer.values()
             rmse = _rmse(factors, data, means, held_rows, rating_range)
@@ -582,7 +599,7 @@ class CofiModel(SupportRanking):
 
     # -- persistence --
     def save(self, directory: str | Path) -> None:
-        """cofi.npz (factors, means, id maps, catalogue, seen items, history) + cofi.json; no pickle."""
+        """cofi.npz (factors, means, id maps, catalogue, seen items, history and its steps) + cofi.json; no pickle."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         arrays = {f"factor_{name}": value for name, value in self.factors.items()}
@@ -591,6 +608,7 @@ class CofiModel(SupportRanking):
             movie_ids=self.movie_ids,
             means=self.means,
             cost_history=np.asarray(self.history.cost, np.float64),
+            cost_steps=np.asarray(self.history.steps, np.int64),
             validation_rmse=np.asarray(self.history.validation_rmse, np.float64),
             **self.catalogue.to_arrays(),
             **self.seen.to_arrays(),
@@ -617,6 +635,7 @@ class CofiModel(SupportRanking):
         factors = {key.removeprefix("factor_"): value for key, value in arrays.items() if key.startswith("factor_")}
         history = History(
             cost=arrays["cost_history"].tolist(),
+            steps=arrays["cost_steps"].tolist() if "cost_steps" in arrays else [],
             validation_rmse=arrays["validation_rmse"].tolist(),
             best_iteration=meta["best_iteration"],
             seconds=meta["seconds"],

@@ -27,7 +27,6 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,19 +51,6 @@ from pipeline.models.cofi import (
 INT32_MAX = np.iinfo(np.int32).max
 STANDALONE_PORT, K8S_PORT = 7077, 443
 DEFAULT_CONF = {"spark.ui.showConsoleProgress": "false"}  # tqdm-like bars in logs; spark.conf overrides it
-
-
-@dataclass
-class SparkHistory(History):
-    """The cost J at the logged ALS iterations; `steps[r]` is the 0-based iteration of cost[r]
-    (J after steps[r] + 1 ALS sweeps), so a full log has steps 0..iterations-1 like the TF curve."""
-
-    steps: list[int] = field(default_factory=list)
-    iterations: int = 0
-
-    @property
-    def iterations_run(self) -> int:
-        return self.iterations
 
 
 # ---- the Spark session ----------------------------------------------------------------------
@@ -235,7 +221,7 @@ def fit_spark(
     means, global_mean = movie_means(data.movie_idx, data.ratings, len(data.movie_ids), params.mean_shrinkage)
     normalised = data.ratings - means[data.movie_idx]
     reg = reg_param(params, len(normalised), len(data.movie_ids), len(data.user_ids))
-    history = SparkHistory(iterations=params.iterations)
+    history = History()  # J at each checkpoint; its last step is iteration `iterations` - 1
     with spark_session(spark) as session, tempfile.TemporaryDirectory(prefix="recsys-als-") as scratch:
         # without checkpoints the lineage of many ALS iterations overflows the JVM stack
         session.sparkContext.setCheckpointDir(spark.checkpoint_dir or scratch)
@@ -246,8 +232,7 @@ def fit_spark(
             for count in checkpoints(params.iterations, params.log_cost_every):
                 model = fit_als(frame, params, reg, count, blocks)
                 X, W = collect_factors(model.itemFactors, data.movie_ids), collect_factors(model.userFactors, data.user_ids)
-                history.cost.append(cost_j(X, W, data, normalised, params))
-                history.steps.append(count - 1)
+                history.record(count - 1, cost_j(X, W, data, normalised, params))  # J after `count` sweeps
         except Exception as exc:  # py4j/Spark errors carry pages of JVM stack: keep the first line
             raise ModelError(f"Spark ALS failed on master {spark.master}: {_first_line(exc)} (no model was written)") from None
         finally:

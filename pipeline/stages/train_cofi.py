@@ -27,7 +27,7 @@ COST_CSV = paths.PLOTS / "cofi_cost.csv"
 
 def cost_steps(model: CofiModel) -> list[int]:
     """The 0-based iteration of each logged cost: every one for TensorFlow, the logged ones for Spark."""
-    return list(getattr(model.history, "steps", None) or range(len(model.history.cost)))
+    return list(model.history.steps)
 
 
 def cost_table(model: CofiModel) -> pd.DataFrame:

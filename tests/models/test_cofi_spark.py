@@ -22,7 +22,7 @@ from pipeline import paths, tracking
 from pipeline.config import CofiParams, SparkParams, parse_params
 from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.errors import ConfigError, DataError, ModelError, RecsysError
-from pipeline.models.cofi import CofiModel, cofi_cost, encode
+from pipeline.models.cofi import CofiModel, History, cofi_cost, encode, encode_against_catalogue, movie_means
 from pipeline.models.cofi_spark import (
     als_input,
     checkpoints,
@@ -127,6 +127,43 @@ def test_an_unreachable_master_fails_within_the_timeout_naming_it():
     assert time.perf_counter() - started < 5
 
 
+def spark_like_model(history: History) -> CofiModel:
+    """A CofiModel assembled as fit_spark does (zero user biases), from random factors: no Spark."""
+    ratings, movies = low_rank_ratings(n_users=4, n_movies=5)
+    catalogue, data = encode_against_catalogue(ratings, movies, "train")
+    rng = np.random.default_rng(0)
+    factors = {
+        "X": rng.normal(size=(len(data.movie_ids), 3)).astype(np.float32),
+        "W": rng.normal(size=(len(data.user_ids), 3)).astype(np.float32),
+        "b": np.zeros(len(data.user_ids), np.float32),
+    }
+    means = movie_means(data.movie_idx, data.ratings, len(data.movie_ids), PARAMS.mean_shrinkage)
+    return CofiModel.assemble(ratings, data, catalogue, factors, means, RANGE, PARAMS, history)
+
+
+def test_save_and_load_keep_a_spark_history_whole(tmp_path):
+    """J logged at ALS checkpoints 10, 20, 30 of 30 iterations: three costs, 30 iterations run."""
+    history = History(cost=[3.0, 2.0, 1.5], steps=[9, 19, 29], seconds=1.25)
+    spark_like_model(history).save(tmp_path / "cofi")
+    loaded = CofiModel.load(tmp_path / "cofi").history
+    assert loaded == history
+    assert loaded.steps == [9, 19, 29] and loaded.iterations_run == 30
+
+
+def test_a_model_saved_without_steps_loads_with_one_cost_per_iteration(tmp_path):
+    spark_like_model(History(cost=[3.0, 2.0, 1.5])).save(tmp_path / "cofi")
+    arrays = dict(np.load(tmp_path / "cofi" / "cofi.npz"))
+    del arrays["cost_steps"]  # as saved before the steps were recorded
+    np.savez(tmp_path / "cofi" / "cofi.npz", **arrays)
+    loaded = CofiModel.load(tmp_path / "cofi").history
+    assert loaded.steps == [0, 1, 2] and loaded.iterations_run == 3
+
+
+def test_a_history_needs_one_step_per_cost():
+    with pytest.raises(ValueError, match="2 steps for 3 costs"):
+        History(cost=[3.0, 2.0, 1.5], steps=[9, 19])
+
+
 # ---- ALS in local[2] ------------------------------------------------------------------------
 
 
@@ -190,7 +227,8 @@ def test_model_format_round_trip(fitted, data, tmp_path):
         np.testing.assert_array_equal(loaded.factors[name], fitted.factors[name])
     pairs = pd.concat([data[0][[USER, MOVIE]].head(20), pd.DataFrame({USER: [999], MOVIE: [999]})], ignore_index=True)
     np.testing.assert_array_equal(loaded.predict(pairs), fitted.predict(pairs))
-    assert loaded.params.engine == "spark" and loaded.history.cost == fitted.history.cost
+    assert loaded.params.engine == "spark" and loaded.history == fitted.history
+    assert loaded.history.iterations_run == PARAMS.iterations and loaded.history.steps == [PARAMS.iterations - 1]
     pd.testing.assert_frame_equal(loaded.recommend(10, n=5), fitted.recommend(10, n=5))
 
 
