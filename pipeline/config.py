@@ -91,6 +91,18 @@ class ValidateParams(Section):
     min_timestamp: int = Field(
         788_918_400, ge=0, description="earliest plausible rating time (unix seconds; default 1995-01-01)"
     )
+    max_timestamp: int = Field(
+        4_102_444_800,
+        ge=0,
+        description="latest plausible rating time (unix seconds; default 2100-01-01, so that milliseconds fail); "
+        "a fixed bound rather than the clock, so the same data always gives the same report",
+    )
+
+    @model_validator(mode="after")
+    def _timestamps_ordered(self) -> ValidateParams:
+        if self.max_timestamp <= self.min_timestamp:
+            raise ValueError(f"max_timestamp ({self.max_timestamp}) must be after min_timestamp ({self.min_timestamp})")
+        return self
 
 
 class SplitParams(Section):

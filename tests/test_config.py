@@ -29,6 +29,7 @@ def test_the_repository_params_file_loads_and_matches_the_model_defaults():
         ({"cofi": {"lambda_": -1}}, "cofi.lambda_"),
         ({"cofi": {"iterations": 0}}, "cofi.iterations"),
         ({"validate": {"min_ratings": 0}}, "validate.min_ratings"),
+        ({"validate": {"min_timestamp": 100, "max_timestamp": 100}}, "validate: max_timestamp"),
         ({"data": {"synthetic": {"n_users": 10, "n_movies": 50, "n_ratings": 5000}}}, "at most half"),
         ({"data": {"synthetic": {"n_users": 100, "min_user_ratings": 20, "n_ratings": 1000}}}, "at least"),
     ],

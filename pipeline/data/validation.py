@@ -5,14 +5,19 @@
 examples); when given a folder it also builds the GX Data Docs HTML there. `validate_to_reports`
 adds summary.json beside the Data Docs; `failure_message` turns the failures into readable lines.
 
+The reports depend on the data and params only, byte for byte: timestamps are bounded by params
+(not the clock), GX's run is named `RUN_NAME` at `RUN_TIME` (the Unix epoch, a fixed stand-in for
+a run time), its batch load time is dropped (the data fingerprint stays), and the random element
+ids and the logo URL's load-time query of the HTML are replaced by stable ones (`stable_html`).
+
 Great Expectations takes seconds to import: it is imported inside the functions only.
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +47,8 @@ MOVIES_SUITE = "movies"
 DOCS_SITE = "recsys_validation"  # the ephemeral context already owns "local_site"
 EXAMPLES = 3
 SUMMARY_FILE = "summary.json"
-ONE_DAY = 86_400
+RUN_NAME = "validate"
+RUN_TIME = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 # GX 1.24 re-serializes an expectation's kwargs (pydantic v1 .dict()) on every metric it resolves, so
 # "movie_id in <all movie ids>" costs ~5 s per 33k ids (~14 s for ml-32m's 87k movies) whatever the
@@ -163,7 +169,7 @@ def _type_expectations(gxe: Any, types: dict[str, str]) -> list[Any]:
     return [one(c, t) for c, t in types.items()]
 
 
-def ratings_expectations(scale: Scale, params: ValidateParams, unknown_movies: list[Any], now: int) -> list[Any]:
+def ratings_expectations(scale: Scale, params: ValidateParams, unknown_movies: list[Any]) -> list[Any]:
     """The ratings suite: contract columns and types, ids, scale, uniqueness, known movies, times, sizes.
 
     `unknown_movies` are the rated movie ids absent from movies (see `unknown_movie_ids`)."""
@@ -195,10 +201,10 @@ def ratings_expectations(scale: Scale, params: ValidateParams, unknown_movies: l
         ),
         _expect(
             gxe.ExpectColumnValuesToBeBetween,
-            f"with timestamps before {params.min_timestamp} or over a day in the future (unix seconds)",
+            f"with timestamps before {params.min_timestamp} or after {params.max_timestamp} (unix seconds)",
             column=TIMESTAMP,
             min_value=params.min_timestamp,
-            max_value=now + ONE_DAY,
+            max_value=params.max_timestamp,
         ),
         _expect(
             gxe.ExpectTableRowCountToBeBetween,
@@ -329,6 +335,7 @@ def _context(docs_dir: Path | None) -> Any:
 
 def _run_suite(context: Any, name: str, frame: pd.DataFrame, expectations: list[Any]) -> list[Check]:
     import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
 
     batch = context.data_sources.add_pandas(name).add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
     suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
@@ -336,6 +343,7 @@ def _run_suite(context: Any, name: str, frame: pd.DataFrame, expectations: list[
     result = definition.run(
         batch_parameters={"dataframe": frame},
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": EXAMPLES},
+        run_id=RunIdentifier(run_name=RUN_NAME, run_time=RUN_TIME),
     )
     dtypes = {str(c): str(t) for c, t in frame.dtypes.items()}
     return [to_check(name, r, dtypes) for r in result.results]
@@ -361,18 +369,40 @@ def validate_frames(
     scale: Scale,
     params: ValidateParams,
     *,
-    now: int | None = None,
     docs_dir: str | Path | None = None,
 ) -> ValidationOutcome:
-    """Run both suites; build Data Docs into `docs_dir` when given. `now`: unix seconds (default: clock)."""
-    now = int(time.time()) if now is None else now
+    """Run both suites; build Data Docs into `docs_dir` when given."""
     unknown = unknown_movie_ids(ratings, movies)
     context = _context(None if docs_dir is None else Path(docs_dir))
-    checks = _run_suite(context, RATINGS_SUITE, ratings, ratings_expectations(scale, params, unknown, now))
+    checks = _run_suite(context, RATINGS_SUITE, ratings, ratings_expectations(scale, params, unknown))
     checks += _run_suite(context, MOVIES_SUITE, movies, movies_expectations(params))
     if docs_dir is not None:
+        _drop_load_times(context)
         context.build_data_docs(site_names=[DOCS_SITE])
+        for page in Path(docs_dir).rglob("*.html"):
+            page.write_text(stable_html(page.read_text(encoding="utf-8")), encoding="utf-8")
     return ValidationOutcome(checks=checks, counts=counts(ratings, movies))
+
+
+def _drop_load_times(context: Any) -> None:
+    """Remove the wall-clock time GX stamps on each batch it loads from the stored results."""
+    store = context.validation_results_store
+    for key in store.list_keys():
+        result = store.get(key)
+        result.meta.get("batch_markers", {}).pop("ge_load_time", None)
+        store.set(key, result)
+
+
+_LOAD_TIME_QUERY = re.compile(r"\?d=\d{8}T\d{6}\.\d+Z(&?)")  # GX's cache-buster on asset URLs
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
+
+
+def stable_html(page: str) -> str:
+    """A Data Docs page without GX's per-render parts: the load-time query on asset URLs goes and
+    each random (uuid4) element id becomes its order of appearance in the page, so links still match."""
+    page = _LOAD_TIME_QUERY.sub(lambda m: "?" if m[1] else "", page)
+    ids: dict[str, str] = {}
+    return _UUID.sub(lambda m: ids.setdefault(m[0], f"id{len(ids) + 1}"), page)
 
 
 def failure_line(check: Check, file: str) -> str:
@@ -396,12 +426,10 @@ def validate_to_reports(
     scale: Scale,
     params: ValidateParams,
     out_dir: str | Path,
-    *,
-    now: int | None = None,
 ) -> ValidationOutcome:
     """Validate, then write `out_dir`/summary.json and the Data Docs HTML (`out_dir`/index.html)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    outcome = validate_frames(ratings, movies, scale, params, now=now, docs_dir=out)
+    outcome = validate_frames(ratings, movies, scale, params, docs_dir=out)
     write_json(out / SUMMARY_FILE, outcome.to_dict())
     return outcome

@@ -22,13 +22,13 @@ from pipeline.data.validation import (
     failure_line,
     genres_regex,
     rating_values,
+    stable_html,
     unknown_movie_ids,
     validate_frames,
     validate_to_reports,
 )
 from pipeline.errors import DataError
 
-NOW = 1_700_000_000  # fixed "now" so the timestamp bound is deterministic: NOW + 1 day
 T = 1_000_000_000
 SCALE = Scale(0.5, 5.0, 0.5)
 PARAMS = ValidateParams(min_ratings=6, min_movies=3, min_users=3, min_timestamp=788_918_400)
@@ -147,7 +147,7 @@ def test_clean_dataset_passes_every_expectation(form: str) -> None:
     if form == "as conformed":  # object titles/genres, as conform_movies returns them
         ratings, movies = conform_ratings(ratings), conform_movies(movies)
         assert movies["title"].dtype == object
-    outcome = validate_frames(ratings, movies, SCALE, PARAMS, now=NOW)
+    outcome = validate_frames(ratings, movies, SCALE, PARAMS)
     assert outcome.failures == []
     assert outcome.success
     assert len(outcome.checks) == 27
@@ -213,10 +213,16 @@ CASES = {
         },
     ),
     "implausible timestamps": (
-        clean_ratings().assign(timestamp=[T, 0, T, T, NOW + 2 * 86_400, T]),
+        clean_ratings().assign(timestamp=[T, 0, T, T, T * 1000, T]),  # 0 and one in milliseconds
         clean_movies(),
         PARAMS,
-        {(R, "expect_column_values_to_be_between", "timestamp"): (2, 0)},
+        {(R, "expect_column_values_to_be_between", "timestamp"): (2, T * 1000)},
+    ),
+    "timestamps after max_timestamp": (
+        clean_ratings(),
+        clean_movies(),
+        PARAMS.model_copy(update={"max_timestamp": T + 3}),
+        {(R, "expect_column_values_to_be_between", "timestamp"): (2, T + 4)},
     ),
     "float timestamp column": (
         clean_ratings().astype({"timestamp": "float64"}),
@@ -251,7 +257,7 @@ CASES = {
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_defect_fails_exactly_its_expectations(case: str) -> None:
     ratings, movies, params, expected = CASES[case]
-    outcome = validate_frames(ratings, movies, SCALE, params, now=NOW)
+    outcome = validate_frames(ratings, movies, SCALE, params)
     failures = failed(outcome)
     assert set(failures) == set(expected)
     for key, (count, example) in expected.items():
@@ -265,7 +271,7 @@ def test_each_defect_fails_exactly_its_expectations(case: str) -> None:
 
 
 def test_missing_column_is_reported_not_raised() -> None:
-    outcome = validate_frames(clean_ratings().drop(columns="timestamp"), clean_movies(), SCALE, PARAMS, now=NOW)
+    outcome = validate_frames(clean_ratings().drop(columns="timestamp"), clean_movies(), SCALE, PARAMS)
     failures = failed(outcome)
     columns = failures[(R, "expect_table_columns_to_match_set", None)]
     assert columns.observed == ["movie_id", "rating", "user_id"]
@@ -274,9 +280,31 @@ def test_missing_column_is_reported_not_raised() -> None:
 
 
 def test_validate_to_reports_writes_summary_and_data_docs(tmp_path) -> None:
-    outcome = validate_to_reports(clean_ratings(), clean_movies(), SCALE, PARAMS, tmp_path / "out", now=NOW)
+    outcome = validate_to_reports(clean_ratings(), clean_movies(), SCALE, PARAMS, tmp_path / "out")
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary == json.loads(json.dumps(outcome.to_dict()))
     assert summary["success"] is True and summary["evaluated"] == 27
     assert (tmp_path / "out" / "index.html").is_file()
     assert {p.name for p in (tmp_path / "out" / "expectations").iterdir()} == {"ratings.html", "movies.html"}
+
+
+def test_validate_to_reports_gives_the_same_bytes_for_the_same_data(tmp_path) -> None:
+    for out in ("a", "b"):
+        validate_to_reports(clean_ratings(), clean_movies(), SCALE, PARAMS, tmp_path / out)
+    files = {p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()}
+    assert files == {p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file()}
+    assert [f for f in sorted(files) if (tmp_path / "a" / f).read_bytes() != (tmp_path / "b" / f).read_bytes()] == []
+    index = (tmp_path / "a" / "index.html").read_text()
+    assert "1970-01-01" in index and "ge_load_time" not in index  # the pinned run time, no load time
+
+
+def test_stable_html_drops_load_time_queries_and_numbers_random_ids_in_order() -> None:
+    first, second = "2d3001a8-1c34-47ae-a0fa-d5e6a1fba546", "d28fa188-d5b1-40a7-b57f-0aec45852001"
+    page = (
+        '<img src="logo.png?d=20261201T192755.205367Z"><img src="x.png?d=20261201T192755.2Z&dataContextId=7">'
+        f'<a href="#body-{second}"></a><div id=body-{second}></div><div id=body-{first}></div>'
+    )
+    assert stable_html(page) == (
+        '<img src="logo.png"><img src="x.png?dataContextId=7">'
+        '<a href="#body-id1"></a><div id=body-id1></div><div id=body-id2></div>'
+    )

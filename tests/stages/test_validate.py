@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -99,3 +101,22 @@ def test_corrupt_parquet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     paths.RAW_MOVIES.write_bytes(b"PAR1 truncated")
     with pytest.raises(DataError, match=r"^data/raw/movies.parquet: not a readable parquet file"):
         validate_stage.run(PARAMS)
+
+
+def test_the_reports_of_the_same_data_and_params_are_byte_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two runs, the second with the clock a year later: the same reports/validation tree, byte for byte."""
+    monkeypatch.chdir(tmp_path)
+    write_raw(clean_ratings(), clean_movies())
+    validate_stage.run(PARAMS)
+    first = tree(paths.VALIDATION_REPORTS)
+    shutil.rmtree(paths.VALIDATION_REPORTS)
+    clock = time.time
+    monkeypatch.setattr(time, "time", lambda: clock() + 365 * 86_400)
+    validate_stage.run(PARAMS)
+    second = tree(paths.VALIDATION_REPORTS)
+    assert sorted(first) == sorted(second)
+    assert [name for name in sorted(first) if first[name] != second[name]] == []
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
