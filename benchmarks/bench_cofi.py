@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_cofi.py --skip-large --repeats 5
 
 Quality and speed (one process): ratings.csv in file order, train_test_split(test_size=0.2,
-random_state=42) as BENCHMARKS.md; test RMSE/MAE in stars (predictions clipped to 0.5..5); fit wall
+random_state=42), 80,668 / 20,168 rows; test RMSE/MAE in stars (predictions clipped to 0.5..5); fit wall
 seconds, median of --repeats, the models interleaved repeat by repeat so machine noise hits them
 alike, after one untimed warm-up fit each (TensorFlow's first graph in a process and Surprise's first
 fit are one-off costs; the cold first cofi fit is printed too). Surprise needs the `bench` extra:

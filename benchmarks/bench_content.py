@@ -3,7 +3,7 @@
     python benchmarks/bench_content.py                                   # course vs defaults, seeds 1 2 3
     python benchmarks/bench_content.py --seeds 1 --config big=batch_size=2048,patience=null
 
-Split as BENCHMARKS.md: ratings.csv in file order, train_test_split(test_size=0.2, random_state=42);
+Split: ratings.csv in file order, train_test_split(test_size=0.2, random_state=42);
 features from train only (pipeline.features, genre_prior 0). Training: `ContentModel.fit` wall time
 and test RMSE (stars, clipped to 0.5..5) per seed; configurations interleaved seed by seed so
 machine noise hits them alike; the table shows the median time, the time ratio to the course and

@@ -3,8 +3,8 @@
     python benchmarks/bench_evaluate.py                          # both sets below
     python benchmarks/bench_evaluate.py --sets synthetic --users 10000 --movies 10000 --ratings 1000000
 
-Sets: ml-latest-small (610 users x 9,742 movies, the BENCHMARKS.md split; needs ../shared/datasets
-or --mirror) and a synthetic users x movies set. The models evaluated are the three baselines plus
+Sets: ml-latest-small (610 users x 9,742 movies, the ml-latest-small split of benchmarks/README.md;
+needs --mirror, a folder holding ml-latest-small/) and a synthetic users x movies set. The models evaluated are the three baselines plus
 a random-factor model (32 factors, standing in for a trained model: same load/predict/score_block
 path) saved under models/random/ with its own MLflow training run. Everything happens in a
 temporary folder with its own MLflow store. "stage wall" is the whole process (imports, reading,

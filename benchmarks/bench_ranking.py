@@ -1,9 +1,9 @@
 """How much generic score adjustments (pipeline/models/ranking.py) improve top-10 lists.
 
     python benchmarks/bench_ranking.py                       # bias, cofi, content
-    python benchmarks/bench_ranking.py --models bias cofi --mirror ../shared/datasets
+    python benchmarks/bench_ranking.py --models bias cofi --mirror /path/to/mirror
 
-Protocol: the ml-latest-small split of BENCHMARKS.md. Settings are chosen on a validation split
+Protocol: the ml-latest-small split of benchmarks/README.md. Settings are chosen on a validation split
 carved out of train (random 20%, seed 7; models fitted on the remaining 80%), by nDCG@10 over a
 grid of shrinkage x popularity_weight x min_support; the chosen settings are then scored once on
 the test split with models refitted on the whole train split. Test figures are never used to

@@ -1,7 +1,7 @@
 """Wall time and peak memory of each pipeline stage, each run as its own `recsys <stage>` process.
 
     python benchmarks/bench_stages.py --source synthetic --n-ratings 1000000
-    python benchmarks/bench_stages.py --source ml-latest-small --mirror ../shared/datasets
+    python benchmarks/bench_stages.py --source ml-latest-small --mirror /path/to/mirror
     python benchmarks/bench_stages.py --n-ratings 25000000 --workdir /tmp/b25 --stages evaluate  # re-run one stage
 
 Runs in a temporary folder (your data/ and mlflow.db are untouched) and prints a Markdown table.

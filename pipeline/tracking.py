@@ -1,4 +1,5 @@
-"""The only module that talks to MLflow: tracking URI, runs and tags, batched metrics, pyfunc models.
+"""MLflow tracking for the stages: tracking URI, runs and tags, batched metrics, pyfunc models (the
+Model Registry is driven by pipeline/registry.py and pipeline/stages/promote.py).
 
 Models know nothing of MLflow: a trained model object with `predict(DataFrame[user_id, movie_id])`,
 `save(dir)` and a classmethod `load(dir)` is wrapped here as an MLflow pyfunc.

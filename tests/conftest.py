@@ -1,4 +1,5 @@
-"""Shared fixtures: paths to ../shared datasets (skipped cleanly when absent) and tiny frames."""
+"""Shared fixtures: the folder of real MovieLens releases (tests skip cleanly when it is absent) and an
+isolated MLflow store per test."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def _isolated_mlflow(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
 
 @pytest.fixture
 def shared_datasets() -> Path:
-    """../shared/datasets, or skip when this clone has no such folder."""
+    """The folder holding ml-latest-small/ ($RECSYS_SHARED_DATASETS, else shared/datasets beside the
+    repository's folder), or skip when there is none."""
     if not (SHARED_DATASETS / "ml-latest-small" / "ratings.csv").is_file():
         pytest.skip(f"MovieLens mirror not found at {SHARED_DATASETS}")
     return SHARED_DATASETS

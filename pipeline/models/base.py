@@ -1,4 +1,4 @@
-"""Pieces of the model contract shared by every model (DESIGN.md, 'Model contract').
+"""Pieces of the model contract shared by every model (tests/models/contract.py checks it on each).
 
 - predict(DataFrame[user_id, movie_id]) -> float array in stars, clipped to the rating range;
   unknown users/movies get a documented fallback, never an exception.

@@ -1,4 +1,4 @@
-"""Turn predicted ratings into top-N lists people would accept (issue 5, item 6).
+"""Turn predicted ratings into top-N lists people would accept.
 
 Models trained on ratings put obscure movies with two or three high ratings on top. A model calls
 `adjust_scores` inside its `score_block`, so `recommend` and the ranking metrics see the same

@@ -4,8 +4,9 @@ behind the metric gate of pipeline/registry.py.
 Reads metrics/evaluation.json, metrics/train_<name>.json (the logged `model_uri` and its run),
 data/split/{train,test}.parquet and data/raw/dataset.json; writes metrics/promotion.json (per model:
 decision, both scores, reason). Runs only after `evaluate` succeeded; a model without a usable
-evaluation or a finished training run is refused, never registered. Every champion is scored before
-any alias moves, so a tracking server that dies on the way leaves the champions as they were.
+evaluation or a finished training run is refused, never registered. Each model gets the alias
+`challenger` as it is registered; every champion is scored before any `champion` alias moves, so a
+tracking server that dies on the way leaves the champions as they were.
 """
 
 from __future__ import annotations

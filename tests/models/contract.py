@@ -1,4 +1,5 @@
-"""The model contract of DESIGN.md as one test suite that every model's test class inherits.
+"""The model contract (pipeline/models/base.py: predict in stars with fallbacks, recommend, save/load
+without pickle) as one test suite that every model's test class inherits.
 
     class TestCofiContract(ModelContract):
         @pytest.fixture(scope="class")
