@@ -294,8 +294,9 @@ def test_validate_to_reports_gives_the_same_bytes_for_the_same_data(tmp_path) ->
     files = {p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()}
     assert files == {p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file()}
     assert [f for f in sorted(files) if (tmp_path / "a" / f).read_bytes() != (tmp_path / "b" / f).read_bytes()] == []
-    index = (tmp_path / "a" / "index.html").read_text()
-    assert "1970-01-01" in index and "ge_load_time" not in index  # the pinned run time, no load time
+    pages = "".join(p.read_text() for p in (tmp_path / "a").rglob("*.html"))
+    assert "1970-01-01" in pages and "ge_load_time" not in pages  # the pinned run time, no load time
+    assert "pandas_data_fingerprint" in pages  # what identifies the data stays
 
 
 def test_stable_html_drops_load_time_queries_and_numbers_random_ids_in_order() -> None:
