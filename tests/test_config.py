@@ -70,6 +70,27 @@ def test_mirror_comes_from_the_param_else_the_environment(monkeypatch: pytest.Mo
     assert parse_params({}).data.mirror_dir() is None
 
 
+@pytest.mark.parametrize("key", ["mirror", "cache_dir"])
+def test_a_relative_data_path_is_relative_to_the_params_file_not_the_current_directory(
+    key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    repo, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+    repo.mkdir()
+    elsewhere.mkdir()
+    (repo / "params.yaml").write_text(f"data:\n  {key}: ../datasets\n")
+    monkeypatch.chdir(elsewhere)
+    data = load_params(repo / "params.yaml").data
+    assert getattr(data, key) == str(tmp_path.resolve() / "datasets")
+    assert (data.mirror_dir() if key == "mirror" else data.cache_path()) == tmp_path.resolve() / "datasets"
+
+
+@pytest.mark.parametrize("value", ["/abs/mirror", "~/mirror"])
+def test_an_absolute_or_home_data_path_is_kept(value: str, tmp_path: Path):
+    (tmp_path / "params.yaml").write_text(f"data:\n  mirror: {value}\n")
+    data = load_params(tmp_path / "params.yaml").data
+    assert data.mirror == value and data.mirror_dir() == Path(value).expanduser()
+
+
 def test_every_section_of_params_yaml_is_read_by_a_dvc_stage():
     """A section no stage lists would change nothing when edited: dvc.yaml must list each one."""
     stages = committed_yaml("dvc.yaml")["stages"]
