@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline import tracking
 from tests.isolation import REPO, committed, copy_repository, environment, isolated
 
 SEEN = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "RECSYS_DATA_MIRROR", "DVC_EXP_NAME", "TF_CONFIG")
@@ -34,23 +35,28 @@ def test_isolated_drops_the_users_settings_and_keeps_the_rest(tmp_path: Path):
     assert (tmp_path / "dvc-config").is_dir() and not any((tmp_path / "dvc-config").iterdir())
 
 
-def seen() -> dict[str, str | None]:
-    return {name: os.environ.get(name) for name in SEEN}
-
-
 @pytest.fixture(scope="module")
-def seen_by_a_module_fixture() -> dict[str, dict[str, str | None]]:
-    """What a module-scoped fixture (like the end-to-end `dvc repro`) and the subprocess it starts see:
-    module fixtures run before any function-scoped one, so only the session isolation protects them."""
+def module_fixture_run() -> dict:
+    """A module-scoped fixture that tracks a run and starts a subprocess, as the end-to-end `dvc repro` does.
+    Module fixtures run before any function-scoped one: only the session isolation keeps them off the
+    user's store."""
+    with tracking.start_run("probe", "isolation-probe", "test", {"source": "synthetic", "fingerprint": "f"}) as run_id:
+        pass
     child = subprocess.run([sys.executable, "-c", PRINT_SEEN], env=environment(), check=True, capture_output=True, text=True)
-    return {"fixture": seen(), "subprocess": json.loads(child.stdout)}
+    return {"run_id": run_id, "uri": os.environ["MLFLOW_TRACKING_URI"], "subprocess": json.loads(child.stdout)}
 
 
-def test_module_fixtures_and_their_subprocesses_see_no_user_setting(seen_by_a_module_fixture, tmp_path_factory):
-    session_temp = str(tmp_path_factory.getbasetemp())
-    for who, seen in seen_by_a_module_fixture.items():
-        assert seen["MLFLOW_TRACKING_URI"].startswith(f"sqlite:///{session_temp}"), (who, seen)
-        assert {name: value for name, value in seen.items() if name != "MLFLOW_TRACKING_URI"} == dict.fromkeys(SEEN[1:]), who
+def test_module_fixtures_track_into_the_session_store_and_subprocesses_see_no_user_setting(
+    module_fixture_run, tmp_path_factory
+):
+    from mlflow.tracking import MlflowClient
+
+    assert module_fixture_run["uri"].startswith(f"sqlite:///{tmp_path_factory.getbasetemp()}")
+    run = MlflowClient(tracking_uri=module_fixture_run["uri"]).get_run(module_fixture_run["run_id"])
+    assert "dvc_experiment" not in run.data.tags  # DVC_EXP_NAME is not seen either
+    seen = module_fixture_run["subprocess"]
+    assert seen.pop("MLFLOW_TRACKING_URI") == module_fixture_run["uri"]
+    assert seen == dict.fromkeys(SEEN[1:])
 
 
 def test_committed_reads_head_not_the_working_copy():
