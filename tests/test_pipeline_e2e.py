@@ -84,7 +84,7 @@ def test_dvc_exp_run_on_real_movielens_through_the_mirror(tmp_path: Path, shared
     meta = json.loads((repo / "data/raw/dataset.json").read_text())
     assert meta["source"] == "ml-latest-small"
     assert meta["n_ratings"] == 100_836
-    # Quality floors with the project's defaults on the split of ../shared/BENCHMARKS.md
+    # Quality floors with the project's defaults on the README's 80/20 split
     evaluation = json.loads((repo / "metrics/evaluation.json").read_text())
     cofi, content, popularity = evaluation["cofi"], evaluation["content"], evaluation["popularity"]
     assert cofi["n_test_ratings"] == 20_168 and cofi["n_ranked_users"] == 599
