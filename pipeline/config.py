@@ -319,8 +319,19 @@ def parse_params(raw: Any, file: str = PARAMS_FILE) -> Params:
         raise ConfigError("; ".join(lines)) from None
 
 
+def with_paths_relative_to(params: Params, root: Path) -> Params:
+    """`data.mirror` and `data.cache_dir`, when relative, made absolute against `root`."""
+    changed = {
+        key: str((root / value).resolve())
+        for key in ("mirror", "cache_dir")
+        if (value := getattr(params.data, key)) and not Path(value).expanduser().is_absolute()
+    }
+    return params.model_copy(update={"data": params.data.model_copy(update=changed)}) if changed else params
+
+
 def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Params:
-    """Read and validate params.yaml."""
+    """Read and validate params.yaml. Relative paths in it are relative to the folder holding it (the
+    repository root, where DVC runs every stage), whatever the current directory."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"{file}: file not found (run from the repository root, or pass --params)")
@@ -328,4 +339,4 @@ def load_params(path: str | os.PathLike[str] = PARAMS_FILE) -> Params:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML: {exc}".replace("\n", " ")) from None
-    return parse_params(raw, str(file))
+    return with_paths_relative_to(parse_params(raw, str(file)), file.resolve().parent)

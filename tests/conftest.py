@@ -1,5 +1,5 @@
-"""Shared fixtures: the folder of real MovieLens releases (tests skip cleanly when it is absent) and an
-isolated MLflow store per test."""
+"""Shared fixtures: an environment without the user's settings, the folder of real MovieLens releases
+(tests skip cleanly when it is absent) and an isolated MLflow store per test."""
 
 from __future__ import annotations
 
@@ -8,8 +8,23 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = Path(os.environ.get("RECSYS_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
+from tests.isolation import REPO, isolated
+
+SHARED_DATASETS = Path(os.environ.get("RECSYS_SHARED_DATASETS", REPO.parent / "shared" / "datasets")).resolve()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_environment(tmp_path_factory: pytest.TempPathFactory):
+    """The whole session runs without the user's MLFLOW_*, DVC_*, RECSYS_* settings (tests.isolation).
+    Session scope and autouse put it before every other fixture, module- and session-scoped ones too."""
+    wanted = isolated(os.environ, tmp_path_factory.mktemp("environment"))
+    with pytest.MonkeyPatch.context() as patch:
+        for name in set(os.environ) - set(wanted):
+            patch.delenv(name)
+        for name, value in wanted.items():
+            if os.environ.get(name) != value:
+                patch.setenv(name, value)
+        yield
 
 
 @pytest.fixture(autouse=True)

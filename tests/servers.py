@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,13 +13,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.isolation import BIN, environment
+
 HOST = "127.0.0.1"
-BIN = Path(sys.executable).parent
-
-
-def environment(**overrides: str) -> dict[str, str]:
-    """os.environ with the venv's bin first on PATH (mlflow starts uvicorn by name) plus `overrides`."""
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", **overrides}
 
 
 def free_port() -> int:

@@ -5,16 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from pipeline.config import Params, load_params, parse_params
 from pipeline.errors import ConfigError
-from tests.conftest import REPO
+from tests.isolation import committed_yaml
 
 
-def test_the_repository_params_file_loads_and_matches_the_model_defaults():
-    params = load_params(REPO / "params.yaml")
-    assert params == Params(), "params.yaml and the defaults in config.py disagree"
+def test_the_committed_params_file_loads_and_matches_the_model_defaults():
+    """The committed params.yaml: the working copy holds whatever `dvc exp run -S` last wrote into it."""
+    params = parse_params(committed_yaml("params.yaml"))
+    assert params == Params(), "params.yaml (as committed) and the defaults in config.py disagree"
 
 
 @pytest.mark.parametrize(
@@ -71,9 +71,30 @@ def test_mirror_comes_from_the_param_else_the_environment(monkeypatch: pytest.Mo
     assert parse_params({}).data.mirror_dir() is None
 
 
+@pytest.mark.parametrize("key", ["mirror", "cache_dir"])
+def test_a_relative_data_path_is_relative_to_the_params_file_not_the_current_directory(
+    key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    repo, elsewhere = tmp_path / "repo", tmp_path / "elsewhere"
+    repo.mkdir()
+    elsewhere.mkdir()
+    (repo / "params.yaml").write_text(f"data:\n  {key}: ../datasets\n")
+    monkeypatch.chdir(elsewhere)
+    data = load_params(repo / "params.yaml").data
+    assert getattr(data, key) == str(tmp_path.resolve() / "datasets")
+    assert (data.mirror_dir() if key == "mirror" else data.cache_path()) == tmp_path.resolve() / "datasets"
+
+
+@pytest.mark.parametrize("value", ["/abs/mirror", "~/mirror"])
+def test_an_absolute_or_home_data_path_is_kept(value: str, tmp_path: Path):
+    (tmp_path / "params.yaml").write_text(f"data:\n  mirror: {value}\n")
+    data = load_params(tmp_path / "params.yaml").data
+    assert data.mirror == value and data.mirror_dir() == Path(value).expanduser()
+
+
 def test_every_section_of_params_yaml_is_read_by_a_dvc_stage():
     """A section no stage lists would change nothing when edited: dvc.yaml must list each one."""
-    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    stages = committed_yaml("dvc.yaml")["stages"]
     listed = {str(entry).split(".")[0] for stage in stages.values() for entry in stage.get("params", [])}
-    sections = set(yaml.safe_load((REPO / "params.yaml").read_text()))
+    sections = set(committed_yaml("params.yaml"))
     assert sections - listed == set()

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import REPO
+from tests.isolation import BIN, copy_repository, environment, merge
 
 pytestmark = pytest.mark.slow
 
@@ -23,39 +19,9 @@ SMALL = {
 }
 
 
-def _merge(base: dict, overrides: dict) -> dict:
-    merged = dict(base)
-    for key, value in overrides.items():
-        merged[key] = _merge(base.get(key, {}), value) if isinstance(value, dict) else value
-    return merged
-
-
-def copy_repository(target: Path, overrides: dict) -> Path:
-    """Copy the files git knows (tracked and untracked-but-not-ignored) into a fresh git repo."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO, check=True, capture_output=True, text=True,
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        source = REPO / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-    params_file = target / "params.yaml"
-    params = yaml.safe_load(params_file.read_text())
-    params_file.write_text(yaml.safe_dump(_merge(params, overrides), sort_keys=False))
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
-    subprocess.run(["git", "init", "-q"], cwd=target, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=target, check=True)
-    subprocess.run([*git, "commit", "-qm", "copy"], cwd=target, check=True)
-    return target
-
-
 def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "dvc"), *args],
-        cwd=repo, env=env, capture_output=True, text=True, timeout=900,
+        [str(BIN / "dvc"), *args], cwd=repo, env=environment(), capture_output=True, text=True, timeout=900,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
@@ -104,7 +70,7 @@ def test_dvc_dag_shows_the_stage_graph(reproduced):
 
 
 def test_a_failed_validation_stops_the_pipeline_and_keeps_earlier_outputs(tmp_path: Path):
-    repo = copy_repository(tmp_path, _merge(SMALL, {"validate": {"min_ratings": 10**9}}))
+    repo = copy_repository(tmp_path, merge(SMALL, {"validate": {"min_ratings": 10**9}}))
     result = dvc(repo, "repro", check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr
@@ -113,7 +79,7 @@ def test_a_failed_validation_stops_the_pipeline_and_keeps_earlier_outputs(tmp_pa
 
 
 def test_dvc_exp_run_on_real_movielens_through_the_mirror(tmp_path: Path, shared_datasets: Path):
-    repo = copy_repository(tmp_path, {})
+    repo = copy_repository(tmp_path)
     dvc(repo, "exp", "run", "-S", "data.source=ml-latest-small", "-S", f"data.mirror={shared_datasets}")
     meta = json.loads((repo / "data/raw/dataset.json").read_text())
     assert meta["source"] == "ml-latest-small"

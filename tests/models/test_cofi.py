@@ -477,8 +477,7 @@ def test_save_load_keeps_params_history_and_new_user_answers(tmp_path, plain):
 
 
 def test_params_yaml_holds_the_documented_defaults():
-    from pathlib import Path
+    from pipeline.config import parse_params
+    from tests.isolation import committed_yaml
 
-    from pipeline.config import load_params
-
-    assert load_params(Path(__file__).resolve().parents[2] / "params.yaml").cofi == CofiParams()
+    assert parse_params(committed_yaml("params.yaml")).cofi == CofiParams()

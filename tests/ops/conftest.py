@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.isolation import GIT, copy_repository
 from tests.servers import HOST, environment, free_port, mlflow_server, start, stop
-from tests.test_pipeline_e2e import copy_repository
 
 # Tiny data and training: seconds per stage, still every stage doing real work.
 TINY = {
@@ -28,7 +28,6 @@ TINY = {
     "content": {"user_layers": [8], "item_layers": [8], "embedding_dim": 4, "epochs": 2, "validation_fraction": 0.0, "patience": None},
 }
 COFI_ITERATIONS, CONTENT_EPOCHS = 20, 2
-GIT = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
 
 
 @dataclass
