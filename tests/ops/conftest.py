@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from pipeline.models.loading import TRAINED_MODELS
 from tests.servers import HOST, environment, free_port, mlflow_server, start, stop
 from tests.test_pipeline_e2e import copy_repository
 
@@ -96,7 +97,7 @@ class Scenario:
         if result.returncode != 0:
             raise AssertionError(f"make retrain failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
         self.promotions.append(self.read("metrics/promotion.json"))
-        self.trainings.append({name: self.read(f"metrics/train_{name}.json") for name in ("cofi", "content")})
+        self.trainings.append({name: self.read(f"metrics/train_{name}.json") for name in TRAINED_MODELS})
         git(self.repo, "add", "-A")
         git(self.repo, "commit", "-qm", f"retrain {len(self.runs)}")
         return result
