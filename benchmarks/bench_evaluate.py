@@ -132,6 +132,7 @@ def prepare(workdir: Path, ratings: pd.DataFrame, movies: pd.DataFrame, source: 
     from pipeline import tracking
     from pipeline.data.schema import conform_movies, conform_ratings
     from pipeline.split import split_ratings
+    from pipeline.stages.inputs import dataset_identity
 
     os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
     movies = conform_movies(movies.assign(year=pd.array([None] * len(movies), dtype="Int64"), genres="")[["movie_id", "title", "year", "genres"]])
@@ -146,7 +147,7 @@ def prepare(workdir: Path, ratings: pd.DataFrame, movies: pd.DataFrame, source: 
     RandomFactorModel.fit(train, movies).save(workdir / "models/random")
     with tracking.start_run("random", "recsys", "random", dataset) as run_id:
         pass
-    (workdir / "metrics/train_random.json").write_text(json.dumps({"mlflow_run_id": run_id}))
+    (workdir / "metrics/train_random.json").write_text(json.dumps({"mlflow_run_id": run_id, **dataset_identity(dataset)}))
     shutil.copy(REPO / "params.yaml", workdir / "params.yaml")
     return {"users": ratings["user_id"].nunique(), "movies": len(movies), "train": len(train), "test": len(test)}
 

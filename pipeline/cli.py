@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from pipeline.errors import RecsysError
+from pipeline.evaluation.metric_table import BY_NAME as METRICS
 
 app = typer.Typer(
     help="Train, track and compare collaborative filtering and content-based movie recommenders.",
@@ -192,7 +193,7 @@ def similar(
 def compare(
     experiment: Annotated[str | None, typer.Option("--experiment", help="MLflow experiment (default: mlflow.experiment of params.yaml)")] = None,
     last: Annotated[int, typer.Option("--last", min=1, help="how many of the most recent runs")] = 20,
-    by: Annotated[str, typer.Option("--by", help="sort on: rmse, mae, P@k, R@k, nDCG@k, MAP@k, coverage, cold_rmse")] = "rmse",
+    by: Annotated[str, typer.Option("--by", help=f"sort on a metric: {', '.join(METRICS)} (or its column label, e.g. nDCG@k)")] = "rmse",
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Recent MLflow runs with their key params and test metrics, best first."""

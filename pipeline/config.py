@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipeline.errors import ConfigError
+from pipeline.evaluation.metric_table import PROMOTION_METRICS
 
 PARAMS_FILE = "params.yaml"
 
@@ -264,7 +265,9 @@ class RankingParams(Section):
 class PromoteParams(Section):
     """Champion/challenger gate."""
 
-    metric: Literal["rmse", "mae", "ndcg_at_k", "precision_at_k", "recall_at_k", "map_at_k"] = "rmse"
+    metric: Literal[PROMOTION_METRICS] = Field(  # type: ignore[valid-type]  # the promotable metrics of the one table
+        "rmse", description="the metric the challenger must beat the champion on (pipeline/evaluation/metric_table.py)"
+    )
     min_improvement: float = Field(0.0, ge=0, description="how much better the challenger must be")
 
 

@@ -1,10 +1,13 @@
 """Champion/challenger promotion in the MLflow Model Registry.
 
-Each trained model is registered as a version of `recsys-<name>` with the alias `challenger`. The
-version holding the alias `champion` is scored again, by the functions of pipeline/evaluation/metrics.py,
-on the CURRENT test split (the registry may hold versions trained on other data, whose logged numbers
-would not be comparable), and `champion` moves only when the challenger is better by at least
-`min_improvement`. The first version of a model becomes champion.
+One registered model per trained model AND data source, `recsys-<model>-<source>` (e.g.
+recsys-cofi-synthetic, recsys-cofi-ml-latest-small), so there is one champion per source: models
+trained on different sources know different user and movie ids and are never compared. Each trained
+model is registered as a version of its name with the alias `challenger`. The version holding the
+alias `champion` is scored again on the CURRENT test split by the evaluate stage's own function
+(pipeline/evaluation/metrics.py evaluate_model; the champion may have been trained on earlier data of
+the same source, whose logged numbers would not be comparable), and `champion` moves only when the
+challenger is better by at least `min_improvement`. The first version of a name becomes champion.
 
 The gate (`decide`, `challenger_score`) is pure; the registry calls take an MlflowClient.
 """
@@ -12,42 +15,41 @@ The gate (`decide`, `challenger_score`) is pure; the registry calls take an Mlfl
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from pipeline.data.schema import MOVIE, USER
-from pipeline.errors import ModelError
-from pipeline.evaluation.metrics import (
-    mae,
-    ranked_users,
-    ranking_metrics,
-    relevant_items,
-    rmse,
-    scored_frame,
-    top_k_items,
-)
-from pipeline.models.base import SeenItems
+from pipeline.config import SOURCES, EvaluateParams
+from pipeline.errors import DataError, ModelError
+from pipeline.evaluation.metric_table import metric as metric_entry
+from pipeline.evaluation.metrics import evaluate_model, flat_metrics
+from pipeline.models.ranking import ranked
 
 PREFIX = "recsys-"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-LOWER_IS_BETTER = {"rmse": rmse, "mae": mae}
-RANKING = ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k")
 MOVES_CHAMPION = ("first", "promoted")
 
 
-def registered_name(model: str) -> str:
-    """'cofi' -> 'recsys-cofi'."""
-    return f"{PREFIX}{model}"
+def source_slug(source: str) -> str:
+    """'ml-latest-small' -> 'ml-latest-small', 'My Data' -> 'my-data': lower case, runs of other characters -> '-'."""
+    slug = re.sub(r"[^a-z0-9]+", "-", str(source).lower()).strip("-")
+    if not slug:
+        raise DataError(f"data source {source!r} has no letter or digit to name a registered model with")
+    return slug
 
 
-def model_alias_uri(model: str, alias: str = CHAMPION) -> str:
-    """'models:/recsys-cofi@champion'."""
-    return f"models:/{registered_name(model)}@{alias}"
+def registered_name(model: str, source: str) -> str:
+    """('cofi', 'ml-latest-small') -> 'recsys-cofi-ml-latest-small': one champion per model and data source."""
+    return f"{PREFIX}{model}-{source_slug(source)}"
+
+
+def model_alias_uri(model: str, source: str, alias: str = CHAMPION) -> str:
+    """'models:/recsys-cofi-synthetic@champion'."""
+    return f"models:/{registered_name(model, source)}@{alias}"
 
 
 # ---- the gate (pure) -------------------------------------------------------------------------
@@ -69,7 +71,7 @@ class Refused(ModelError):
 
 def improvement(metric: str, challenger: float, champion: float) -> float:
     """How much better the challenger is: positive when better (lower rmse/mae, higher ranking metrics)."""
-    return champion - challenger if metric in LOWER_IS_BETTER else challenger - champion
+    return champion - challenger if metric_entry(metric).lower_is_better else challenger - champion
 
 
 def decide(metric: str, challenger: float, champion: float | None, min_improvement: float, champion_version: Any = None) -> Decision:
@@ -104,14 +106,16 @@ def challenger_score(evaluation: Mapping[str, Any], model: str, metric: str, fil
 
 # ---- scoring a registered model on the current split ----------------------------------------
 def project_model(pyfunc_model: Any) -> Any:
-    """The project model inside an MLflow pyfunc logged by tracking.log_model (for score_block)."""
+    """The project model inside an MLflow pyfunc logged by tracking.log_model."""
+    from pipeline.tracking import RecsysPyfunc
+
     try:
-        inner = pyfunc_model.unwrap_python_model().model
-    except (AttributeError, ValueError) as exc:
-        raise ModelError(f"registered model is not a recsys pyfunc ({exc}); cannot rank with it") from None
-    if not hasattr(inner, "score_block") or not hasattr(inner, "catalogue"):
-        raise ModelError(f"registered model {type(inner).__name__} has no score_block/catalogue; cannot rank with it")
-    return inner
+        wrapper = pyfunc_model.unwrap_python_model()
+    except ValueError as exc:  # not a python-function model at all
+        raise ModelError(f"registered model is not a recsys pyfunc ({exc}); cannot evaluate it") from None
+    if not isinstance(wrapper, RecsysPyfunc):
+        raise ModelError(f"registered model wraps {type(wrapper).__name__}, not a recsys pyfunc; cannot evaluate it")
+    return wrapper.model
 
 
 def score(
@@ -119,30 +123,24 @@ def score(
     metric: str,
     train: pd.DataFrame,
     test: pd.DataFrame,
-    k: int,
-    relevance_threshold: float,
+    evaluate: EvaluateParams,
     ranking: Any = None,
 ) -> float:
-    """`metric` of a loaded pyfunc on this test split, by the evaluate stage's protocol.
+    """`metric` of a loaded pyfunc on this split, computed by the evaluate stage's `evaluate_model`.
 
-    rmse/mae come from the pyfunc's predict; ranking metrics from the wrapped model's score_block
-    over ITS catalogue, excluding the training movies it knows (another dataset's model may lack some),
-    ranked with `ranking` (params.ranking) when the model supports it, as evaluate ranks.
+    The same protocol as evaluate: candidates are the model's catalogue minus each user's training
+    movies, relevance and k from `evaluate` (params.evaluate), ranked with `ranking` (params.ranking)
+    as evaluate ranks. Only the metric's kind (rating or ranking) is computed.
     """
-    if metric in LOWER_IS_BETTER:
-        predictions = np.asarray(pyfunc_model.predict(test[[USER, MOVIE]]), dtype=np.float64)
-        return LOWER_IS_BETTER[metric](scored_frame(test, predictions))
-    if metric not in RANKING:
-        raise ValueError(f"unknown promotion metric {metric!r}")
-    model = project_model(pyfunc_model)
-    if ranking is not None and hasattr(model, "with_ranking"):
-        model = model.with_ranking(ranking)
-    catalogue = model.catalogue
-    known = train[catalogue.index(train[MOVIE].to_numpy(np.int64)) >= 0]
-    seen = SeenItems.from_ratings(known, catalogue)
-    relevant = relevant_items(test, relevance_threshold)
-    top_k = top_k_items(model.score_block, catalogue, seen, ranked_users(relevant), k)
-    return float(ranking_metrics(top_k, relevant, k, len(catalogue))[metric])
+    model = ranked(project_model(pyfunc_model), ranking)
+    result, _ = evaluate_model(
+        model, train, test, k=evaluate.k, relevance_threshold=evaluate.relevance_threshold,
+        cold_threshold=evaluate.cold_threshold, kinds=(metric_entry(metric).kind,),
+    )
+    value = flat_metrics(result, prefix="").get(metric)
+    if value is None:
+        raise ModelError(f"{type(model).__name__} gives no {metric} (it does not predict ratings)")
+    return value
 
 
 # ---- registry calls ----------------------------------------------------------------------------
@@ -180,3 +178,10 @@ def alias_version(client: Any, name: str, alias: str) -> Any | None:
 def set_tags(client: Any, name: str, version: Any, tags: Mapping[str, Any]) -> None:
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, str(value))
+
+
+def other_source_champions(client: Any, model: str, source: str) -> list[str]:
+    """'recsys-cofi-synthetic v1' for each champion of `model` on a data source other than `source`."""
+    names = {registered_name(model, other) for other in SOURCES} - {registered_name(model, source)}
+    found = ((name, alias_version(client, name, CHAMPION)) for name in sorted(names))
+    return [f"{name} v{version.version}" for name, version in found if version is not None]

@@ -243,11 +243,13 @@ def test_a_dvc_yaml_missing_a_dep_is_caught(source):
     broken = copy.deepcopy(load_stages())
     broken["evaluate"]["deps"].remove("pipeline/models/loading.py")
     broken["promote"]["deps"] = [d for d in broken["promote"]["deps"] if not str(d).startswith("pipeline/evaluation")]
-    assert problems(broken, source) == [
+    found = problems(broken, source)
+    assert {
         "stage evaluate: missing dep pipeline/models/loading.py (imported by pipeline.stages.evaluate)",
-        "stage promote: missing dep pipeline/evaluation/__init__.py (package of pipeline.evaluation.metrics)",
         "stage promote: missing dep pipeline/evaluation/metrics.py (imported by pipeline.stages.promote)",
-    ]
+    } <= set(found)
+    assert any(line.startswith("stage promote: missing dep pipeline/evaluation/__init__.py") for line in found)
+    assert all(line.startswith(("stage evaluate:", "stage promote:")) for line in found)
 
 
 def test_removing_any_code_dep_is_caught(source):

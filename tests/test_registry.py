@@ -10,10 +10,13 @@ import pandas as pd
 import pytest
 
 from pipeline import registry, tracking
+from pipeline.config import SOURCES, EvaluateParams
 from pipeline.data.schema import MOVIE, RATING, USER
-from pipeline.errors import ModelError
+from pipeline.errors import DataError, ModelError
 from pipeline.models.base import Catalogue
 from pipeline.models.baselines import GlobalMeanModel
+from pipeline.models.loading import TRAINED_MODELS
+from pipeline.models.ranking import SupportRanking
 from pipeline.registry import Refused, challenger_score, decide, improvement, score
 
 
@@ -72,9 +75,16 @@ def test_challenger_score_reads_the_metric():
     assert challenger_score({"cofi": {"rmse": 0.87, "mae": 0.66}}, "cofi", "mae") == 0.66
 
 
-def test_names_and_alias_uris():
-    assert registry.registered_name("cofi") == "recsys-cofi"
-    assert registry.model_alias_uri("content") == "models:/recsys-content@champion"
+def test_one_registered_name_per_model_and_data_source():
+    assert registry.registered_name("cofi", "synthetic") == "recsys-cofi-synthetic"
+    assert registry.registered_name("cofi_ranking", "ml-latest-small") == "recsys-cofi_ranking-ml-latest-small"
+    assert registry.model_alias_uri("content", "ml-1m") == "models:/recsys-content-ml-1m@champion"
+    assert registry.model_alias_uri("content", "ml-1m", "challenger") == "models:/recsys-content-ml-1m@challenger"
+    assert registry.source_slug("My Ratings (2024)") == "my-ratings-2024"
+    names = {registry.registered_name(model, source) for model in TRAINED_MODELS for source in SOURCES}
+    assert len(names) == len(TRAINED_MODELS) * len(SOURCES)  # no two (model, source) pairs share a champion
+    with pytest.raises(DataError, match="data source '--' has no letter or digit"):
+        registry.registered_name("cofi", "--")
 
 
 # ---- scoring on the current split -------------------------------------------------------------
@@ -93,14 +103,14 @@ class FakeModel:
 
 
 class FakePyfunc:
+    """What mlflow.pyfunc.load_model returns for a model logged by tracking.log_model."""
+
     def __init__(self, model: FakeModel):
-        self.model = model
+        self.wrapper = tracking.RecsysPyfunc()
+        self.wrapper.model = model
 
-    def unwrap_python_model(self) -> SimpleNamespace:
-        return SimpleNamespace(model=self.model)
-
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.model.predict(frame)
+    def unwrap_python_model(self) -> tracking.RecsysPyfunc:
+        return self.wrapper
 
 
 def ratings(rows: list[tuple[int, int, float]]) -> pd.DataFrame:
@@ -111,52 +121,53 @@ def ratings(rows: list[tuple[int, int, float]]) -> pd.DataFrame:
 TRAIN = ratings([(1, 10, 3.0), (2, 11, 3.0)])
 # relevant (>= 4): user 1 -> movie 12, user 2 -> movie 13
 TEST = ratings([(1, 12, 5.0), (1, 13, 2.0), (2, 13, 4.0)])
+K1, K2 = EvaluateParams(k=1, relevance_threshold=4.0), EvaluateParams(k=2, relevance_threshold=4.0)
 
 
 def test_rating_metrics_come_from_the_pyfunc_predictions():
     # errors: 4-5 = -1, 3-2 = 1, 4-4 = 0 -> rmse sqrt(2/3), mae 2/3
     model = FakePyfunc(FakeModel([10, 11, 12, 13], {}, predictions=[4.0, 3.0, 4.0]))
-    assert score(model, "rmse", TRAIN, TEST, k=1, relevance_threshold=4.0) == pytest.approx(math.sqrt(2 / 3))
-    assert score(model, "mae", TRAIN, TEST, k=1, relevance_threshold=4.0) == pytest.approx(2 / 3)
+    assert score(model, "rmse", TRAIN, TEST, K1) == pytest.approx(math.sqrt(2 / 3))
+    assert score(model, "mae", TRAIN, TEST, K1) == pytest.approx(2 / 3)
 
 
 def test_ranking_metrics_follow_the_evaluate_protocol():
     # user 1 has seen 10: ranks 13 (3), 12 (2), 11 (1); user 2 has seen 11: ranks 13 (5), 12 (1), 10 (0)
     rows = {1: [9.0, 1.0, 2.0, 3.0], 2: [0.0, 9.0, 1.0, 5.0]}
     model = FakePyfunc(FakeModel([10, 11, 12, 13], rows))
-    assert score(model, "precision_at_k", TRAIN, TEST, k=1, relevance_threshold=4.0) == pytest.approx(0.5)
+    assert score(model, "precision_at_k", TRAIN, TEST, K1) == pytest.approx(0.5)
     # k=2: user 1 hits at rank 1 -> (1/log2 3) / 1; user 2 hits at rank 0 -> 1
-    assert score(model, "ndcg_at_k", TRAIN, TEST, k=2, relevance_threshold=4.0) == pytest.approx((1 / math.log2(3) + 1) / 2)
-    assert score(model, "recall_at_k", TRAIN, TEST, k=2, relevance_threshold=4.0) == pytest.approx(1.0)
-    assert score(model, "map_at_k", TRAIN, TEST, k=2, relevance_threshold=4.0) == pytest.approx((0.5 + 1) / 2)
+    assert score(model, "ndcg_at_k", TRAIN, TEST, K2) == pytest.approx((1 / math.log2(3) + 1) / 2)
+    assert score(model, "recall_at_k", TRAIN, TEST, K2) == pytest.approx(1.0)
+    assert score(model, "map_at_k", TRAIN, TEST, K2) == pytest.approx((0.5 + 1) / 2)
 
 
 def test_ranking_metrics_rank_with_the_ranking_params_as_evaluate_does():
-    class Adjustable(FakeModel):
+    class Adjustable(FakeModel, SupportRanking):
         def with_ranking(self, ranking):
             # user 2 now prefers 12 over 13: a miss at k=1
             return FakeModel([10, 11, 12, 13], {**self.rows, 2: [0.0, 9.0, ranking, 1.0]})
 
     rows = {1: [9.0, 1.0, 2.0, 3.0], 2: [0.0, 9.0, 1.0, 5.0]}
     model = FakePyfunc(Adjustable([10, 11, 12, 13], rows))
-    assert score(model, "precision_at_k", TRAIN, TEST, k=1, relevance_threshold=4.0) == pytest.approx(0.5)
-    assert score(model, "precision_at_k", TRAIN, TEST, k=1, relevance_threshold=4.0, ranking=7.0) == pytest.approx(0.0)
+    assert score(model, "precision_at_k", TRAIN, TEST, K1) == pytest.approx(0.5)
+    assert score(model, "precision_at_k", TRAIN, TEST, K1, ranking=7.0) == pytest.approx(0.0)
 
 
 def test_a_model_from_another_dataset_is_ranked_over_its_own_catalogue():
     # its catalogue lacks movie 11 (which user 2 rated in train): no error, user 2 has nothing excluded
     rows = {1: [9.0, 2.0, 3.0], 2: [0.0, 1.0, 5.0]}
     model = FakePyfunc(FakeModel([10, 12, 13], rows))
-    assert score(model, "precision_at_k", TRAIN, TEST, k=1, relevance_threshold=4.0) == pytest.approx(0.5)
+    assert score(model, "precision_at_k", TRAIN, TEST, K1) == pytest.approx(0.5)
 
 
-def test_ranking_needs_a_recsys_pyfunc():
+def test_scoring_needs_a_recsys_pyfunc():
     class Opaque:
         def unwrap_python_model(self):
-            return SimpleNamespace(model=object())
+            return SimpleNamespace(model=FakeModel([10], {}))
 
-    with pytest.raises(ModelError, match="has no score_block/catalogue"):
-        score(Opaque(), "ndcg_at_k", TRAIN, TEST, k=1, relevance_threshold=4.0)
+    with pytest.raises(ModelError, match="wraps SimpleNamespace, not a recsys pyfunc"):
+        score(Opaque(), "ndcg_at_k", TRAIN, TEST, K1)
 
 
 # ---- registry calls (a temporary sqlite store) ------------------------------------------------
@@ -204,6 +215,17 @@ def test_a_registered_pyfunc_scores_like_the_model_itself(client):
     registry.register(client, "recsys-test", uri, run_id, {})
     loaded = tracking.load_model("models:/recsys-test/1")
     # global mean 3.0 against 5, 2, 4
-    assert score(loaded, "rmse", TRAIN, TEST, k=1, relevance_threshold=4.0) == pytest.approx(math.sqrt((4 + 1 + 1) / 3))
+    assert score(loaded, "rmse", TRAIN, TEST, K1) == pytest.approx(math.sqrt((4 + 1 + 1) / 3))
     np.testing.assert_array_equal(loaded.predict(TEST[[USER, MOVIE]]), model.predict(TEST[[USER, MOVIE]]))
     assert registry.project_model(loaded).catalogue.movie_ids.tolist() == [10, 11, 12, 13]
+
+
+def test_other_source_champions_are_those_of_the_same_model_on_other_sources(client):
+    uri, run_id, _ = logged_global_mean()
+    for name in ("recsys-cofi-synthetic", "recsys-cofi-ml-1m", "recsys-cofi-ml-100k", "recsys-content-ml-100k"):
+        registry.register(client, name, uri, run_id, {})
+    for name in ("recsys-cofi-synthetic", "recsys-cofi-ml-1m", "recsys-content-ml-100k"):  # recsys-cofi-ml-100k: none
+        client.set_registered_model_alias(name, "champion", "1")
+    assert registry.other_source_champions(client, "cofi", "ml-1m") == ["recsys-cofi-synthetic v1"]
+    assert registry.other_source_champions(client, "cofi", "ml-25m") == ["recsys-cofi-ml-1m v1", "recsys-cofi-synthetic v1"]
+    assert registry.other_source_champions(client, "content", "ml-100k") == []

@@ -33,13 +33,14 @@ def test_the_cofi_champion_serves_the_ratings_its_predict_gives(tmp_path: Path, 
     monkeypatch.chdir(tmp_path)  # the sqlite store keeps artifacts in ./mlruns
     ratings, movies = low_rank_ratings(n_users=12, n_movies=15)
     model = CofiModel.fit(ratings, movies, CofiParams(num_features=3, iterations=5), (0.5, 5.0))
-    with tracking.start_run("cofi", "serving-test", "cofi", {"fingerprint": "f"}) as run_id:
+    with tracking.start_run("cofi", "serving-test", "cofi", {"fingerprint": "f", "source": "synthetic"}) as run_id:
         uri = tracking.log_model(model, "cofi", example=ratings[[USER, MOVIE]].head(3))
-    version = registry.register(MlflowClient(), registry.registered_name("cofi"), uri, run_id, {})
-    MlflowClient().set_registered_model_alias("recsys-cofi", "champion", version.version)
+    name = registry.registered_name("cofi", "synthetic")
+    version = registry.register(MlflowClient(), name, uri, run_id, {})
+    MlflowClient().set_registered_model_alias(name, registry.CHAMPION, version.version)
 
     port = free_port()
-    command = [str(BIN / "mlflow"), "models", "serve", "-m", registry.model_alias_uri("cofi"),
+    command = [str(BIN / "mlflow"), "models", "serve", "-m", registry.model_alias_uri("cofi", "synthetic"),
                "--env-manager", "local", "--host", HOST, "--port", str(port)]
     # known pairs, an unknown user and an unknown movie (fallbacks, never an error)
     rows = pd.concat([ratings[[USER, MOVIE]].head(4), pd.DataFrame({USER: [999, 1], MOVIE: [1, 99999]})], ignore_index=True)

@@ -10,20 +10,12 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import ConfigError
+from pipeline.evaluation.metric_table import METRICS as METRIC_TABLE
 
 METRIC_PREFIX = "metrics.test_"
-# display column -> logged metric (the evaluate stage logs test_<key>)
-METRICS = {
-    "rmse": "rmse",
-    "mae": "mae",
-    "P@k": "precision_at_k",
-    "R@k": "recall_at_k",
-    "nDCG@k": "ndcg_at_k",
-    "MAP@k": "map_at_k",
-    "coverage": "coverage",
-    "cold_rmse": "cold_rmse",
-}
-LOWER_IS_BETTER = {"rmse", "mae", "cold_rmse"}
+# display column -> logged metric (the evaluate stage logs test_<name>); runs may differ in k
+METRICS = {metric.header("k"): metric.name for metric in METRIC_TABLE}
+LOWER_IS_BETTER = {metric.header("k") for metric in METRIC_TABLE if metric.lower_is_better}
 COLUMNS = ["run", "family", "started", "params", *METRICS, "run_id"]
 
 

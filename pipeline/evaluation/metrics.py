@@ -5,8 +5,9 @@ the top-k lists (`top_k_items`: user_id, movie_id, rank 0-based) and the relevan
 (`relevant_items`); they are averaged over the *ranked users*: users with at least one relevant
 test movie (a ranked user with no list, e.g. no candidate left, scores 0).
 
-Ranking protocol (README): candidates are all catalogue movies the user did not rate in train;
-relevant = test rating >= threshold; binary relevance; ties in score go to the lower movie_id.
+Ranking protocol (README): candidates are all catalogue movies the user did not rate in train
+(`seen_items`); relevant = test rating >= threshold; binary relevance; ties in score go to the
+lower movie_id.
 - precision@k = hits in the top k / k (also when fewer than k candidates remain)
 - recall@k    = hits / number of relevant test movies
 - nDCG@k      = sum over hits of 1/log2(rank + 2) / the same sum for a perfect list of min(n_rel, k) hits
@@ -16,7 +17,7 @@ relevant = test rating >= threshold; binary relevance; ties in score go to the l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ import pandas as pd
 
 from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.errors import DataError, ModelError
+from pipeline.evaluation import metric_table
 from pipeline.models.base import Catalogue, SeenItems, index_of, top_n
 
 PREDICTION = "prediction"
@@ -249,42 +251,58 @@ def scored_frame(test: pd.DataFrame, predictions: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({RATING: test[RATING].to_numpy(np.float64), PREDICTION: np.asarray(predictions, np.float64)})
 
 
+def seen_items(train: pd.DataFrame, catalogue: Catalogue) -> SeenItems:
+    """Each user's training movies over `catalogue`: the protocol never offers them as candidates.
+
+    Training ratings of movies outside the catalogue (a registered model trained on earlier data of
+    the same source may not know every movie) cannot be candidates anyway and are left out.
+    """
+    known = train[catalogue.index(train[MOVIE].to_numpy(np.int64)) >= 0]
+    return SeenItems.from_ratings(known, catalogue)
+
+
 def evaluate_model(
     model: Any,
     train: pd.DataFrame,
     test: pd.DataFrame,
-    seen: SeenItems,
+    seen: SeenItems | None = None,
     *,
     k: int,
     relevance_threshold: float,
     cold_threshold: int,
     block_cells: int = BLOCK_CELLS,
     cold: np.ndarray | None = None,
+    kinds: Collection[str] = metric_table.KINDS,
 ) -> tuple[dict[str, Any], np.ndarray | None]:
     """The evaluation.json object of one model, and its test predictions (None for ranking-only models).
 
-    `seen` holds the training movies of every user over the model's catalogue (the candidates'
-    complement). Rating metrics are skipped when `model.predicts_ratings` is False. `cold`: the
-    `cold_mask` of these ratings when already computed (it is the same for every model).
+    The one protocol of the evaluate stage and of promote (which scores a registered champion with
+    it). `seen`: `seen_items(train, model.catalogue)`, computed here when not given (the evaluate
+    stage computes it once for all models). Rating metrics are skipped when `model.predicts_ratings`
+    is False. `cold`: the `cold_mask` of these ratings when already computed (it is the same for
+    every model). `kinds`: which metrics to compute (metric_table.RATING, RANKING), all by default.
     """
     if len(test) == 0:
         raise DataError("test ratings: no rows, nothing to evaluate")
-    relevant = relevant_items(test, relevance_threshold)
-    top_k = top_k_items(model.score_block, model.catalogue, seen, ranked_users(relevant), k, block_cells)
     result: dict[str, Any] = {}
     cold = cold_mask(test, train, cold_threshold) if cold is None else cold
     cold_result: dict[str, Any] = {}
     predictions = None
-    if getattr(model, "predicts_ratings", True):
+    if metric_table.RATING in kinds and getattr(model, "predicts_ratings", True):
         predictions = np.asarray(model.predict(test[[USER, MOVIE]]), dtype=np.float64)
         scored = scored_frame(test, predictions)
         result.update(rmse=rmse(scored), mae=mae(scored))
         cold_scored = scored[cold]
         empty = len(cold_scored) == 0
         cold_result.update(rmse=None if empty else rmse(cold_scored), mae=None if empty else mae(cold_scored))
-    result.update(ranking_metrics(top_k, relevant, k, len(model.catalogue)))
+    if metric_table.RANKING in kinds:
+        seen = seen_items(train, model.catalogue) if seen is None else seen
+        relevant = relevant_items(test, relevance_threshold)
+        top_k = top_k_items(model.score_block, model.catalogue, seen, ranked_users(relevant), k, block_cells)
+        result.update(ranking_metrics(top_k, relevant, k, len(model.catalogue)))
     result["n_test_ratings"] = int(len(test))
-    result["n_ranked_users"] = result.pop("n_ranked_users")
+    if "n_ranked_users" in result:
+        result["n_ranked_users"] = result.pop("n_ranked_users")
     result["cold"] = {**cold_result, "n_test_ratings": int(cold.sum())}
     return result, predictions
 

@@ -16,25 +16,15 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from pipeline.evaluation.metric_table import BY_NAME, METRICS
+
 STEP_COLUMNS = ("step", "iteration", "epoch")
+COUNTS = {"n_test_ratings": "test ratings", "cold_n_test_ratings": "cold test ratings", "n_ranked_users": "ranked users"}
 
 
 def metric_labels(k: int) -> dict[str, str]:
-    """evaluation.json key -> table header."""
-    return {
-        "rmse": "RMSE",
-        "mae": "MAE",
-        "precision_at_k": f"P@{k}",
-        "recall_at_k": f"R@{k}",
-        "ndcg_at_k": f"nDCG@{k}",
-        "map_at_k": f"MAP@{k}",
-        "coverage": "coverage",
-        "cold_rmse": "cold RMSE",
-        "cold_mae": "cold MAE",
-        "n_test_ratings": "test ratings",
-        "cold_n_test_ratings": "cold test ratings",
-        "n_ranked_users": "ranked users",
-    }
+    """evaluation.json key (cold ones flattened to cold_<key>) -> table header: the metrics, then the counts."""
+    return {**{metric.name: metric.header(k) for metric in METRICS}, **COUNTS}
 
 
 def metrics_table(evaluation: Mapping[str, Mapping[str, Any]], k: int) -> pd.DataFrame:
@@ -55,7 +45,7 @@ def metrics_table(evaluation: Mapping[str, Mapping[str, Any]], k: int) -> pd.Dat
 def _cell(value: float, column: str) -> str:
     if pd.isna(value):
         return "-"
-    if column in {"test ratings", "cold test ratings", "ranked users"}:
+    if column in COUNTS.values():
         return f"{int(value):,}"
     return f"{value:.4f}"
 
@@ -171,8 +161,8 @@ def html_report(
         "<h2>Metrics</h2>",
         html_table(table),
         "<h2>Models compared</h2>",
-        _figure_html("RMSE on the test split", bar_chart(table, labels["rmse"], lower_is_better=True)),
-        _figure_html(f"nDCG@{k}", bar_chart(table, labels["ndcg_at_k"], lower_is_better=False)),
+        _figure_html("RMSE on the test split", bar_chart(table, labels["rmse"], BY_NAME["rmse"].lower_is_better)),
+        _figure_html(labels["ndcg_at_k"], bar_chart(table, labels["ndcg_at_k"], BY_NAME["ndcg_at_k"].lower_is_better)),
     ]
     curve_parts = [_figure_html(f"{name} learning curve", curve_figure(name, curve)) for name, curve in curves.items()]
     if any(curve_parts):

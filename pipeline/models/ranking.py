@@ -84,3 +84,9 @@ class SupportRanking:
             popularity_weight=self.ranking.popularity_weight,
             min_support=self.ranking.min_support,
         )
+
+
+def ranked(model: Any, ranking: Any) -> Any:
+    """`model` ranking with `ranking` (params.ranking) as the evaluate stage and promote rank it:
+    models with SupportRanking take it, the others (baselines) keep their raw scores."""
+    return model.with_ranking(ranking) if isinstance(model, SupportRanking) and ranking is not None else model

@@ -27,14 +27,16 @@ from pipeline.evaluation.metrics import (
     evaluate_model,
     flat_metrics,
     scored_frame,
+    seen_items,
     train_counts,
 )
 from pipeline.evaluation.report import html_report, markdown_report
 from pipeline.io import atomic_outputs, read_json
-from pipeline.models.base import Catalogue, SeenItems
+from pipeline.models.base import Catalogue
 from pipeline.models.baselines import BiasModel, GlobalMeanModel, PopularityModel
 from pipeline.models.loading import TRAINED_MODELS, class_at
-from pipeline.stages.inputs import rating_range, read_ratings, read_training_inputs, require
+from pipeline.models.ranking import ranked
+from pipeline.stages.inputs import check_trained_on, rating_range, read_ratings, read_training_inputs, require
 
 LEARNING_CURVES = {"cofi": paths.PLOTS / "cofi_cost.csv", "content": paths.PLOTS / "content_loss.csv"}
 EVALUATION = paths.METRICS / "evaluation.json"
@@ -71,24 +73,13 @@ def check_catalogue(model: Any, catalogue: Catalogue, folder: Path) -> None:
         )
 
 
-def check_fingerprint(info: Mapping[str, Any], dataset: Mapping[str, Any], name: str) -> None:
-    """When the training metrics record the dataset fingerprint, it must be the current one."""
-    recorded = info.get("dataset_fingerprint") or info.get("fingerprint")
-    current = dataset.get("fingerprint")
-    if recorded and current and recorded != current:
-        raise ModelError(
-            f"models/{name}: trained on another dataset (fingerprint {str(recorded)[:12]}, "
-            f"{paths.RAW_META} has {str(current)[:12]}); retrain it (dvc repro)"
-        )
-
-
 def load_trained(name: str, loader: str, catalogue: Catalogue, dataset: Mapping[str, Any]) -> tuple[Any, str]:
     """(model, its training run id), or a ModelError naming the folder that is missing or mismatched."""
     folder = paths.MODELS / name
     if not folder.is_dir():
         raise ModelError(f"{folder}: model folder not found; train it first (dvc repro train_{name})")
     info = training_info(name)
-    check_fingerprint(info, dataset, name)
+    check_trained_on(info, dataset, name)
     model = class_at(loader).load(folder)
     check_catalogue(model, catalogue, folder)
     return model, str(info["mlflow_run_id"])
@@ -147,7 +138,7 @@ def evaluate_all(
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame], pd.DataFrame]:
     """(evaluation.json content, predictions sample per rating model, error by activity of every rating model)."""
     cfg = params.evaluate
-    seen = SeenItems.from_ratings(train, catalogue)
+    seen = seen_items(train, catalogue)
     sample = plot_sample(len(test), cfg.plot_sample, cfg.seed)
     user_counts = train_counts(test[USER].to_numpy(), train[USER].to_numpy())
     cold = cold_mask(test, train, cfg.cold_threshold)  # the same for every model: counted once
@@ -207,7 +198,7 @@ def run(params: Params, trained: Mapping[str, str] = TRAINED_MODELS) -> None:
     for name, loader in trained.items():
         model, run_ids[name] = load_trained(name, loader, catalogue, dataset)
         # rank exactly as `recsys recommend` does (params.ranking); predict() is unaffected
-        models[name] = model.with_ranking(params.ranking) if hasattr(model, "with_ranking") else model
+        models[name] = ranked(model, params.ranking)
     models.update(fit_baselines(train, movies, rating_range(dataset), params))
 
     evaluation, samples, activity = evaluate_all(models, train, test, catalogue, params)

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 
 from pipeline import paths
 from pipeline.data.schema import MOVIE, RATING, RATINGS_COLUMNS, TIMESTAMP, USER, conform_movies, conform_ratings
-from pipeline.errors import DataError, data_error
+from pipeline.errors import DataError, ModelError, data_error
 from pipeline.io import atomic_outputs, read_json
 
 MODEL_COLUMNS = (USER, MOVIE, RATING)  # what training and evaluation read: timestamps stay on disk
@@ -57,6 +57,7 @@ def read_training_inputs() -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     require(paths.TRAIN, paths.RAW_MOVIES, paths.RAW_META)
     meta = read_json(paths.RAW_META)
     rating_range(meta)
+    dataset_identity(meta)
     return read_ratings(paths.TRAIN), read_movies(), meta
 
 
@@ -66,6 +67,34 @@ def rating_range(dataset: Mapping[str, Any]) -> tuple[float, float]:
         return float(dataset["rating_min"]), float(dataset["rating_max"])
     except (KeyError, TypeError, ValueError):
         raise DataError(f"{paths.RAW_META}: needs numeric 'rating_min' and 'rating_max'; re-run the ingest stage") from None
+
+
+def dataset_identity(dataset: Mapping[str, Any]) -> dict[str, str]:
+    """What every training stage records in metrics/train_<name>.json about its data, from dataset.json:
+    `dataset_fingerprint` and `data_source`; a DataError naming the file when either is missing."""
+    for key in ("fingerprint", "source"):
+        value = dataset.get(key)
+        if not isinstance(value, str) or not value:
+            raise DataError(f"{paths.RAW_META}: needs a non-empty string '{key}' (got {value!r}); re-run the ingest stage")
+    return {"dataset_fingerprint": dataset["fingerprint"], "data_source": dataset["source"]}
+
+
+def check_trained_on(info: Mapping[str, Any], dataset: Mapping[str, Any], name: str) -> None:
+    """A ModelError unless metrics/train_<name>.json records the fingerprint of the current dataset.
+
+    A missing fingerprint is an error too: which data trained the model is then unknown."""
+    file = paths.METRICS / f"train_{name}.json"
+    recorded, current = info.get("dataset_fingerprint"), dataset_identity(dataset)["dataset_fingerprint"]
+    if not recorded:
+        raise ModelError(
+            f"{file}: no 'dataset_fingerprint', so the data the {name} model was trained on is unknown; "
+            f"retrain it (dvc repro --force train_{name})"
+        )
+    if recorded != current:
+        raise ModelError(
+            f"{file}: the {name} model was trained on another dataset (fingerprint {str(recorded)[:12]}, "
+            f"{paths.RAW_META} has {current[:12]}); retrain it (dvc repro)"
+        )
 
 
 def save_trained(model: Any, metrics: Mapping[str, Any], curve: pd.DataFrame, name: str, curve_file: Path) -> None:

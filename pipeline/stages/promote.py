@@ -1,12 +1,13 @@
 """Stage `promote`: register each newly trained model in the MLflow Model Registry and move `champion`
 behind the metric gate of pipeline/registry.py.
 
-Reads metrics/evaluation.json, metrics/train_<name>.json (the logged `model_uri` and its run),
-data/split/{train,test}.parquet and data/raw/dataset.json; writes metrics/promotion.json (per model:
+Reads metrics/evaluation.json, metrics/train_<name>.json (the logged `model_uri`, its run and the
+dataset fingerprint), data/split/{train,test}.parquet and data/raw/dataset.json (fingerprint and
+source: the registered name is `recsys-<model>-<source>`); writes metrics/promotion.json (per model:
 decision, both scores, reason). Runs only after `evaluate` succeeded; a model without a usable
-evaluation or a finished training run is refused, never registered. Each model gets the alias
-`challenger` as it is registered; every champion is scored before any `champion` alias moves, so a
-tracking server that dies on the way leaves the champions as they were.
+evaluation, a recorded training dataset or a finished training run is refused, never registered. Each
+model gets the alias `challenger` as it is registered; every champion is scored before any `champion`
+alias moves, so a tracking server that dies on the way leaves the champions as they were.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import pandas as pd
 from pipeline import paths, registry, tracking
 from pipeline.config import Params
 from pipeline.data.schema import conform_ratings
-from pipeline.errors import RecsysError, data_error
+from pipeline.errors import ModelError, RecsysError, data_error
 from pipeline.evaluation.metrics import flat_metrics
 from pipeline.io import atomic_outputs, read_json
 from pipeline.models.loading import TRAINED_MODELS
 from pipeline.registry import CHALLENGER, CHAMPION, Decision, Refused
+from pipeline.stages.inputs import check_trained_on, dataset_identity
 
 EVALUATION = paths.METRICS / "evaluation.json"
 PROMOTION = paths.METRICS / "promotion.json"
@@ -57,12 +59,12 @@ def candidate(model: str, evaluation: Mapping[str, Any], dataset: Mapping[str, A
     missing = [key for key in ("model_uri", "mlflow_run_id") if not (isinstance(info, dict) and info.get(key))]
     if missing:
         raise Refused(f"{file}: no '{missing[0]}'; retrain the {model} model (dvc repro --force train_{model})")
-    trained_on, current = info.get("dataset_fingerprint"), dataset.get("fingerprint")
-    if trained_on and current and trained_on != current:
-        raise Refused(f"{file}: trained on another dataset (fingerprint {str(trained_on)[:12]}, now {str(current)[:12]})")
+    try:
+        check_trained_on(info, dataset, model)
+    except ModelError as exc:
+        raise Refused(f"{exc}; not registering it") from None
     tags = {
-        "dataset_fingerprint": str(current or "unknown"),
-        "data_source": str(dataset.get("source", "unknown")),
+        **dataset_identity(dataset),
         "promote_metric": metric,
         **{key: f"{value:.6g}" for key, value in flat_metrics(evaluation[model]).items()},
     }
@@ -84,25 +86,38 @@ def read_split() -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     return train, test, read_json(paths.RAW_META)
 
 
-def judge(client: Any, found: Candidate, params: Params, train: pd.DataFrame, test: pd.DataFrame) -> dict[str, Any]:
+def first_decision(client: Any, found: Candidate, metric: str, source: str) -> Decision:
+    """The first version of `recsys-<model>-<source>`; champions of other sources are named, never scored."""
+    decision = registry.decide(metric, found.score, None, min_improvement=0.0)  # no champion: the margin is moot
+    others = registry.other_source_champions(client, found.model, source)
+    if not others:
+        return decision
+    return Decision(
+        decision.decision,
+        f"{decision.reason}; not compared with {', '.join(others)}: trained on another data source than "
+        f"{source} (other user and movie ids), so each source keeps its own champion",
+    )
+
+
+def judge(
+    client: Any, found: Candidate, params: Params, train: pd.DataFrame, test: pd.DataFrame, source: str
+) -> dict[str, Any]:
     """Register the candidate as challenger, score the champion on this split, decide (no champion move yet)."""
-    metric, name = params.promote.metric, registry.registered_name(found.model)
+    metric, name = params.promote.metric, registry.registered_name(found.model, source)
     check_run_finished(client, found.run_id, found.model)
     version = registry.register(client, name, found.model_uri, found.run_id, found.tags)
     client.set_registered_model_alias(name, CHALLENGER, version.version)
     champion = registry.alias_version(client, name, CHAMPION)
     champion_score: float | None = None
     if champion is None:
-        decision = registry.decide(metric, found.score, None, params.promote.min_improvement)
+        decision = first_decision(client, found, metric, source)
     elif str(champion.version) == str(version.version):
         champion_score = found.score
         decision = Decision("unchanged", f"version {version.version} is already champion")
     else:
         try:
             loaded = tracking.load_model(f"models:/{name}/{champion.version}")
-            champion_score = registry.score(
-                loaded, metric, train, test, params.evaluate.k, params.evaluate.relevance_threshold, params.ranking
-            )
+            champion_score = registry.score(loaded, metric, train, test, params.evaluate, params.ranking)
         except RecsysError as exc:
             raise RecsysError(f"{name} champion v{champion.version} cannot be scored on this test split: {exc}") from None
         decision = registry.decide(metric, found.score, champion_score, params.promote.min_improvement, champion.version)
@@ -112,6 +127,7 @@ def judge(client: Any, found: Candidate, params: Params, train: pd.DataFrame, te
     registry.set_tags(client, name, version.version, tags)
     return {
         "registered_model": name,
+        "data_source": source,
         "version": int(version.version),
         "metric": metric,
         "challenger_score": found.score,
@@ -122,9 +138,10 @@ def judge(client: Any, found: Candidate, params: Params, train: pd.DataFrame, te
     }
 
 
-def refused(model: str, metric: str, reason: str) -> dict[str, Any]:
+def refused(model: str, metric: str, reason: str, source: str) -> dict[str, Any]:
     return {
-        "registered_model": registry.registered_name(model),
+        "registered_model": registry.registered_name(model, source),
+        "data_source": source,
         "version": None,
         "metric": metric,
         "challenger_score": None,
@@ -138,14 +155,15 @@ def refused(model: str, metric: str, reason: str) -> dict[str, Any]:
 def judge_all(client: Any, params: Params, models: list[str]) -> dict[str, Any]:
     """Register and judge every model; no champion moves yet."""
     train, test, dataset = read_split()
+    source = dataset_identity(dataset)["data_source"]
     evaluation = read_json(EVALUATION)
     metric = params.promote.metric
     results: dict[str, Any] = {}
     for model in models:
         try:
-            results[model] = judge(client, candidate(model, evaluation, dataset, metric), params, train, test)
+            results[model] = judge(client, candidate(model, evaluation, dataset, metric), params, train, test, source)
         except Refused as exc:
-            results[model] = refused(model, metric, str(exc))
+            results[model] = refused(model, metric, str(exc), source)
     return results
 
 

@@ -17,7 +17,7 @@ from pipeline import paths, tracking
 from pipeline.config import Params
 from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.models.cofi import CofiModel
-from pipeline.stages.inputs import rating_range, read_training_inputs, save_trained
+from pipeline.stages.inputs import dataset_identity, rating_range, read_training_inputs, save_trained
 
 NAME = "cofi"
 MODEL_DIR = paths.MODELS / NAME
@@ -47,7 +47,7 @@ def fit(train: pd.DataFrame, movies: pd.DataFrame, params: Params, meta: Mapping
 def train_metrics(
     model: CofiModel, train: pd.DataFrame, seconds: float, run_id: str, dataset: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """metrics/train_cofi.json: the last cost, train RMSE (clipped stars), fit wall seconds, sizes, run id."""
+    """metrics/train_cofi.json: the last cost, train RMSE (clipped stars), fit wall seconds, sizes, run id, data."""
     history = model.history
     predicted = model.predict(train[[USER, MOVIE]])
     metrics: dict[str, Any] = {
@@ -61,8 +61,7 @@ def train_metrics(
         metrics["best_iteration"] = history.best_iteration
         metrics["validation_rmse"] = history.validation_rmse[history.best_iteration]
     metrics["mlflow_run_id"] = run_id
-    metrics["dataset_fingerprint"] = str(dataset.get("fingerprint", "unknown"))
-    return metrics
+    return {**metrics, **dataset_identity(dataset)}
 
 
 def cost_figure(table: pd.DataFrame, validation_rmse: list[float]) -> Any:

@@ -23,7 +23,7 @@ from pipeline.config import Params
 from pipeline.data.schema import MOVIE, USER
 from pipeline.features import load_features
 from pipeline.models.content import MULTI_WORKER, ContentModel, WorkerTask, worker_task
-from pipeline.stages.inputs import rating_range, read_training_inputs, save_trained
+from pipeline.stages.inputs import dataset_identity, rating_range, read_training_inputs, save_trained
 
 NAME = "content"
 MODEL_DIR = paths.MODELS / NAME
@@ -80,8 +80,8 @@ def loss_table(history: Mapping[str, Sequence[float]]) -> pd.DataFrame:
     return pd.DataFrame({"epoch": range(1, len(loss) + 1), "loss": loss, "val_loss": val})
 
 
-def train_metrics(model: ContentModel, seconds: float, run_id: str) -> dict[str, Any]:
-    """loss/val_loss of the epoch whose weights were kept (the best one under early stopping)."""
+def train_metrics(model: ContentModel, seconds: float, run_id: str, dataset: Mapping[str, Any]) -> dict[str, Any]:
+    """loss/val_loss of the epoch whose weights were kept (the best one under early stopping), sizes, run id, data."""
     best = model.best_epoch if model.best_epoch is not None else len(model.history["loss"]) - 1
     val = model.history.get("val_loss")
     return {
@@ -92,6 +92,7 @@ def train_metrics(model: ContentModel, seconds: float, run_id: str) -> dict[str,
         "seconds": round(seconds, 3),
         **model.parameter_counts(),
         "mlflow_run_id": run_id,
+        **dataset_identity(dataset),
     }
 
 
@@ -143,7 +144,7 @@ def run(params: Params) -> None:
         model = ContentModel(params.content).fit(
             train, features, movies, rating_range(meta), callbacks=[curves, *extra], verbose=1 if sys.stdout.isatty() else 0
         )
-        metrics = train_metrics(model, time.perf_counter() - started, run_id)
+        metrics = train_metrics(model, time.perf_counter() - started, run_id, meta)
         table = loss_table(model.history)
         tracking.log_metrics(run_summary(metrics))
         tracking.log_figure(learning_curve(table), "content_loss.png")

@@ -61,7 +61,7 @@ def test_compare_reads_the_last_runs_from_mlflow():
             tracking.log_metrics({"test_rmse": rmse}, run_id=run_id)
     table = compare_runs("exp", last=2)
     assert table["run"].tolist() == ["good", "bad"]
-    assert table["rmse"].tolist() == [0.85, 0.95]
+    assert table["RMSE"].tolist() == [0.85, 0.95]
     assert table["params"].tolist() == ["reg_user=15", "reg_user=15"]
     with pytest.raises(ConfigError, match="--last"):
         compare_runs("exp", last=0)

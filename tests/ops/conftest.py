@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.isolation import GIT, copy_repository
+from pipeline.models.loading import TRAINED_MODELS
 from tests.servers import HOST, environment, free_port, mlflow_server, start, stop
 
 # Tiny data and training: seconds per stage, still every stage doing real work.
@@ -95,7 +96,7 @@ class Scenario:
         if result.returncode != 0:
             raise AssertionError(f"make retrain failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
         self.promotions.append(self.read("metrics/promotion.json"))
-        self.trainings.append({name: self.read(f"metrics/train_{name}.json") for name in ("cofi", "content")})
+        self.trainings.append({name: self.read(f"metrics/train_{name}.json") for name in TRAINED_MODELS})
         git(self.repo, "add", "-A")
         git(self.repo, "commit", "-qm", f"retrain {len(self.runs)}")
         return result

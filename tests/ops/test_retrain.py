@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from pipeline.models.loading import TRAINED_MODELS
+
 pytestmark = pytest.mark.slow
 
 STAGES = ("ingest", "validate", "split", "features", "train_cofi", "train_content", "evaluate", "promote")
@@ -22,7 +24,7 @@ def test_the_first_retrain_runs_every_stage_pushes_and_makes_both_models_champio
     assert ran(first) == set(STAGES)
     assert "dvc pull --allow-missing" in first and re.search(r"\d+ files? pushed", first)
     assert len([p for p in scenario.remote.rglob("*") if p.is_file()]) > 10, "nothing was pushed to the remote"
-    for model in ("cofi", "content"):
+    for model in TRAINED_MODELS:
         entry = scenario.promotions[0][model]
         assert (entry["decision"], entry["version"], entry["champion_after"]) == ("first", 1, 1)
 
@@ -31,7 +33,7 @@ def test_the_second_retrain_trains_again_and_compares_with_the_first(scenario):
     second = scenario.runs[1].stdout
     # data stages are up to date; the training stages are forced, so evaluate and promote follow
     assert ran(second) == {"train_cofi", "train_content", "evaluate", "promote"}
-    for model in ("cofi", "content"):
+    for model in TRAINED_MODELS:
         before, after = scenario.trainings[0][model], scenario.trainings[1][model]
         assert after["mlflow_run_id"] != before["mlflow_run_id"] and after["model_uri"] != before["model_uri"]
         first, entry = scenario.promotions[0][model], scenario.promotions[1][model]

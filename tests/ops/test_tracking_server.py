@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import tracking
+from pipeline import registry, tracking
 from pipeline.data.schema import MOVIE, USER
 from pipeline.errors import RecsysError
-from pipeline.models.loading import load_trained
+from pipeline.models.loading import TRAINED_MODELS, load_trained
 from tests.ops.conftest import COFI_ITERATIONS, CONTENT_EPOCHS, git
 from tests.servers import HOST, environment, free_port
 
@@ -80,7 +80,7 @@ def test_every_run_with_its_params_tags_and_full_curves_is_on_the_server(scenari
     experiment = client.get_experiment_by_name("recsys")
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     names = sorted(run.info.run_name for run in runs)
-    assert names == sorted(["cofi", "content", "bias", "global_mean", "popularity"] * 2)
+    assert names == sorted([*TRAINED_MODELS, "bias", "global_mean", "popularity"] * 2)
     fingerprint = scenario.read("data/raw/dataset.json")["fingerprint"]
     evaluation = scenario.read("metrics/evaluation.json")
     for round_, trained in enumerate(scenario.trainings):
@@ -105,20 +105,23 @@ def test_every_run_with_its_params_tags_and_full_curves_is_on_the_server(scenari
 @slow
 def test_the_logged_and_registered_models_load_and_predict_like_the_trained_files(scenario, client):
     test = pd.read_parquet(scenario.repo / "data/split/test.parquet")[[USER, MOVIE]].head(50)
-    for name in ("cofi", "content"):
+    source = scenario.read("data/raw/dataset.json")["source"]
+    for name in TRAINED_MODELS:
         trained = load_trained(name, scenario.repo / "models")
         logged = mlflow.pyfunc.load_model(scenario.trainings[1][name]["model_uri"])
         np.testing.assert_allclose(logged.predict(test), trained.predict(test), rtol=1e-6)
-        champion = mlflow.pyfunc.load_model(f"models:/recsys-{name}@champion")
+        champion = mlflow.pyfunc.load_model(registry.model_alias_uri(name, source))
         assert len(champion.predict(test)) == len(test)
 
 
 @slow
 def test_the_registry_holds_both_versions_with_aliases_and_tags(scenario, client):
-    fingerprint = scenario.read("data/raw/dataset.json")["fingerprint"]
-    for name in ("cofi", "content"):
-        registered = f"recsys-{name}"
+    dataset = scenario.read("data/raw/dataset.json")
+    fingerprint = dataset["fingerprint"]
+    for name in TRAINED_MODELS:
+        registered = registry.registered_name(name, dataset["source"])
         entry = scenario.promotions[1][name]
+        assert entry["registered_model"] == registered
         assert int(client.get_model_version_by_alias(registered, "challenger").version) == 2
         assert int(client.get_model_version_by_alias(registered, "champion").version) == entry["champion_after"]
         second = client.get_model_version(registered, "2")
@@ -149,9 +152,11 @@ def test_an_unreachable_server_fails_the_pipeline_in_seconds_before_training(sce
 
 @slow
 def test_a_server_dying_before_promote_fails_it_clearly_and_leaves_the_champions_untouched(scenario):
+    source = scenario.read("data/raw/dataset.json")["source"]
+
     def champions() -> dict[str, str]:
         store = scenario.server.store_client()  # the server's own store: readable while it is down
-        return {name: store.get_model_version_by_alias(f"recsys-{name}", "champion").version for name in ("cofi", "content")}
+        return {name: store.get_model_version_by_alias(registry.registered_name(name, source), "champion").version for name in TRAINED_MODELS}
 
     scenario.server.ensure()
     before = champions()
@@ -175,4 +180,5 @@ def test_a_server_dying_before_promote_fails_it_clearly_and_leaves_the_champions
     assert "nothing registered, no alias moved" in result.stderr
     assert promotion_file.read_text() == promotion
     assert champions() == before
-    assert len(scenario.server.store_client().search_model_versions("name = 'recsys-cofi'")) == 2
+    cofi = registry.registered_name("cofi", source)
+    assert len(scenario.server.store_client().search_model_versions(f"name = '{cofi}'")) == 2

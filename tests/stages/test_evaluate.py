@@ -13,7 +13,9 @@ from pipeline.config import parse_params
 from pipeline.errors import DataError, ModelError
 from pipeline.models.baselines import BiasModel
 from pipeline.split import split_ratings
+from pipeline.models.loading import TRAINED_MODELS
 from pipeline.stages.evaluate import run
+from pipeline.stages.inputs import dataset_identity
 from tests.evaluation.data import tiny_movies, tiny_ratings
 
 PARAMS = parse_params({"evaluate": {"k": 3, "cold_threshold": 4, "plot_sample": 5}, "mlflow": {"experiment": "eval-test"}})
@@ -35,14 +37,16 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def fake_trained_model(run_id: str | None = "new", **info) -> str | None:
-    """models/cofi (a bias model), metrics/train_cofi.json and, by default, its MLflow training run."""
-    BiasModel.fit(pd.read_parquet(paths.TRAIN), tiny_movies(), reg_user=1.0).save(paths.MODELS / "cofi")
+def fake_trained_model(run_id: str | None = "new", name: str = "cofi", **info) -> str | None:
+    """models/<name> (a bias model), metrics/train_<name>.json (run id, the dataset as the training
+    stages record it, `info` on top; a None value drops the key) and, by default, its MLflow training run."""
+    BiasModel.fit(pd.read_parquet(paths.TRAIN), tiny_movies(), reg_user=1.0).save(paths.MODELS / name)
     if run_id == "new":
-        with tracking.start_run("cofi", "eval-test", "cofi", DATASET) as run_id:
+        with tracking.start_run(name, "eval-test", name, DATASET) as run_id:
             pass
     paths.METRICS.mkdir(exist_ok=True)
-    (paths.METRICS / "train_cofi.json").write_text(json.dumps({"mlflow_run_id": run_id, **info}))
+    record = {"mlflow_run_id": run_id, **dataset_identity(DATASET), **info}
+    (paths.METRICS / f"train_{name}.json").write_text(json.dumps({k: v for k, v in record.items() if v is not None}))
     return run_id
 
 
@@ -113,7 +117,11 @@ def test_the_same_inputs_give_the_same_metrics(workdir):
     [
         (lambda: None, ModelError, r"models/cofi: model folder not found"),
         (lambda: fake_trained_model(run_id=None), ModelError, r"metrics/train_cofi.json: no 'mlflow_run_id'"),
-        (lambda: fake_trained_model(fingerprint="beef"), ModelError, r"models/cofi: trained on another dataset \(fingerprint"),
+        (
+            lambda: fake_trained_model(dataset_fingerprint="beef"),
+            ModelError,
+            r"metrics/train_cofi.json: the cofi model was trained on another dataset \(fingerprint beef, data/raw/dataset.json has f00d\)",
+        ),
         (
             lambda: (fake_trained_model(), tiny_movies(13).to_parquet(paths.RAW_MOVIES, index=False)),
             ModelError,
@@ -133,3 +141,18 @@ def test_bad_inputs_are_one_clear_error_and_nothing_is_written(workdir, prepare,
     with pytest.raises(error, match=message):
         run(PARAMS, trained=FAKE)
     assert not any(path.exists() for path in outputs(["cofi", "bias", "global_mean"]))
+
+
+@pytest.mark.parametrize("name", list(TRAINED_MODELS))
+def test_a_trained_model_without_a_recorded_dataset_is_an_error_telling_to_retrain(workdir, name):
+    fake_trained_model(name=name, dataset_fingerprint=None)
+    with pytest.raises(ModelError, match=rf"metrics/train_{name}.json: no 'dataset_fingerprint'.*retrain it \(dvc repro --force train_{name}\)"):
+        run(PARAMS, trained={name: FAKE["cofi"]})
+    assert not any(path.exists() for path in outputs([name, "bias", "global_mean"]))
+
+
+def test_a_dataset_json_without_a_fingerprint_is_a_data_error(workdir):
+    fake_trained_model()
+    paths.RAW_META.write_text(json.dumps({key: value for key, value in DATASET.items() if key != "fingerprint"}))
+    with pytest.raises(DataError, match="data/raw/dataset.json: needs a non-empty string 'fingerprint' \\(got None\\)"):
+        run(PARAMS, trained=FAKE)

@@ -18,14 +18,23 @@ from typer.testing import CliRunner
 
 from pipeline import paths, registry, tracking
 from pipeline.cli import app
-from pipeline.config import parse_params
+from pipeline.config import CofiParams, parse_params
 from pipeline.errors import RecsysError
+from pipeline.evaluation import metrics
+from pipeline.models.base import Catalogue
 from pipeline.models.baselines import BiasModel, GlobalMeanModel
+from pipeline.models.cofi import CofiModel
+from pipeline.models.loading import TRAINED_MODELS
+from pipeline.split import split_ratings
+from pipeline.stages import evaluate
+from pipeline.stages.inputs import dataset_identity
 from pipeline.stages.promote import PROMOTION, run
+from tests.models.test_cofi import low_rank_ratings
 from tests.servers import HOST, free_port
 
 EXPERIMENT = "promote-test"
 DATASET = {"source": "synthetic", "rating_min": 0.5, "rating_max": 5.0, "fingerprint": "f00d"}
+COFI = registry.registered_name("cofi", "synthetic")
 MOVIES = pd.DataFrame(
     {"movie_id": [10, 11, 12, 13], "title": ["a", "b", "c", "d"], "year": pd.array([None] * 4, "Int64"), "genres": ""}
 )
@@ -63,13 +72,22 @@ def bias() -> BiasModel:
     return BiasModel.fit(TRAIN, MOVIES, (0.5, 5.0), reg_user=0.0, reg_movie=0.0)
 
 
+def dataset(**changes) -> dict:
+    """Write data/raw/dataset.json: DATASET with `changes` (e.g. another source or fingerprint)."""
+    meta = {**DATASET, **changes}
+    paths.RAW_META.write_text(json.dumps(meta))
+    return meta
+
+
 def trained(name: str, model, status: str = "FINISHED", **info) -> str:
-    """Log `model` in a training run of `name` and write metrics/train_<name>.json; returns the model URI."""
-    with tracking.start_run(name, EXPERIMENT, name, DATASET) as run_id:
+    """Log `model` in a training run of `name` and write metrics/train_<name>.json as the training
+    stages do (with the current dataset.json's fingerprint and source); returns the model URI."""
+    meta = json.loads(paths.RAW_META.read_text())
+    with tracking.start_run(name, EXPERIMENT, name, meta) as run_id:
         uri = tracking.log_model(model, name)
     if status != "FINISHED":
         MlflowClient().set_terminated(run_id, status)
-    record = {"mlflow_run_id": run_id, "model_uri": uri, "dataset_fingerprint": DATASET["fingerprint"], **info}
+    record = {"mlflow_run_id": run_id, "model_uri": uri, **dataset_identity(meta), **info}
     (paths.METRICS / f"train_{name}.json").write_text(json.dumps({k: v for k, v in record.items() if v is not None}))
     return uri
 
@@ -92,13 +110,13 @@ def test_the_first_model_becomes_champion_and_its_version_is_tagged(workdir):
     run(params(), ["cofi"])
     entry = promotion()["cofi"]
     assert entry == {
-        "registered_model": "recsys-cofi", "version": 1, "metric": "rmse", "challenger_score": 2.0,
-        "champion_version": None, "champion_score": None, "decision": "first", "reason": entry["reason"],
-        "champion_after": 1,
+        "registered_model": "recsys-cofi-synthetic", "data_source": "synthetic", "version": 1, "metric": "rmse",
+        "challenger_score": 2.0, "champion_version": None, "champion_score": None, "decision": "first",
+        "reason": entry["reason"], "champion_after": 1,
     }
-    assert "no champion yet" in entry["reason"]
-    assert alias("recsys-cofi") == alias("recsys-cofi", "challenger") == 1
-    tags = MlflowClient().get_model_version("recsys-cofi", "1").tags
+    assert entry["reason"] == "no champion yet: this version becomes champion (rmse 2.0000)"
+    assert alias(COFI) == alias(COFI, "challenger") == 1
+    tags = MlflowClient().get_model_version(COFI, "1").tags
     assert tags["dataset_fingerprint"] == "f00d" and tags["data_source"] == "synthetic"
     assert (tags["test_rmse"], tags["test_mae"], tags["promote_metric"]) == ("2", "2", "rmse")
     assert tags["promotion_decision"] == "first"
@@ -115,7 +133,7 @@ def test_a_better_challenger_takes_over_a_worse_one_does_not(workdir):
     entry = promotion()["cofi"]
     # the champion (global mean, v1) is scored again on this split: predicts 3 against 5 and 1
     assert (entry["decision"], entry["champion_version"], entry["champion_score"]) == ("promoted", 1, 2.0)
-    assert (entry["version"], entry["champion_after"], alias("recsys-cofi")) == (2, 2, 2)
+    assert (entry["version"], entry["champion_after"], alias(COFI)) == (2, 2, 2)
 
     trained("cofi", global_mean())
     evaluated(cofi={"rmse": 2.0})
@@ -123,54 +141,111 @@ def test_a_better_challenger_takes_over_a_worse_one_does_not(workdir):
     entry = promotion()["cofi"]
     assert (entry["decision"], entry["champion_score"], entry["champion_after"]) == ("kept", 0.0, 2)
     assert "not better" in entry["reason"]
-    assert (alias("recsys-cofi"), alias("recsys-cofi", "challenger")) == (2, 3)
-    tags = MlflowClient().get_model_version("recsys-cofi", "3").tags
+    assert (alias(COFI), alias(COFI, "challenger")) == (2, 3)
+    tags = MlflowClient().get_model_version(COFI, "3").tags
     assert (tags["promotion_decision"], tags["champion_score"], tags["compared_with_version"]) == ("kept", "0", "2")
 
 
-def test_a_champion_from_another_dataset_is_scored_on_the_current_split_not_on_its_old_numbers(workdir):
+def test_a_champion_of_the_same_source_trained_on_other_data_is_scored_again_on_this_split(workdir):
+    # the champion was trained on an earlier synthetic dataset: other ratings, movies 500 and 501 only
     other = frame([(100, 500, 4.5), (101, 501, 4.5)])
     other_movies = pd.DataFrame({"movie_id": [500, 501], "title": ["x", "y"], "year": pd.array([None] * 2, "Int64"), "genres": ""})
-    old = GlobalMeanModel.fit(other, other_movies, (0.5, 5.0))
-    with tracking.start_run("cofi", EXPERIMENT, "cofi", {"fingerprint": "old"}) as run_id:
-        uri = tracking.log_model(old, "cofi")
-    client = MlflowClient()
-    client.create_registered_model("recsys-cofi")
-    version = client.create_model_version("recsys-cofi", uri, run_id, tags={"test_rmse": "0.1", "dataset_fingerprint": "old"})
-    client.set_registered_model_alias("recsys-cofi", "champion", version.version)
+    dataset(fingerprint="0ld")
+    trained("cofi", GlobalMeanModel.fit(other, other_movies, (0.5, 5.0)))
+    evaluated(cofi={"rmse": 0.1})  # its number on the old data: never reused
+    run(params(), ["cofi"])
 
+    dataset()  # same source, new data (fingerprint f00d)
     trained("cofi", global_mean())
     evaluated(cofi={"rmse": 2.0})
     run(params(), ["cofi"])
     entry = promotion()["cofi"]
     # the old model predicts its own mean 4.5 for unknown users: errors 0.5 and 3.5 -> rmse 2.5
+    assert (entry["registered_model"], entry["champion_version"]) == (COFI, 1)
     assert entry["champion_score"] == pytest.approx(2.5)
-    assert entry["decision"] == "promoted" and alias("recsys-cofi") == 2
+    assert entry["decision"] == "promoted" and alias(COFI) == 2
 
 
-def test_min_improvement_keeps_a_champion_that_is_only_slightly_worse(workdir):
+def test_each_data_source_keeps_its_own_champion_and_never_scores_another_sources(workdir, monkeypatch):
+    loaded: list[str] = []
+    load_model = tracking.load_model
+    monkeypatch.setattr(tracking, "load_model", lambda uri: loaded.append(uri) or load_model(uri))
     trained("cofi", global_mean())
     evaluated(cofi={"rmse": 2.0})
     run(params(), ["cofi"])
+
+    # a real MovieLens run: other users and movies, its own test split
+    dataset(source="ml-latest-small", fingerprint="beef")
+    frame([(7, 70, 4.0), (7, 71, 3.0), (8, 70, 2.0)]).to_parquet(paths.TRAIN, index=False)
+    frame([(7, 72, 4.0), (8, 72, 2.0)]).to_parquet(paths.TEST, index=False)
     trained("cofi", bias())
-    evaluated(cofi={"rmse": 1.9})
-    run(params(min_improvement=0.5), ["cofi"])
+    evaluated(cofi={"rmse": 0.9})
+    run(params(), ["cofi"])
     entry = promotion()["cofi"]
-    assert entry["decision"] == "kept" and alias("recsys-cofi") == 1
-    assert "better by only 0.1 < min_improvement 0.5" in entry["reason"]
+    real = registry.registered_name("cofi", "ml-latest-small")
+    assert (entry["registered_model"], entry["data_source"], entry["version"]) == ("recsys-cofi-ml-latest-small", "ml-latest-small", 1)
+    assert (entry["decision"], entry["champion_version"], entry["champion_score"]) == ("first", None, None)
+    assert "not compared with recsys-cofi-synthetic v1: trained on another data source" in entry["reason"]
+    assert loaded == []  # the synthetic champion was not even loaded
+    assert (alias(COFI), alias(COFI, "challenger"), alias(real)) == (1, 1, 1)
+
+    # back on synthetic data: the synthetic champion is the one compared, the real one is untouched
+    dataset()
+    TRAIN.to_parquet(paths.TRAIN, index=False)
+    TEST.to_parquet(paths.TEST, index=False)
+    trained("cofi", bias())
+    evaluated(cofi={"rmse": 0.0})
+    run(params(), ["cofi"])
+    entry = promotion()["cofi"]
+    assert (entry["registered_model"], entry["champion_version"], entry["champion_score"]) == (COFI, 1, 2.0)
+    assert entry["decision"] == "promoted"
+    assert loaded == [f"models:/{COFI}/1"]
+    assert (alias(COFI), alias(real)) == (2, 1)
 
 
-def test_a_ranking_metric_scores_the_champion_with_the_evaluate_protocol(workdir):
-    trained("cofi", global_mean())
-    evaluated(cofi={"ndcg_at_k": 0.5})
-    run(params(metric="ndcg_at_k"), ["cofi"])
-    trained("cofi", bias())
-    evaluated(cofi={"ndcg_at_k": 0.5})
-    run(params(metric="ndcg_at_k"), ["cofi"])
-    # only user 1 has a relevant test movie (12); unseen are 12 and 13, tied for the global mean,
-    # and a tie goes to the lower id: 12 is first, a hit at k=1 -> nDCG 1
-    entry = promotion()["cofi"]
-    assert (entry["champion_score"], entry["decision"]) == (1.0, "kept")
+def test_promote_scores_the_champion_with_the_evaluate_stages_numbers(workdir):
+    """The champion's score computed by promote equals what the evaluate stage wrote for the same model and split."""
+    ratings, movies = low_rank_ratings(n_users=12, n_movies=15)
+    train, test = split_ratings(ratings, "random", 0.3, 0)
+    train.to_parquet(paths.TRAIN, index=False)
+    test.to_parquet(paths.TEST, index=False)
+    movies.to_parquet(paths.RAW_MOVIES, index=False)
+    model = CofiModel.fit(train, movies, CofiParams(num_features=3, iterations=5), (0.5, 5.0))
+    model.save(paths.MODELS / "cofi")
+    trained("cofi", model)
+    stage = parse_params({"evaluate": {"k": 3}, "mlflow": {"experiment": EXPERIMENT}})
+    evaluate.run(stage, trained={"cofi": "pipeline.models.cofi:CofiModel"})  # rmse and the ranked lists (ranking params)
+    written = json.loads(evaluate.EVALUATION.read_text())["cofi"]
+    run(stage, ["cofi"])  # v1 becomes champion
+    for metric in ("rmse", "ndcg_at_k", "map_at_k"):
+        judged = parse_params({"promote": {"metric": metric}, "evaluate": {"k": 3}, "mlflow": {"experiment": EXPERIMENT}})
+        trained("cofi", model)  # the same model again: a new version, judged against champion v1
+        run(judged, ["cofi"])
+        entry = promotion()["cofi"]
+        assert entry["champion_version"] == 1 and entry["version"] > 1
+        assert entry["champion_score"] == written[metric], metric
+        assert entry["decision"] == "kept"  # the same numbers: a tie keeps the champion
+
+
+def test_a_change_to_the_evaluation_protocol_reaches_promote_too(workdir, monkeypatch):
+    """One protocol: promote scores a registered model with the evaluate stage's function, so a change
+    to it (here a relevance threshold one star lower) moves both numbers alike."""
+    ratings, movies = low_rank_ratings(n_users=12, n_movies=15)
+    train, test = split_ratings(ratings, "random", 0.3, 0)
+    model = CofiModel.fit(train, movies, CofiParams(num_features=3, iterations=5), (0.5, 5.0))
+    loaded = tracking.load_model(trained("cofi", model))
+    stage = parse_params({"evaluate": {"k": 3}})
+
+    def evaluate_and_promote() -> tuple[float, float]:
+        evaluation, _, _ = evaluate.evaluate_all({"cofi": model}, train, test, Catalogue.from_movies(movies), stage)
+        return evaluation["cofi"]["ndcg_at_k"], registry.score(loaded, "ndcg_at_k", train, test, stage.evaluate)
+
+    before = evaluate_and_promote()
+    relevant_items = metrics.relevant_items
+    monkeypatch.setattr(metrics, "relevant_items", lambda test, threshold: relevant_items(test, threshold - 1.0))
+    after = evaluate_and_promote()
+    assert before[0] == before[1] and after[0] == after[1]
+    assert after[0] != before[0]
 
 
 def test_running_promote_again_on_the_same_model_registers_nothing_new(workdir):
@@ -180,7 +255,7 @@ def test_running_promote_again_on_the_same_model_registers_nothing_new(workdir):
     run(params(), ["cofi"])
     entry = promotion()["cofi"]
     assert (entry["decision"], entry["version"], entry["champion_after"]) == ("unchanged", 1, 1)
-    assert len(MlflowClient().search_model_versions("name = 'recsys-cofi'")) == 1
+    assert len(MlflowClient().search_model_versions(f"name = '{COFI}'")) == 1
 
 
 @pytest.mark.parametrize(
@@ -189,7 +264,7 @@ def test_running_promote_again_on_the_same_model_registers_nothing_new(workdir):
         ({"cofi": {"mae": 2.0}}, {}, "FINISHED", "metrics/evaluation.json: 'cofi' has no 'rmse'"),
         ({}, {}, "FINISHED", "no entry for 'cofi' (its evaluation failed or did not run)"),
         ({"cofi": {"rmse": 2.0}}, {"model_uri": None}, "FINISHED", "metrics/train_cofi.json: no 'model_uri'"),
-        ({"cofi": {"rmse": 2.0}}, {"dataset_fingerprint": "beef"}, "FINISHED", "trained on another dataset"),
+        ({"cofi": {"rmse": 2.0}}, {"dataset_fingerprint": "beef"}, "FINISHED", "the cofi model was trained on another dataset"),
         ({"cofi": {"rmse": 2.0}}, {}, "FAILED", "is FAILED, not FINISHED"),
     ],
 )
@@ -201,8 +276,21 @@ def test_the_gate_refuses_with_a_reason_and_registers_nothing(workdir, evaluatio
     result = promotion()
     assert result["cofi"]["decision"] == "refused" and words in result["cofi"]["reason"]
     assert result["cofi"]["version"] is None and result["cofi"]["champion_after"] is None
-    assert MlflowClient().search_model_versions("name = 'recsys-cofi'") == []
+    assert MlflowClient().search_model_versions(f"name = '{COFI}'") == []
     assert result["content"]["decision"] == "first"
+
+
+@pytest.mark.parametrize("name", list(TRAINED_MODELS))
+def test_a_model_whose_training_dataset_is_not_recorded_is_refused(workdir, name):
+    for model in TRAINED_MODELS:
+        trained(model, global_mean(), **({"dataset_fingerprint": None} if model == name else {}))
+    evaluated(**{model: {"rmse": 2.0} for model in TRAINED_MODELS})
+    run(params(), list(TRAINED_MODELS))
+    result = promotion()
+    assert result[name]["decision"] == "refused" and result[name]["version"] is None
+    assert result[name]["reason"].startswith(f"metrics/train_{name}.json: no 'dataset_fingerprint'")
+    assert f"retrain it (dvc repro --force train_{name}); not registering it" in result[name]["reason"]
+    assert all(result[model]["decision"] == "first" for model in TRAINED_MODELS if model != name)
 
 
 def test_missing_inputs_are_a_data_error_naming_the_file(workdir):
@@ -242,7 +330,7 @@ def test_a_server_failing_while_judging_moves_no_champion_and_writes_nothing(wor
     with pytest.raises(RecsysError, match=r"promote: MLflow at sqlite:///.* failed \(API request .* Connection refused\); "
                        r"no champion alias moved; metrics/promotion.json not written"):
         run(params(), ["cofi"])
-    assert PROMOTION.read_text() == before and alias("recsys-cofi") == 1
+    assert PROMOTION.read_text() == before and alias(COFI) == 1
 
 
 def test_a_failure_between_two_alias_moves_says_which_moved(workdir, monkeypatch):
@@ -252,11 +340,11 @@ def test_a_failure_between_two_alias_moves_says_which_moved(workdir, monkeypatch
     original = MlflowClient.set_registered_model_alias
 
     def fail_for_content(self, name, alias_name, version):
-        if name == "recsys-content" and alias_name == "champion":
+        if name == registry.registered_name("content", "synthetic") and alias_name == "champion":
             raise MlflowException("connection reset")
         return original(self, name, alias_name, version)
 
     monkeypatch.setattr(MlflowClient, "set_registered_model_alias", fail_for_content)
-    with pytest.raises(RecsysError, match="champion moved only for recsys-cofi"):
+    with pytest.raises(RecsysError, match=f"champion moved only for {COFI};"):
         run(params(), ["cofi", "content"])
     assert not PROMOTION.exists()

@@ -49,7 +49,8 @@ def test_writes_model_metrics_cost_curve_and_an_mlflow_run(workdir):
     assert metrics["final_cost"] == pytest.approx(model.history.cost[-1])
     expected_rmse = np.sqrt(np.mean((model.predict(train) - train[RATING]) ** 2))
     assert metrics["train_rmse"] == pytest.approx(expected_rmse)
-    assert metrics["seconds"] > 0 and metrics["dataset_fingerprint"] == "c0ffee"
+    assert metrics["seconds"] > 0
+    assert (metrics["dataset_fingerprint"], metrics["data_source"]) == ("c0ffee", "synthetic")
     curve = pd.read_csv(COST_CSV)
     assert list(curve.columns) == ["iteration", "cost"]
     assert curve["iteration"].tolist() == list(range(ITERATIONS))
@@ -117,3 +118,11 @@ def test_missing_inputs_name_the_stage_to_run(workdir):
     paths.TRAIN.unlink()
     with pytest.raises(DataError, match="train.parquet: not found; run the split stage"):
         run(PARAMS)
+
+
+@pytest.mark.parametrize("key", ["fingerprint", "source"])
+def test_a_dataset_json_without_fingerprint_or_source_stops_before_training(workdir, key):
+    paths.RAW_META.write_text(json.dumps({k: v for k, v in DATASET.items() if k != key}))
+    with pytest.raises(DataError, match=rf"data/raw/dataset.json: needs a non-empty string '{key}' \(got None\); re-run the ingest stage"):
+        run(PARAMS)
+    assert not any(path.exists() for path in OUTPUTS)

@@ -56,6 +56,8 @@ def test_stage_writes_model_metrics_curve_and_one_tracked_run(workdir: Path):
     assert metrics["loss"] == pytest.approx(curve["loss"].iloc[metrics["best_epoch"] - 1])
     assert metrics["user_tower_params"] == 21 * 8 + 8 + 8 * 4 + 4 and metrics["movie_tower_params"] == 22 * 8 + 8 + 8 * 4 + 4
     assert metrics["seconds"] > 0
+    # what evaluate and promote check: the same keys as train_cofi.json (one helper writes both)
+    assert (metrics["dataset_fingerprint"], metrics["data_source"]) == ("abc123", "synthetic")
 
     model = ContentModel.load(train_content.MODEL_DIR)
     assert {p.name for p in train_content.MODEL_DIR.iterdir()} == {"content.keras", "content.npz", "content.json"}
@@ -90,6 +92,14 @@ def test_a_bad_features_table_fails_before_anything_is_written(workdir: Path):
     users.loc[0, "avg_Drama"] = np.nan
     users.to_parquet(paths.FEATURES / "users.parquet", index=False)
     with pytest.raises(DataError, match="column 'avg_Drama'"):
+        train_content.run(parse_params(PARAMS))
+    assert not any(path.exists() for path in OUTPUTS)
+
+
+def test_a_dataset_json_without_a_fingerprint_stops_before_training(workdir: Path):
+    meta = json.loads(paths.RAW_META.read_text())
+    paths.RAW_META.write_text(json.dumps({k: v for k, v in meta.items() if k != "fingerprint"}))
+    with pytest.raises(DataError, match="data/raw/dataset.json: needs a non-empty string 'fingerprint'"):
         train_content.run(parse_params(PARAMS))
     assert not any(path.exists() for path in OUTPUTS)
 
