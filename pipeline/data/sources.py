@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.choices import SYNTHETIC
 from pipeline.config import DataParams
 from pipeline.data import movielens, synthetic
 from pipeline.data.schema import USER, conform_movies, conform_ratings
@@ -24,7 +25,7 @@ class RatingScale:
 
 def load_source(data: DataParams) -> tuple[pd.DataFrame, pd.DataFrame, RatingScale]:
     """(ratings, movies, scale) of `data.source`, both frames already in the data contract."""
-    if data.source == "synthetic":
+    if data.source == SYNTHETIC:
         ratings, movies = synthetic.generate(data.synthetic)
         scale = RatingScale(synthetic.RATING_MIN, synthetic.RATING_MAX, synthetic.RATING_STEP)
         return conform_ratings(ratings, "synthetic ratings"), conform_movies(movies, "synthetic movies"), scale
