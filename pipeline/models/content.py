@@ -40,13 +40,17 @@ from pipeline.config import ContentParams  # noqa: E402
 from pipeline.data.schema import GENRE_VOCABULARY, MOVIE, RATING, TITLE, USER  # noqa: E402
 from pipeline.errors import ConfigError, DataError, ModelError, RecsysError, data_error  # noqa: E402
 from pipeline.features import Features, Scalers, no_history_user, scalers_from_dict, scalers_to_dict  # noqa: E402
+from pipeline.io import write_json  # noqa: E402
 from pipeline.models.ranking import SupportRanking  # noqa: E402
+from pipeline.seeding import seed_everything  # noqa: E402
 from pipeline.models.base import (  # noqa: E402
     Catalogue,
     SeenItems,
     check_pairs,
     index_of,
     load_arrays,
+    model_file,
+    read_model_meta,
     recommendation_frame,
     save_arrays,
     seen_exclusion,
@@ -119,12 +123,6 @@ def tower_parameter_counts(network: keras.Model) -> dict[str, int]:
         "user_tower_params": int(network.get_layer(USER_TOWER).count_params()),
         "movie_tower_params": int(network.get_layer(MOVIE_TOWER).count_params()),
     }
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow together and make TF ops deterministic."""
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
 
 
 # ---- input pipeline -----------------------------------------------------------------------
@@ -584,18 +582,16 @@ class ContentModel(SupportRanking):
             "history": self.history,
             "best_epoch": self.best_epoch,
         }
-        (directory / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        write_json(directory / STATE_FILE, state)
 
     @classmethod
     def load(cls, directory: str | Path) -> ContentModel:
         directory = Path(directory)
-        for name in (KERAS_FILE, STATE_FILE):
-            if not (directory / name).is_file():
-                raise ModelError(f"{directory / name}: model file not found (train the model first, e.g. `dvc repro`)")
-        state = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
+        network_file = model_file(directory, KERAS_FILE)
+        state = read_model_meta(directory, STATE_FILE)
         arrays = load_arrays(directory, ARRAYS_FILE)
         model = cls(ContentParams.model_validate(state["params"]))
-        model.network = keras.models.load_model(directory / KERAS_FILE)
+        model.network = keras.models.load_model(network_file)
         model.scalers = scalers_from_dict(state["scalers"], str(directory / STATE_FILE))
         model.user_columns = list(state["user_columns"])
         model.movie_columns = list(state["movie_columns"])

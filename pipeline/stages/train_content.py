@@ -23,7 +23,7 @@ from pipeline.config import Params
 from pipeline.data.schema import MOVIE, USER
 from pipeline.features import load_features
 from pipeline.models.content import MULTI_WORKER, ContentModel, WorkerTask, worker_task
-from pipeline.stages.inputs import rating_range, read_training_inputs, save_trained
+from pipeline.stages.inputs import rating_scale, read_training_inputs, save_trained
 
 NAME = "content"
 MODEL_DIR = paths.MODELS / NAME
@@ -141,7 +141,7 @@ def run(params: Params) -> None:
         curves = CurveLogger(lambda values, steps: tracking.log_metric_history(values, steps, run_id=run_id))
         started = time.perf_counter()
         model = ContentModel(params.content).fit(
-            train, features, movies, rating_range(meta), callbacks=[curves, *extra], verbose=1 if sys.stdout.isatty() else 0
+            train, features, movies, rating_scale(meta).bounds, callbacks=[curves, *extra], verbose=1 if sys.stdout.isatty() else 0
         )
         metrics = train_metrics(model, time.perf_counter() - started, run_id)
         table = loss_table(model.history)
@@ -161,7 +161,7 @@ def run_worker(params: Params, task: WorkerTask) -> None:
     """A non-chief worker: trains its part of every batch in step with the others, writes nothing."""
     train, movies, meta = read_training_inputs()
     features = load_features(paths.FEATURES)
-    model = ContentModel(params.content).fit(train, features, movies, rating_range(meta), callbacks=[EpochLine(task)])
+    model = ContentModel(params.content).fit(train, features, movies, rating_scale(meta).bounds, callbacks=[EpochLine(task)])
     with tempfile.TemporaryDirectory() as scratch:
         model.save(scratch)  # the usual Keras multi-worker pattern: every worker saves, only the chief's copy is kept
     print(f"content: worker {task.index} of {len(task.workers)} done; worker 0 ({task.workers[0]}) writes the model")

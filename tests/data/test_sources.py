@@ -11,8 +11,8 @@ import pytest
 from pipeline.choices import MOVIELENS_SOURCES, SOURCES, SYNTHETIC
 from pipeline.config import DataParams, SyntheticParams
 from pipeline.data import movielens
-from pipeline.data.schema import MOVIES_DTYPES, RATINGS_DTYPES
-from pipeline.data.sources import RatingScale, dataset_metadata, fingerprint, load_source
+from pipeline.data.schema import MOVIES_DTYPES, RATINGS_DTYPES, RatingScale
+from pipeline.data.sources import dataset_metadata, fingerprint, load_source
 from pipeline.errors import DataError
 from tests.data.test_movielens import offline_download, write_release
 
