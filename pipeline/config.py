@@ -13,13 +13,11 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pipeline.choices import Source, SplitStrategy
 from pipeline.errors import ConfigError
 from pipeline.evaluation.metric_table import PROMOTION_METRICS
 
 PARAMS_FILE = "params.yaml"
-
-SOURCES = ("synthetic", "ml-latest-small", "ml-100k", "ml-1m", "ml-25m", "ml-32m")
-Source = Literal["synthetic", "ml-latest-small", "ml-100k", "ml-1m", "ml-25m", "ml-32m"]
 
 
 class Section(BaseModel):
@@ -109,7 +107,7 @@ class ValidateParams(Section):
 class SplitParams(Section):
     """How ratings are divided into train and test."""
 
-    strategy: Literal["random", "temporal", "cold_user", "cold_item"] = Field(
+    strategy: SplitStrategy = Field(
         "random", description="random rows | each user's latest ratings | held-out users | held-out movies"
     )
     test_size: float = Field(0.2, gt=0, lt=1, description="fraction of ratings (or users/movies) put in test")

@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.errors import data_error
+
 
 def _tmp_sibling(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +63,12 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write JSON atomically, pretty-printed with a trailing newline."""
     with atomic_outputs(path) as (tmp,):
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def require(path: str | os.PathLike[str], made_by: str) -> None:
+    """A DataError when the input file `path` is missing, naming the stage that writes it."""
+    if not Path(path).is_file():
+        raise data_error(str(path), f"not found; run the {made_by} stage first")
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

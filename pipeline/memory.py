@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.choices import SYNTHETIC
 from pipeline.config import Params
+from pipeline.data.movielens import RELEASES
 from pipeline.errors import RecsysError
 
 MIB = 1 << 20
@@ -40,14 +42,6 @@ MIB_PER_MILLION = {  # measured slopes between 5M and 25M ratings: 100, 122, 137
     "train_cofi": 130,
     "train_content": 90,
     "evaluate": 120,
-}
-# Ratings in each MovieLens release (their README files), so ingest can check before reading.
-RELEASE_RATINGS = {
-    "ml-latest-small": 100_836,
-    "ml-100k": 100_000,
-    "ml-1m": 1_000_209,
-    "ml-25m": 25_000_095,
-    "ml-32m": 32_000_204,
 }
 
 
@@ -72,9 +66,9 @@ def check_memory(stage: str, n_ratings: int, max_memory_gb: float, source: str) 
 def dataset_ratings(stage: str, params: Params, meta_file: Path) -> tuple[int, str] | None:
     """(number of ratings, where it comes from) for the guard, or None when unknown."""
     if stage == "ingest":
-        if params.data.source == "synthetic":
+        if params.data.source == SYNTHETIC:
             return params.data.synthetic.n_ratings, "data.synthetic.n_ratings"
-        return RELEASE_RATINGS[params.data.source], f"the size of {params.data.source}"
+        return RELEASES[params.data.source].n_ratings, f"the size of {params.data.source}"
     try:
         n = int(json.loads(meta_file.read_text(encoding="utf-8"))["n_ratings"])
     except (OSError, ValueError, KeyError, TypeError):

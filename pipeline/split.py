@@ -13,10 +13,9 @@ from math import ceil, floor
 import numpy as np
 import pandas as pd
 
+from pipeline.choices import SPLIT_STRATEGIES
 from pipeline.data.schema import MOVIE, TIMESTAMP, USER
 from pipeline.errors import ConfigError, DataError, data_error
-
-STRATEGIES = ("random", "temporal", "cold_user", "cold_item")
 
 
 def _round_half_up(x: float) -> int:
@@ -97,8 +96,8 @@ def split_ratings(
     test_size is then a fraction of users / movies, not of rows.
     Raises DataError on empty ratings, a missing column, or a split leaving train or test empty.
     """
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"split.strategy: unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    if strategy not in SPLIT_STRATEGIES:
+        raise ConfigError(f"split.strategy: unknown strategy {strategy!r}; expected one of {', '.join(SPLIT_STRATEGIES)}")
     if not 0 < test_size < 1:
         raise ConfigError(f"split.test_size: must be between 0 and 1 (got {test_size!r})")
     if len(ratings) == 0:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.io import atomic_outputs, read_json, write_json, write_parquet
+from pipeline.errors import DataError
+from pipeline.io import atomic_outputs, read_json, require, write_json, write_parquet
 
 
 def test_outputs_appear_together_on_success(tmp_path: Path):
@@ -50,3 +51,11 @@ def test_json_and_parquet_round_trip(tmp_path: Path):
     frame = pd.DataFrame({"a": [1, 2]})
     write_parquet(tmp_path / "f.parquet", frame)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "f.parquet"), frame)
+
+
+def test_require_names_the_missing_file_and_the_stage_that_writes_it(tmp_path: Path):
+    present = tmp_path / "train.parquet"
+    present.write_bytes(b"")
+    require(present, "split")
+    with pytest.raises(DataError, match=r"^.*test\.parquet: not found; run the split stage first$"):
+        require(tmp_path / "test.parquet", "split")

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import typing
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.model_selection import train_test_split
 
+from pipeline.choices import SPLIT_STRATEGIES as STRATEGIES
+from pipeline.config import SplitParams
 from pipeline.errors import ConfigError, DataError
-from pipeline.split import STRATEGIES, held_out_mask, split_ratings, temporal_test_mask
+from pipeline.split import held_out_mask, split_ratings, temporal_test_mask
 
 COLUMNS = ["user_id", "movie_id", "rating", "timestamp"]
 
@@ -40,6 +44,10 @@ def test_train_and_test_partition_the_input(strategy: str) -> None:
     assert sort_rows(pd.concat([train, test])).equals(sort_rows(ratings))
     assert list(train.columns) == COLUMNS and train.dtypes.equals(ratings.dtypes)
     assert train.index.equals(pd.RangeIndex(len(train))) and test.index.equals(pd.RangeIndex(len(test)))
+
+
+def test_the_split_param_offers_exactly_the_strategies_split_ratings_knows() -> None:
+    assert typing.get_args(SplitParams.model_fields["strategy"].annotation) == STRATEGIES
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from pipeline.choices import Source
 from pipeline.config import DataParams
 from pipeline.data.schema import (
     GENRE_SEPARATOR,
@@ -41,6 +42,7 @@ from pipeline.data.schema import (
     TITLE,
     USER,
     YEAR,
+    RatingScale,
     conform_movies,
     conform_ratings,
 )
@@ -68,12 +70,14 @@ YEAR_IN_TITLE = re.compile(r"\((\d{4})(?:\s*[-\u2013]\s*\d{0,4})?\)\s*$")
 
 @dataclass(frozen=True)
 class Release:
-    """One MovieLens release: the files its reader needs, the reader, its rating scale, its checksum."""
+    """One MovieLens release: the files its reader needs, the reader, its rating scale, its size
+    (ratings, from the release's README: the memory guard sizes ingest by it), its checksum."""
 
-    name: str
+    name: Source
     files: tuple[str, ...]
     reader: Callable[[Path], tuple[pd.DataFrame, pd.DataFrame]]
-    scale: tuple[float, float, float]  # (min, max, step)
+    scale: RatingScale
+    n_ratings: int
     md5: str | None = None  # of <name>.zip as published by GroupLens; None where it changes or is unknown
 
     @property
@@ -237,11 +241,11 @@ CSV_FILES = ("ratings.csv", "movies.csv")
 RELEASES = {
     release.name: release
     for release in (
-        Release("ml-latest-small", CSV_FILES, read_csv_release, (0.5, 5.0, 0.5)),
-        Release("ml-25m", CSV_FILES, read_csv_release, (0.5, 5.0, 0.5), "6b51fb2759a8657d3bfcbfc42b592ada"),
-        Release("ml-32m", CSV_FILES, read_csv_release, (0.5, 5.0, 0.5)),
-        Release("ml-100k", ("u.data", "u.item"), read_100k, (1.0, 5.0, 1.0), "0e33842e24a9c977be4e0107933c0723"),
-        Release("ml-1m", ("ratings.dat", "movies.dat"), read_1m, (1.0, 5.0, 1.0), "c4d9eecfca2ab87c1945afe126590906"),
+        Release("ml-latest-small", CSV_FILES, read_csv_release, RatingScale(0.5, 5.0, 0.5), 100_836),
+        Release("ml-25m", CSV_FILES, read_csv_release, RatingScale(0.5, 5.0, 0.5), 25_000_095, "6b51fb2759a8657d3bfcbfc42b592ada"),
+        Release("ml-32m", CSV_FILES, read_csv_release, RatingScale(0.5, 5.0, 0.5), 32_000_204),
+        Release("ml-100k", ("u.data", "u.item"), read_100k, RatingScale(1.0, 5.0, 1.0), 100_000, "0e33842e24a9c977be4e0107933c0723"),
+        Release("ml-1m", ("ratings.dat", "movies.dat"), read_1m, RatingScale(1.0, 5.0, 1.0), 1_000_209, "c4d9eecfca2ab87c1945afe126590906"),
     )
 }
 

@@ -6,6 +6,9 @@ against the contract and cast it to the exact dtypes, raising one clear DataErro
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -50,6 +53,44 @@ GENRE_VOCABULARY = (
     "War",
     "Western",
 )
+
+
+SCALE_KEYS = ("rating_min", "rating_max", "rating_step")  # how dataset.json records a RatingScale
+
+
+@dataclass(frozen=True)
+class RatingScale:
+    """The ratings a dataset can hold: min, min + step, ..., max (written by ingest into dataset.json)."""
+
+    min: float
+    max: float
+    step: float
+
+    @classmethod
+    def from_meta(cls, meta: Any, file: str = "dataset.json") -> RatingScale:
+        """The scale recorded in dataset.json's mapping; a missing or impossible value is a DataError."""
+        try:
+            scale = cls(*(float(meta[key]) for key in SCALE_KEYS))
+        except (KeyError, TypeError, ValueError):
+            raise data_error(file, f"needs numeric {', '.join(SCALE_KEYS)} (got {meta!r:.200})") from None
+        steps = (scale.max - scale.min) / scale.step if scale.step > 0 else -1.0
+        if not (scale.min < scale.max and steps > 0 and abs(steps - round(steps)) < 1e-6):
+            raise data_error(file, f"impossible rating scale {scale}")
+        return scale
+
+    def to_meta(self) -> dict[str, float]:
+        """The dataset.json entries of this scale."""
+        return dict(zip(SCALE_KEYS, (float(self.min), float(self.max), float(self.step)), strict=True))
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(min, max): what predictions are clipped to."""
+        return float(self.min), float(self.max)
+
+    def values(self) -> list[float]:
+        """Every allowed rating: min, min + step, ..., max (e.g. 0.5, 1.0, ..., 5.0)."""
+        n = int(round((self.max - self.min) / self.step))
+        return [float(v) for v in np.round(self.min + self.step * np.arange(n + 1), 6)]
 
 
 def _check_columns(frame: pd.DataFrame, expected: tuple[str, ...], file: str) -> None:

@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import SyntheticParams
-from pipeline.data.schema import GENRE_SEPARATOR, GENRE_VOCABULARY, GENRES, MOVIE, RATING, TIMESTAMP, TITLE, USER, YEAR
+from pipeline.data.schema import GENRE_SEPARATOR, GENRE_VOCABULARY, GENRES, MOVIE, RATING, TIMESTAMP, TITLE, USER, YEAR, RatingScale
 
-RATING_MIN, RATING_MAX, RATING_STEP = 0.5, 5.0, 0.5
+SCALE = RatingScale(0.5, 5.0, 0.5)
 
 # Share of MovieLens (ml-latest-small) movies carrying each genre: Drama and Comedy common, IMAX and
 # Film-Noir rare. Used as sampling weights when movies draw their genres.
@@ -329,7 +329,7 @@ def _ratings(world: World, user: np.ndarray, movie: np.ndarray, rng: np.random.G
     score += rng.normal(0.0, NOISE_SD, len(user)).astype(np.float32)
     half = world.half_stars[user]
     stars = np.where(half, np.round(score * 2) / 2, np.round(score))
-    return np.clip(stars, np.where(half, RATING_MIN, 1.0), RATING_MAX).astype(np.float64)
+    return np.clip(stars, np.where(half, SCALE.min, 1.0), SCALE.max).astype(np.float64)
 
 
 def _release_times(year: np.ndarray) -> np.ndarray:

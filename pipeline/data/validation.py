@@ -34,6 +34,7 @@ from pipeline.data.schema import (
     MOVIES_COLUMNS,
     RATING,
     RATINGS_COLUMNS,
+    RatingScale,
     TIMESTAMP,
     TITLE,
     USER,
@@ -66,28 +67,6 @@ UNKNOWN_MOVIES_NOTE = (
 STRING = "str"
 RATINGS_TYPES = {USER: "int64", MOVIE: "int64", RATING: "float64", TIMESTAMP: "int64"}
 MOVIES_TYPES = {MOVIE: "int64", TITLE: STRING, YEAR: "Int64Dtype", GENRES: STRING}
-
-
-@dataclass(frozen=True)
-class Scale:
-    """The source's rating scale, as written by ingest into dataset.json."""
-
-    rating_min: float
-    rating_max: float
-    rating_step: float
-
-    @classmethod
-    def from_meta(cls, meta: Any, file: str = "dataset.json") -> Scale:
-        """Read the scale from dataset.json's mapping; a missing or impossible value is a DataError."""
-        keys = ("rating_min", "rating_max", "rating_step")
-        try:
-            scale = cls(*(float(meta[k]) for k in keys))
-        except (KeyError, TypeError, ValueError):
-            raise data_error(file, f"needs numeric {', '.join(keys)} (got {meta!r:.200})") from None
-        steps = (scale.rating_max - scale.rating_min) / scale.rating_step if scale.rating_step > 0 else -1.0
-        if not (scale.rating_min < scale.rating_max and steps > 0 and abs(steps - round(steps)) < 1e-6):
-            raise data_error(file, f"impossible rating scale {scale}")
-        return scale
 
 
 @dataclass(frozen=True)
@@ -134,13 +113,6 @@ class ValidationOutcome:
         }
 
 
-def rating_values(scale: Scale) -> list[float]:
-    """Every allowed rating: min, min + step, ..., max (e.g. 0.5, 1.0, ..., 5.0)."""
-    n = int(round((scale.rating_max - scale.rating_min) / scale.rating_step))
-    values = scale.rating_min + scale.rating_step * np.arange(n + 1)
-    return [float(v) for v in np.round(values, 6)]
-
-
 def unknown_movie_ids(ratings: pd.DataFrame, movies: pd.DataFrame) -> list[Any]:
     """Distinct rated movie ids that movies does not list (vectorized; [] when a column is missing)."""
     if MOVIE not in ratings.columns or MOVIE not in movies.columns:
@@ -169,14 +141,14 @@ def _type_expectations(gxe: Any, types: dict[str, str]) -> list[Any]:
     return [one(c, t) for c, t in types.items()]
 
 
-def ratings_expectations(scale: Scale, params: ValidateParams, unknown_movies: list[Any]) -> list[Any]:
+def ratings_expectations(scale: RatingScale, params: ValidateParams, unknown_movies: list[Any]) -> list[Any]:
     """The ratings suite: contract columns and types, ids, scale, uniqueness, known movies, times, sizes.
 
     `unknown_movies` are the rated movie ids absent from movies (see `unknown_movie_ids`)."""
     import great_expectations.expectations as gxe
 
-    values = rating_values(scale)
-    step = f"{scale.rating_min:g}..{scale.rating_max:g} in steps of {scale.rating_step:g}"
+    values = scale.values()
+    step = f"{scale.min:g}..{scale.max:g} in steps of {scale.step:g}"
     return [
         _expect(
             gxe.ExpectTableColumnsToMatchSet,
@@ -366,7 +338,7 @@ def counts(ratings: pd.DataFrame, movies: pd.DataFrame) -> dict[str, int]:
 def validate_frames(
     ratings: pd.DataFrame,
     movies: pd.DataFrame,
-    scale: Scale,
+    scale: RatingScale,
     params: ValidateParams,
     *,
     docs_dir: str | Path | None = None,
@@ -423,7 +395,7 @@ def failure_message(outcome: ValidationOutcome, files: dict[str, str]) -> str:
 def validate_to_reports(
     ratings: pd.DataFrame,
     movies: pd.DataFrame,
-    scale: Scale,
+    scale: RatingScale,
     params: ValidateParams,
     out_dir: str | Path,
 ) -> ValidationOutcome:

@@ -194,17 +194,19 @@ def save_arrays(directory: str | Path, name: str, arrays: dict[str, np.ndarray])
     np.savez(path, **arrays)
 
 
-def load_arrays(directory: str | Path, name: str) -> dict[str, np.ndarray]:
+def model_file(directory: str | Path, name: str) -> Path:
+    """directory/name, or a ModelError naming it when the saved model lacks that file."""
     path = Path(directory) / name
     if not path.is_file():
         raise ModelError(f"{path}: model file not found (train the model first, e.g. `dvc repro`)")
-    with np.load(path, allow_pickle=False) as data:
+    return path
+
+
+def load_arrays(directory: str | Path, name: str) -> dict[str, np.ndarray]:
+    with np.load(model_file(directory, name), allow_pickle=False) as data:
         return {key: data[key] for key in data.files}
 
 
 def read_model_meta(directory: str | Path, name: str) -> dict:
     """The JSON description saved beside a model's arrays, or a ModelError naming the missing file."""
-    path = Path(directory) / name
-    if not path.is_file():
-        raise ModelError(f"{path}: model file not found (train the model first, e.g. `dvc repro`)")
-    return read_json(path)
+    return read_json(model_file(directory, name))

@@ -30,6 +30,7 @@ from pipeline.data.schema import MOVIE, RATING, TITLE, USER
 from pipeline.errors import DataError, ModelError, RecsysError, data_error
 from pipeline.io import write_json
 from pipeline.models.ranking import SupportRanking
+from pipeline.seeding import seed_everything
 from pipeline.models.base import (
     Catalogue,
     SeenItems,
@@ -227,14 +228,6 @@ class History:
         return self.steps[-1] + 1 if self.steps else 0
 
 
-def _seed_everything(seed: int) -> None:
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-
-
 def _batches(n: int, params: CofiParams, rng: np.random.Generator) -> list[np.ndarray]:
     """Row groups of one pass; full batch keeps the (movie, user) order, mini-batches are shuffled."""
     if params.batch_size == 0:
@@ -339,7 +332,7 @@ def train_factors(
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    _seed_everything(params.seed)
+    seed_everything(params.seed)
     rng = np.random.default_rng([params.seed, 2])
     fit_rows = np.flatnonzero(~held)
     n_fit = len(fit_rows)

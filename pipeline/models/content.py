@@ -6,10 +6,9 @@ the prediction is v_u . v_m in [-1, 1], trained with MSE against the rating scal
 the features stage's target MinMaxScaler, then mapped back to stars and clipped to the rating range.
 
 Inputs are the features stage's tables (pipeline/features.py), standardised with its scalers.
-Training streams mini-batches with tf.data: each batch is a slice of a seeded permutation of the
-rating rows, and the feature rows of its distinct users and movies are gathered from the user and
-movie tables inside the pipeline, so memory stays O(ratings + users + movies), never
-O(ratings x features); each tower runs once per distinct user or movie of a batch.
+Training streams mini-batches with tf.data (pipeline/models/content_input.py), each tower running
+once per distinct user or movie of a batch; on several machines it runs under TensorFlow's
+multi-worker strategy (pipeline/models/distributed.py).
 
 Fallbacks (model contract): an unknown user gets the features of a user with no history
 (`features.no_history_user`); a movie outside the catalogue gets the training mean rating. Every
@@ -20,13 +19,9 @@ genres). `similar` ranks movies by squared Euclidean distance between embeddings
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,18 +35,31 @@ from pipeline.config import ContentParams  # noqa: E402
 from pipeline.data.schema import GENRE_VOCABULARY, MOVIE, RATING, TITLE, USER  # noqa: E402
 from pipeline.errors import ConfigError, DataError, ModelError, RecsysError, data_error  # noqa: E402
 from pipeline.features import Features, Scalers, no_history_user, scalers_from_dict, scalers_to_dict  # noqa: E402
-from pipeline.models.ranking import SupportRanking  # noqa: E402
+from pipeline.io import write_json  # noqa: E402
 from pipeline.models.base import (  # noqa: E402
     Catalogue,
     SeenItems,
     check_pairs,
     index_of,
     load_arrays,
+    model_file,
+    read_model_meta,
     recommendation_frame,
     save_arrays,
     seen_exclusion,
     top_n,
 )
+from pipeline.models.content_input import feature_matrix, rating_batches, scaler_columns, standardise, validation_split  # noqa: E402
+from pipeline.models.distributed import (  # noqa: E402
+    MULTI_WORKER,
+    WORKER_FAILURES,
+    WorkerTask,
+    adapt_for_multi_worker,
+    multi_worker_strategy,
+    worker_failure,
+)
+from pipeline.models.ranking import SupportRanking  # noqa: E402
+from pipeline.seeding import seed_everything  # noqa: E402
 
 KERAS_FILE = "content.keras"
 ARRAYS_FILE = "content.npz"
@@ -121,223 +129,6 @@ def tower_parameter_counts(network: keras.Model) -> dict[str, int]:
     }
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and TensorFlow together and make TF ops deterministic."""
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-
-
-# ---- input pipeline -----------------------------------------------------------------------
-
-
-def rating_batches(
-    user_rows: np.ndarray,
-    movie_rows: np.ndarray,
-    targets: np.ndarray,
-    user_table: np.ndarray,
-    movie_table: np.ndarray,
-    batch_size: int,
-    seed: int | None,
-    shard: tuple[int, int] | None = None,
-) -> tf.data.Dataset:
-    """Mini-batches for `build_trainer`, gathered per batch from the feature tables:
-    ((distinct users' features, user position per rating, distinct movies' features, movie
-    position per rating), target). With a seed, every iteration (epoch) walks a new permutation of the rows, the same sequence of
-    permutations for the same seed; without one, rows come in order (validation).
-    With `shard` = (worker, workers), each batch keeps only rows worker, worker + workers, ... of
-    the batch above: the workers together walk exactly the single-worker batches (multi_worker);
-    every worker gets the same number of batches, one may be empty if the last batch is tiny.
-    """
-    n = len(targets)
-    n_batches = -(-n // batch_size)
-    users = tf.constant(user_rows, tf.int32)
-    movies = tf.constant(movie_rows, tf.int32)
-    y = tf.constant(np.asarray(targets, np.float32).reshape(-1, 1))
-    user_features = tf.constant(user_table, tf.float32)
-    movie_features = tf.constant(movie_table, tf.float32)
-
-    if seed is None:
-        orders = tf.data.Dataset.from_tensors(tf.range(n, dtype=tf.int32))
-    else:
-        seed_tensor = tf.constant(seed, tf.int64)
-        orders = (
-            tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-            .take(1)
-            .map(lambda s: tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int32), seed=tf.stack([seed_tensor, s])))
-        )
-
-    def slices(order: tf.Tensor) -> tf.data.Dataset:
-        batches = tf.data.Dataset.range(n_batches).map(lambda b: order[b * batch_size : tf.minimum((b + 1) * batch_size, n)])
-        return batches if shard is None else batches.map(lambda rows: rows[shard[0] :: shard[1]])
-
-    def gather(rows: tf.Tensor) -> tuple[tuple[tf.Tensor, ...], tf.Tensor]:
-        distinct_users, user_index = tf.unique(tf.gather(users, rows))
-        distinct_movies, movie_index = tf.unique(tf.gather(movies, rows))
-        inputs = (
-            tf.gather(user_features, distinct_users),
-            user_index,
-            tf.gather(movie_features, distinct_movies),
-            movie_index,
-        )
-        return inputs, tf.gather(y, rows)
-
-    return (
-        orders.flat_map(slices)
-        .apply(tf.data.experimental.assert_cardinality(n_batches))
-        .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-
-
-def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train rows, validation rows) of a seeded random hold-out of `fraction` of n rows.
-
-    The held-out ratings still count in their users' and movies' features (the features stage
-    uses the whole train split), so val_loss is a little optimistic: it steers early stopping,
-    the test split measures quality.
-    """
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * fraction))
-    if fraction > 0 and (n_val == 0 or n_val == n):
-        raise DataError(f"validation_fraction {fraction} of {n} training ratings leaves an empty train or validation set")
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
-# ---- multi-worker training ----------------------------------------------------------------
-
-MULTI_WORKER = "multi_worker"
-TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
-# what a collective raises when a peer died, timed out or the cluster aborted it
-WORKER_FAILURES = (
-    tf.errors.UnavailableError,
-    tf.errors.DeadlineExceededError,
-    tf.errors.CancelledError,
-    tf.errors.AbortedError,
-    tf.errors.InternalError,
-    tf.errors.FailedPreconditionError,
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class WorkerTask:
-    """This process's place in the TF_CONFIG cluster: worker `index` of `workers` (host:port each)."""
-
-    workers: tuple[str, ...]
-    index: int
-
-    @property
-    def is_chief(self) -> bool:
-        """Worker 0 is the chief: the one that writes the model, metrics and MLflow run."""
-        return self.index == 0
-
-
-def worker_task(tf_config: str | None) -> WorkerTask:
-    """The cluster and task of a TF_CONFIG value, or a ConfigError saying what is wrong with it."""
-    if not tf_config:
-        raise ConfigError(f"content.distribute is multi_worker but TF_CONFIG is not set; set it on each worker, e.g. TF_CONFIG='{TF_CONFIG_EXAMPLE}'")
-    try:
-        config = json.loads(tf_config)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"TF_CONFIG is not valid JSON ({exc}); expected e.g. {TF_CONFIG_EXAMPLE}") from None
-    cluster = config.get("cluster") if isinstance(config, dict) else None
-    workers = cluster.get("worker") if isinstance(cluster, dict) else None
-    if not (isinstance(workers, list) and workers and all(isinstance(w, str) and re.fullmatch(r"\S+:\d+", w) for w in workers)):
-        raise ConfigError(f"TF_CONFIG: cluster.worker must be a non-empty list of 'host:port' strings, got {workers!r}; e.g. {TF_CONFIG_EXAMPLE}")
-    if len(set(workers)) < len(workers):
-        raise ConfigError(f"TF_CONFIG: cluster.worker lists the same host:port twice: {workers}")
-    others = sorted(set(cluster) - {"worker"})
-    if others:
-        raise ConfigError(f"TF_CONFIG: cluster has {', '.join(others)} job(s); list every machine under 'worker' (worker 0 is the chief)")
-    task = config.get("task")
-    index = task.get("index") if isinstance(task, dict) else None
-    if not (isinstance(task, dict) and task.get("type") == "worker" and type(index) is int and 0 <= index < len(workers)):
-        raise ConfigError(f"TF_CONFIG: task must be {{\"type\": \"worker\", \"index\": i}} with 0 <= i < {len(workers)}, got {task!r}")
-    return WorkerTask(tuple(workers), index)
-
-
-def multi_worker_strategy(timeout: float) -> tf.distribute.MultiWorkerMirroredStrategy:
-    """MultiWorkerMirroredStrategy on the cluster in TF_CONFIG (checked first); every collective
-    (gradient all-reduce, metric sync) fails after `timeout` seconds without the other workers."""
-    worker_task(os.environ.get("TF_CONFIG"))
-    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout)
-    return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
-
-
-def adapt_for_multi_worker(trainer: keras.Model, element_spec: Any, strategy: tf.distribute.Strategy) -> None:
-    """Two work-arounds that let Keras 3.15 `fit` run under MultiWorkerMirroredStrategy.
-
-    1. Keras builds a model trained under a strategy from its first batch averaged across the
-       workers (TensorflowTrainer._maybe_symbolic_build); that fails on these batches, whose
-       distinct-user and distinct-movie tables differ in size between workers. The trainer is
-       built from the dataset's element spec instead and that step is skipped.
-    2. Keras averages each step's logs across workers with strategy.reduce(MEAN, axis=0), which
-       refuses scalars (tensorflow/tensorflow#72388): the steps return them as shape (1,).
-       The logs are then the mean of the workers' own running means.
-    """
-    with strategy.scope():
-        trainer._symbolic_build(data_batch=element_spec)
-    trainer._maybe_symbolic_build = lambda iterator=None, data_batch=None: None
-    train_step, test_step = trainer.train_step, trainer.test_step
-
-    def as_vectors(logs: Mapping[str, Any]) -> dict[str, Any]:
-        return {key: tf.reshape(value, [1]) for key, value in logs.items()}
-
-    trainer.train_step = lambda data: as_vectors(train_step(data))
-    trainer.test_step = lambda data: as_vectors(test_step(data))
-
-
-def worker_failure(exc: tf.errors.OpError, task: WorkerTask) -> ModelError:
-    """The error of a multi-worker run whose collective failed: which peer was lost, if TF says."""
-    lost = sorted({int(i) for i in re.findall(r"/job:worker/(?:replica:\d+/)?task:(\d+)", exc.message)} - {task.index})
-    peers = ", ".join(f"worker {i} ({task.workers[i]})" for i in lost if i < len(task.workers))
-    what = f"lost {peers}" if peers else f"a collective failed or waited longer than content.collective_timeout ({type(exc).__name__})"
-    return ModelError(
-        f"multi-worker training stopped on worker {task.index} ({task.workers[task.index]}): {what}; "
-        "no model was written. Start every worker again with the same command."
-    )
-
-
-# ---- feature tables -----------------------------------------------------------------------
-
-
-def feature_matrix(frame: pd.DataFrame, columns: Sequence[str], file: str) -> np.ndarray:
-    """The float64 matrix of `columns` of a features table, or a DataError naming the column.
-
-    Missing columns, columns in another order than `columns` (the order the model was trained
-    with) and NaN or infinite values are refused; other columns (ids) are ignored.
-    """
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise data_error(file, f"missing column(s) {', '.join(missing)}; the model needs {', '.join(columns)}")
-    present = [c for c in frame.columns if c in set(columns)]
-    repeated = sorted({c for c in present if present.count(c) > 1})
-    if repeated:
-        raise data_error(file, f"column(s) {', '.join(repeated)} appear more than once")
-    for position, (got, wanted) in enumerate(zip(present, columns, strict=True)):
-        if got != wanted:
-            raise data_error(
-                file,
-                f"is at feature position {present.index(wanted)} but the model was trained with it at {position} "
-                f"(expected order: {', '.join(columns)})",
-                column=wanted,
-            )
-    for column in columns:
-        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            raise data_error(file, "are NaN, infinite or not numbers", column=column, count=int(bad.sum()), examples=frame.loc[bad, column])
-    return frame[list(columns)].to_numpy(dtype=np.float64)
-
-
-def standardise(raw: np.ndarray, scaler: Any, columns: Sequence[str]) -> np.ndarray:
-    """scaler.transform on named columns, as float32 for the towers."""
-    return scaler.transform(pd.DataFrame(raw, columns=list(columns))).astype(np.float32)
-
-
-def scaler_columns(scaler: Any) -> list[str]:
-    return [str(c) for c in scaler.feature_names_in_]
-
-
 # ---- the model ----------------------------------------------------------------------------
 
 
@@ -365,8 +156,16 @@ class ContentModel(SupportRanking):
         rating_range: tuple[float, float],
         callbacks: Sequence[keras.callbacks.Callback] = (),
         verbose: int = 0,
+        task: WorkerTask | None = None,
     ) -> ContentModel:
-        """Train on `train` ratings with the features stage's tables and scalers."""
+        """Train on `train` ratings with the features stage's tables and scalers; with
+        `content.distribute: multi_worker`, as worker `task` of its cluster (the stage reads it from TF_CONFIG)."""
+        p = self.params
+        if (p.distribute == MULTI_WORKER) != (task is not None):
+            raise ConfigError(
+                f"content.distribute is {p.distribute} but {'no' if task is None else 'a'} worker task was given "
+                "(the train_content stage reads it from TF_CONFIG)"
+            )
         self._set_data(train, features, movies, rating_range)
         user_rows = index_of(train[USER].to_numpy(np.int64), self.user_ids)
         movie_rows = self.catalogue.index(train[MOVIE].to_numpy(np.int64))
@@ -375,9 +174,7 @@ class ContentModel(SupportRanking):
                 raise data_error("train", "have no row in the features tables", column=name, count=int((rows < 0).sum()), examples=ids[rows < 0])
         targets = self.scalers.target.transform(train[[RATING]].to_numpy(np.float64))[:, 0]
 
-        p = self.params
-        task = worker_task(os.environ.get("TF_CONFIG")) if p.distribute == MULTI_WORKER else None
-        strategy = multi_worker_strategy(p.collective_timeout) if task else None
+        strategy = multi_worker_strategy(task, p.collective_timeout) if task else None
         seed_everything(p.seed)
         with strategy.scope() if strategy else contextlib.nullcontext():
             self.network = build_network(self.user_inputs.shape[1], self.movie_inputs.shape[1], p)
@@ -584,18 +381,16 @@ class ContentModel(SupportRanking):
             "history": self.history,
             "best_epoch": self.best_epoch,
         }
-        (directory / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        write_json(directory / STATE_FILE, state)
 
     @classmethod
     def load(cls, directory: str | Path) -> ContentModel:
         directory = Path(directory)
-        for name in (KERAS_FILE, STATE_FILE):
-            if not (directory / name).is_file():
-                raise ModelError(f"{directory / name}: model file not found (train the model first, e.g. `dvc repro`)")
-        state = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
+        network_file = model_file(directory, KERAS_FILE)
+        state = read_model_meta(directory, STATE_FILE)
         arrays = load_arrays(directory, ARRAYS_FILE)
         model = cls(ContentParams.model_validate(state["params"]))
-        model.network = keras.models.load_model(directory / KERAS_FILE)
+        model.network = keras.models.load_model(network_file)
         model.scalers = scalers_from_dict(state["scalers"], str(directory / STATE_FILE))
         model.user_columns = list(state["user_columns"])
         model.movie_columns = list(state["movie_columns"])

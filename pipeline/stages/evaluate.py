@@ -8,7 +8,6 @@ Metrics go into each trained model's MLflow run; each baseline gets a run of its
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,12 @@ from pipeline.evaluation.metrics import (
     train_counts,
 )
 from pipeline.evaluation.report import html_report, markdown_report
-from pipeline.io import atomic_outputs, read_json
+from pipeline.io import atomic_outputs, read_json, write_json
 from pipeline.models.base import Catalogue
 from pipeline.models.baselines import BiasModel, GlobalMeanModel, PopularityModel
 from pipeline.models.loading import TRAINED_MODELS, class_at
 from pipeline.models.ranking import ranked
-from pipeline.stages.inputs import check_trained_on, rating_range, read_ratings, read_training_inputs, require
+from pipeline.stages.inputs import check_trained_on, rating_scale, read_ratings, read_training_inputs, require
 
 LEARNING_CURVES = {"cofi": paths.PLOTS / "cofi_cost.csv", "content": paths.PLOTS / "content_loss.csv"}
 EVALUATION = paths.METRICS / "evaluation.json"
@@ -199,7 +198,7 @@ def run(params: Params, trained: Mapping[str, str] = TRAINED_MODELS) -> None:
         model, run_ids[name] = load_trained(name, loader, catalogue, dataset)
         # rank exactly as `recsys recommend` does (params.ranking); predict() is unaffected
         models[name] = ranked(model, params.ranking)
-    models.update(fit_baselines(train, movies, rating_range(dataset), params))
+    models.update(fit_baselines(train, movies, rating_scale(dataset).bounds, params))
 
     evaluation, samples, activity = evaluate_all(models, train, test, catalogue, params)
     protocol = protocol_text(params, len(train), len(test), dataset)
@@ -210,7 +209,7 @@ def run(params: Params, trained: Mapping[str, str] = TRAINED_MODELS) -> None:
     finals = [EVALUATION, ERROR_BY_ACTIVITY, REPORT_HTML, REPORT_MD, *(predictions_path(n) for n in samples)]
     with atomic_outputs(*finals) as tmps:
         out = dict(zip(finals, tmps, strict=True))
-        out[EVALUATION].write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
+        write_json(out[EVALUATION], evaluation)
         activity.to_csv(out[ERROR_BY_ACTIVITY], index=False)
         out[REPORT_HTML].write_text(page, encoding="utf-8")
         out[REPORT_MD].write_text(markdown, encoding="utf-8")

@@ -10,16 +10,13 @@ import pandas as pd
 from pipeline import paths
 from pipeline.config import Params
 from pipeline.data.schema import conform_movies
-from pipeline.errors import data_error
 from pipeline.features import build_features, save_features
 from pipeline.io import atomic_outputs
-from pipeline.stages.inputs import read_ratings
+from pipeline.stages.inputs import read_ratings, require
 
 
 def run(params: Params) -> None:
-    for path, stage in ((paths.TRAIN, "split"), (paths.RAW_MOVIES, "ingest")):
-        if not path.is_file():
-            raise data_error(str(path), f"not found; run the {stage} stage first")
+    require(paths.TRAIN, paths.RAW_MOVIES)
     train = read_ratings(paths.TRAIN)  # user, movie, rating: the timestamps are not needed
     movies = conform_movies(pd.read_parquet(paths.RAW_MOVIES), str(paths.RAW_MOVIES))
     features = build_features(

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from pipeline.config import Params
 from pipeline.data.sources import dataset_metadata, load_source
-from pipeline.io import atomic_outputs
+from pipeline.io import atomic_outputs, write_json
 from pipeline.paths import RAW_META, RAW_MOVIES, RAW_RATINGS
 
 
@@ -17,7 +15,7 @@ def run(params: Params) -> None:
     with atomic_outputs(RAW_RATINGS, RAW_MOVIES, RAW_META) as (ratings_tmp, movies_tmp, meta_tmp):
         ratings.to_parquet(ratings_tmp, index=False)
         movies.to_parquet(movies_tmp, index=False)
-        meta_tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        write_json(meta_tmp, meta)
     print(
         f"ingest: {meta['source']}: {meta['n_ratings']:,} ratings, {meta['n_users']:,} users, "
         f"{meta['n_movies']:,} movies -> {RAW_RATINGS.parent}/"

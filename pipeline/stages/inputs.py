@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,20 +11,19 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import paths
-from pipeline.data.schema import MOVIE, RATING, RATINGS_COLUMNS, TIMESTAMP, USER, conform_movies, conform_ratings
-from pipeline.errors import DataError, ModelError, data_error
-from pipeline.io import atomic_outputs, read_json
+from pipeline import io, paths
+from pipeline.data.schema import MOVIE, RATING, RATINGS_COLUMNS, TIMESTAMP, USER, RatingScale, conform_movies, conform_ratings
+from pipeline.errors import DataError, ModelError
+from pipeline.io import atomic_outputs, read_json, write_json
 
 MODEL_COLUMNS = (USER, MOVIE, RATING)  # what training and evaluation read: timestamps stay on disk
-MADE_BY = {paths.TRAIN: "split", paths.TEST: "split", paths.RAW_MOVIES: "ingest", paths.RAW_META: "ingest"}
+MADE_BY = {paths.TRAIN: "split", paths.TEST: "split", paths.RAW_RATINGS: "ingest", paths.RAW_MOVIES: "ingest", paths.RAW_META: "ingest"}
 
 
 def require(*files: Path) -> None:
     """A DataError naming the first missing input and the stage that makes it."""
     for path in files:
-        if not path.is_file():
-            raise data_error(str(path), f"not found; run the {MADE_BY.get(path, 'previous')} stage first")
+        io.require(path, MADE_BY.get(path, "previous"))
 
 
 def read_ratings(path: Path, columns: Sequence[str] = MODEL_COLUMNS) -> pd.DataFrame:
@@ -56,17 +54,14 @@ def read_training_inputs() -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """(train ratings, movies, dataset.json), each checked against the data contract."""
     require(paths.TRAIN, paths.RAW_MOVIES, paths.RAW_META)
     meta = read_json(paths.RAW_META)
-    rating_range(meta)
+    rating_scale(meta)
     dataset_identity(meta)
     return read_ratings(paths.TRAIN), read_movies(), meta
 
 
-def rating_range(dataset: Mapping[str, Any]) -> tuple[float, float]:
-    """(rating_min, rating_max) from dataset.json, or a DataError naming the file."""
-    try:
-        return float(dataset["rating_min"]), float(dataset["rating_max"])
-    except (KeyError, TypeError, ValueError):
-        raise DataError(f"{paths.RAW_META}: needs numeric 'rating_min' and 'rating_max'; re-run the ingest stage") from None
+def rating_scale(dataset: Mapping[str, Any]) -> RatingScale:
+    """The rating scale recorded in dataset.json, or a DataError naming the file."""
+    return RatingScale.from_meta(dataset, str(paths.RAW_META))
 
 
 def dataset_identity(dataset: Mapping[str, Any]) -> dict[str, str]:
@@ -102,5 +97,5 @@ def save_trained(model: Any, metrics: Mapping[str, Any], curve: pd.DataFrame, na
     outputs = (paths.MODELS / name, paths.METRICS / f"train_{name}.json", curve_file)
     with atomic_outputs(*outputs) as (model_dir, metrics_file, curve_csv):
         model.save(model_dir)
-        metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        write_json(metrics_file, metrics)
         curve.to_csv(curve_csv, index=False)

@@ -7,14 +7,13 @@ import pandas as pd
 from pipeline import paths
 from pipeline.config import Params
 from pipeline.data.schema import conform_ratings
-from pipeline.errors import data_error
 from pipeline.io import atomic_outputs
 from pipeline.split import split_ratings
+from pipeline.stages.inputs import require
 
 
 def run(params: Params) -> None:
-    if not paths.RAW_RATINGS.is_file():
-        raise data_error(str(paths.RAW_RATINGS), "not found; run the ingest stage first")
+    require(paths.RAW_RATINGS)
     ratings = conform_ratings(pd.read_parquet(paths.RAW_RATINGS), str(paths.RAW_RATINGS))
     cfg = params.split
     train, test = split_ratings(ratings, cfg.strategy, cfg.test_size, cfg.seed, file=str(paths.RAW_RATINGS))

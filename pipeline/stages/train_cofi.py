@@ -17,7 +17,7 @@ from pipeline import paths, tracking
 from pipeline.config import Params
 from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.models.cofi import CofiModel
-from pipeline.stages.inputs import dataset_identity, rating_range, read_training_inputs, save_trained
+from pipeline.stages.inputs import dataset_identity, rating_scale, read_training_inputs, save_trained
 
 NAME = "cofi"
 MODEL_DIR = paths.MODELS / NAME
@@ -40,8 +40,8 @@ def fit(train: pd.DataFrame, movies: pd.DataFrame, params: Params, meta: Mapping
     if params.cofi.engine == "spark":
         from pipeline.models.cofi_spark import fit_spark
 
-        return fit_spark(train, movies, params.cofi, params.spark, rating_range(meta), paths.TRAIN, source=str(paths.TRAIN))
-    return CofiModel.fit(train, movies, params.cofi, rating_range(meta), source=str(paths.TRAIN))
+        return fit_spark(train, movies, params.cofi, params.spark, rating_scale(meta).bounds, paths.TRAIN, source=str(paths.TRAIN))
+    return CofiModel.fit(train, movies, params.cofi, rating_scale(meta).bounds, source=str(paths.TRAIN))
 
 
 def train_metrics(

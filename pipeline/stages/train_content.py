@@ -22,8 +22,9 @@ from pipeline import paths, tracking
 from pipeline.config import Params
 from pipeline.data.schema import MOVIE, USER
 from pipeline.features import load_features
-from pipeline.models.content import MULTI_WORKER, ContentModel, WorkerTask, worker_task
-from pipeline.stages.inputs import dataset_identity, rating_range, read_training_inputs, save_trained
+from pipeline.models.content import ContentModel
+from pipeline.models.distributed import MULTI_WORKER, WorkerTask, worker_task
+from pipeline.stages.inputs import dataset_identity, rating_scale, read_training_inputs, save_trained
 
 NAME = "content"
 MODEL_DIR = paths.MODELS / NAME
@@ -127,13 +128,12 @@ def summary_text(model: ContentModel) -> str:
 
 
 def run(params: Params) -> None:
-    extra: list[keras.callbacks.Callback] = []
-    if params.content.distribute == MULTI_WORKER:
-        task = worker_task(os.environ.get("TF_CONFIG"))
-        if not task.is_chief:
-            run_worker(params, task)
-            return
-        extra.append(EpochLine(task))
+    # TF_CONFIG is read here only; the model and the strategy are handed the parsed task
+    task = worker_task(os.environ.get("TF_CONFIG")) if params.content.distribute == MULTI_WORKER else None
+    if task is not None and not task.is_chief:
+        run_worker(params, task)
+        return
+    extra: list[keras.callbacks.Callback] = [] if task is None else [EpochLine(task)]
     tracking.check_reachable()  # an unreachable tracking server fails here, before any training
     train, movies, meta = read_training_inputs()
     features = load_features(paths.FEATURES)
@@ -142,7 +142,8 @@ def run(params: Params) -> None:
         curves = CurveLogger(lambda values, steps: tracking.log_metric_history(values, steps, run_id=run_id))
         started = time.perf_counter()
         model = ContentModel(params.content).fit(
-            train, features, movies, rating_range(meta), callbacks=[curves, *extra], verbose=1 if sys.stdout.isatty() else 0
+            train, features, movies, rating_scale(meta).bounds, callbacks=[curves, *extra],
+            verbose=1 if sys.stdout.isatty() else 0, task=task,
         )
         metrics = train_metrics(model, time.perf_counter() - started, run_id, meta)
         table = loss_table(model.history)
@@ -162,7 +163,7 @@ def run_worker(params: Params, task: WorkerTask) -> None:
     """A non-chief worker: trains its part of every batch in step with the others, writes nothing."""
     train, movies, meta = read_training_inputs()
     features = load_features(paths.FEATURES)
-    model = ContentModel(params.content).fit(train, features, movies, rating_range(meta), callbacks=[EpochLine(task)])
+    model = ContentModel(params.content).fit(train, features, movies, rating_scale(meta).bounds, callbacks=[EpochLine(task)], task=task)
     with tempfile.TemporaryDirectory() as scratch:
         model.save(scratch)  # the usual Keras multi-worker pattern: every worker saves, only the chief's copy is kept
     print(f"content: worker {task.index} of {len(task.workers)} done; worker 0 ({task.workers[0]}) writes the model")

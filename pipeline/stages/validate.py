@@ -15,27 +15,23 @@ import pandas as pd
 
 from pipeline import paths
 from pipeline.config import Params
+from pipeline.data.schema import RatingScale
 from pipeline.data.validation import (
     MOVIES_SUITE,
     RATINGS_SUITE,
     SUMMARY_FILE,
-    Scale,
     ValidationOutcome,
     failure_message,
     validate_to_reports,
 )
 from pipeline.errors import DataError, data_error
 from pipeline.io import atomic_outputs, read_json
-
-
-def _require(path: Path) -> None:
-    if not path.is_file():
-        raise data_error(str(path), "file not found (run `recsys ingest` first)")
+from pipeline.stages.inputs import require
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
     """Read a raw parquet file as it is on disk (no conforming: validation judges it)."""
-    _require(path)
+    require(path)
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
@@ -43,7 +39,7 @@ def read_parquet(path: Path) -> pd.DataFrame:
 
 
 def read_meta(path: Path) -> Any:
-    _require(path)
+    require(path)
     try:
         return read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -63,7 +59,7 @@ def failure_report(outcome: ValidationOutcome, report_dir: Path) -> str:
 def run(params: Params) -> None:
     ratings = read_parquet(paths.RAW_RATINGS)
     movies = read_parquet(paths.RAW_MOVIES)
-    scale = Scale.from_meta(read_meta(paths.RAW_META), str(paths.RAW_META))
+    scale = RatingScale.from_meta(read_meta(paths.RAW_META), str(paths.RAW_META))
     with atomic_outputs(paths.VALIDATION_REPORTS) as (tmp,):
         outcome = validate_to_reports(ratings, movies, scale, params.validate_params, tmp)
     if not outcome.success:

@@ -21,6 +21,7 @@ import pytest
 from pipeline.config import DataParams
 from pipeline.data import movielens
 from pipeline.data.movielens import RELEASES, genres_from_flags, normalise_genres, year_from_title
+from pipeline.data.schema import RatingScale
 from pipeline.errors import DataError
 
 REAL_DOWNLOAD = movielens.download
@@ -157,7 +158,7 @@ def test_csv_release(tmp_path, name):
         ["Adventure|Animation|Children|Comedy|Fantasy", "Drama|War", "", "Comedy"],
     )
     pd.testing.assert_frame_equal(movies, expected)
-    assert RELEASES[name].scale == (0.5, 5.0, 0.5)
+    assert RELEASES[name].scale == RatingScale(0.5, 5.0, 0.5)
 
 
 def test_ml_100k(tmp_path):
@@ -172,7 +173,7 @@ def test_ml_100k(tmp_path):
         ["Comedy", "Crime|Film-Noir|Mystery|Thriller", "", "Animation|Children|Comedy", "Drama|Musical"],
     )
     pd.testing.assert_frame_equal(movies, expected)
-    assert RELEASES["ml-100k"].scale == (1.0, 5.0, 1.0)
+    assert RELEASES["ml-100k"].scale == RatingScale(1.0, 5.0, 1.0)
 
 
 def test_ml_1m(tmp_path):
@@ -192,7 +193,7 @@ def test_ml_1m(tmp_path):
         ["Drama", "Animation|Children|Musical", "Action|Adventure|Fantasy|Sci-Fi", "Drama|Musical"],
     )
     pd.testing.assert_frame_equal(movies, expected)
-    assert RELEASES["ml-1m"].scale == (1.0, 5.0, 1.0)
+    assert RELEASES["ml-1m"].scale == RatingScale(1.0, 5.0, 1.0)
 
 
 def test_normalise_genres():

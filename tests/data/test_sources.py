@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import typing
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.choices import MOVIELENS_SOURCES, SOURCES, SYNTHETIC
 from pipeline.config import DataParams, SyntheticParams
 from pipeline.data import movielens
-from pipeline.data.schema import MOVIES_DTYPES, RATINGS_DTYPES
-from pipeline.data.sources import RatingScale, dataset_metadata, fingerprint, load_source
+from pipeline.data.schema import MOVIES_DTYPES, RATINGS_DTYPES, RatingScale
+from pipeline.data.sources import dataset_metadata, fingerprint, load_source
 from pipeline.errors import DataError
 from tests.data.test_movielens import offline_download, write_release
 
@@ -91,3 +94,10 @@ def test_fingerprint_survives_a_parquet_round_trip(tmp_path):
     movies.to_parquet(tmp_path / "m.parquet", index=False)
     reread = fingerprint(pd.read_parquet(tmp_path / "r.parquet"), pd.read_parquet(tmp_path / "m.parquet"))
     assert reread == fingerprint(ratings, movies)
+
+
+def test_every_source_param_value_is_the_generator_or_a_known_release():
+    """params.yaml's data.source choices and the MovieLens releases come from one list."""
+    assert SYNTHETIC in SOURCES
+    assert set(movielens.RELEASES) == set(MOVIELENS_SOURCES) == set(SOURCES) - {SYNTHETIC}
+    assert typing.get_args(DataParams.model_fields["source"].annotation) == SOURCES

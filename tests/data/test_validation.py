@@ -14,14 +14,12 @@ import pandas as pd
 import pytest
 
 from pipeline.config import ValidateParams
-from pipeline.data.schema import GENRE_VOCABULARY, conform_movies, conform_ratings
+from pipeline.data.schema import GENRE_VOCABULARY, RatingScale, conform_movies, conform_ratings
 from pipeline.data.validation import (
     Check,
-    Scale,
     ValidationOutcome,
     failure_line,
     genres_regex,
-    rating_values,
     stable_html,
     unknown_movie_ids,
     validate_frames,
@@ -30,7 +28,7 @@ from pipeline.data.validation import (
 from pipeline.errors import DataError
 
 T = 1_000_000_000
-SCALE = Scale(0.5, 5.0, 0.5)
+SCALE = RatingScale(0.5, 5.0, 0.5)
 PARAMS = ValidateParams(min_ratings=6, min_movies=3, min_users=3, min_timestamp=788_918_400)
 
 
@@ -65,9 +63,9 @@ def failed(outcome: ValidationOutcome) -> dict[tuple[str, str, str | None], Chec
 
 
 def test_rating_values_cover_the_scale_on_its_step() -> None:
-    assert rating_values(Scale(0.5, 5.0, 0.5)) == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0]
-    assert rating_values(Scale(1.0, 5.0, 1.0)) == [1.0, 2.0, 3.0, 4.0, 5.0]
-    assert rating_values(Scale(0.1, 0.5, 0.1)) == [0.1, 0.2, 0.3, 0.4, 0.5]  # no 0.30000000000000004
+    assert RatingScale(0.5, 5.0, 0.5).values() == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0]
+    assert RatingScale(1.0, 5.0, 1.0).values() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert RatingScale(0.1, 0.5, 0.1).values() == [0.1, 0.2, 0.3, 0.4, 0.5]  # no 0.30000000000000004
 
 
 @pytest.mark.parametrize(
@@ -98,12 +96,14 @@ def test_unknown_movie_ids_lists_each_missing_id_once() -> None:
 
 
 def test_scale_from_meta() -> None:
-    assert Scale.from_meta({"rating_min": 1, "rating_max": 5, "rating_step": 1}) == Scale(1.0, 5.0, 1.0)
+    assert RatingScale.from_meta({"rating_min": 1, "rating_max": 5, "rating_step": 1}) == RatingScale(1.0, 5.0, 1.0)
+    half_stars = RatingScale(0.5, 5.0, 0.5)
+    assert RatingScale.from_meta(half_stars.to_meta()) == half_stars and half_stars.bounds == (0.5, 5.0)
     with pytest.raises(DataError, match=r"data/raw/dataset.json: needs numeric rating_min, rating_max, rating_step"):
-        Scale.from_meta({"rating_min": 1, "rating_max": 5}, "data/raw/dataset.json")
+        RatingScale.from_meta({"rating_min": 1, "rating_max": 5}, "data/raw/dataset.json")
     for impossible in ((5, 1, 1), (1, 5, 0), (0.5, 5, 2)):
         with pytest.raises(DataError, match="impossible rating scale"):
-            Scale.from_meta(dict(zip(("rating_min", "rating_max", "rating_step"), impossible, strict=True)))
+            RatingScale.from_meta(dict(zip(("rating_min", "rating_max", "rating_step"), impossible, strict=True)))
 
 
 def test_failure_line_formats_row_and_table_checks() -> None:

@@ -15,16 +15,8 @@ from pipeline.data.synthetic import build_world, generate
 from pipeline.errors import ConfigError, DataError, ModelError, RecsysError
 from pipeline.features import USER_FEATURE_COLUMNS, build_features
 from pipeline.models.baselines import BiasModel
-from pipeline.models.content import (
-    MOVIE_TOWER,
-    USER_TOWER,
-    ContentModel,
-    build_network,
-    build_trainer,
-    feature_matrix,
-    rating_batches,
-    validation_split,
-)
+from pipeline.models.content import MOVIE_TOWER, USER_TOWER, ContentModel, build_network, build_trainer
+from pipeline.models.content_input import feature_matrix, rating_batches, validation_split
 from tests.models.contract import UNKNOWN_ID, ModelContract
 
 RANGE = (0.5, 5.0)

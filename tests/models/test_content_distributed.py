@@ -24,7 +24,9 @@ from pipeline.data.schema import MOVIE, USER
 from pipeline.data.synthetic import generate
 from pipeline.errors import ConfigError
 from pipeline.features import build_features, load_features, save_features
-from pipeline.models.content import ContentModel, WorkerTask, rating_batches, worker_failure, worker_task
+from pipeline.models.content import ContentModel
+from pipeline.models.content_input import rating_batches
+from pipeline.models.distributed import WorkerTask, worker_failure, worker_task
 from pipeline.stages import train_content
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,13 +73,24 @@ def test_missing_or_malformed_tf_config_is_a_config_error_saying_what_is_wrong(v
         worker_task(value)
 
 
-def test_multi_worker_fit_without_tf_config_fails_before_training(monkeypatch):
+def test_multi_worker_training_without_tf_config_fails_before_reading_anything(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    ratings, movies = generate(SyntheticParams(n_users=10, n_movies=20, n_ratings=100, min_user_ratings=5, seed=1))
-    model = ContentModel(ContentParams(**CONTENT, distribute="multi_worker"))
+    params = parse_params({"content": {**CONTENT, "distribute": "multi_worker"}})
     with pytest.raises(ConfigError, match="content.distribute is multi_worker but TF_CONFIG is not set"):
-        model.fit(ratings, build_features(ratings, movies, 0.0), movies, RANGE)
-    assert model.network is None
+        train_content.run(params)
+
+
+def test_the_model_trains_under_the_strategy_only_when_handed_a_worker_task():
+    ratings, movies = generate(SyntheticParams(n_users=10, n_movies=20, n_ratings=100, min_user_ratings=5, seed=1))
+    features = build_features(ratings, movies, 0.0)
+    for content, task, wrong in (
+        ({**CONTENT, "distribute": "multi_worker"}, None, "no worker task"),
+        (CONTENT, WorkerTask(("127.0.0.1:1",), 0), "a worker task"),
+    ):
+        model = ContentModel(ContentParams(**content))
+        with pytest.raises(ConfigError, match=f"content.distribute is {model.params.distribute} but {wrong} was given"):
+            model.fit(ratings, features, movies, RANGE, task=task)
+        assert model.network is None
 
 
 def test_distribute_defaults_to_one_worker_and_refuses_unknown_values():

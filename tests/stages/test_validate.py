@@ -75,7 +75,7 @@ def test_missing_input_names_the_file_and_writes_nothing(
     monkeypatch.chdir(tmp_path)
     write_raw(clean_ratings(), clean_movies())
     missing.unlink()
-    with pytest.raises(DataError, match=f"^{missing}: file not found"):
+    with pytest.raises(DataError, match=f"^{missing}: not found; run the ingest stage first"):
         validate_stage.run(PARAMS)
     assert not paths.REPORTS.exists()
 
