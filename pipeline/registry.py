@@ -22,7 +22,8 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.config import SOURCES, EvaluateParams
+from pipeline.choices import SOURCES
+from pipeline.config import EvaluateParams
 from pipeline.errors import DataError, ModelError
 from pipeline.evaluation.metric_table import metric as metric_entry
 from pipeline.evaluation.metrics import evaluate_model, flat_metrics

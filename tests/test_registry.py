@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from pipeline import registry, tracking
-from pipeline.config import SOURCES, EvaluateParams
+from pipeline.choices import SOURCES
+from pipeline.config import EvaluateParams
 from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.errors import DataError, ModelError
 from pipeline.models.base import Catalogue
