@@ -33,7 +33,7 @@ from tests.models.test_cofi import low_rank_ratings
 from tests.servers import HOST, free_port
 
 EXPERIMENT = "promote-test"
-DATASET = {"source": "synthetic", "rating_min": 0.5, "rating_max": 5.0, "fingerprint": "f00d"}
+DATASET = {"source": "synthetic", "rating_min": 0.5, "rating_max": 5.0, "rating_step": 0.5, "fingerprint": "f00d"}
 COFI = registry.registered_name("cofi", "synthetic")
 MOVIES = pd.DataFrame(
     {"movie_id": [10, 11, 12, 13], "title": ["a", "b", "c", "d"], "year": pd.array([None] * 4, "Int64"), "genres": ""}
