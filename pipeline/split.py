@@ -28,7 +28,7 @@ def random_rows(n: int, test_size: float, seed: int) -> tuple[np.ndarray, np.nda
     Guarantees: exactly ceil(test_size * n) test rows (sklearn's rule), chosen by
     `np.random.RandomState(seed).permutation(n)`; train and test are returned in that permutation's
     order, so the split is row-for-row identical to sklearn's (the benchmark protocol of
-    BENCHMARKS.md: ml-latest-small in file order, 0.2, seed 42 -> 80,668 / 20,168).
+    benchmarks/README.md: ml-latest-small in file order, 0.2, seed 42 -> 80,668 / 20,168).
     The legacy RandomState (not a Generator) is what makes that equality possible.
     """
     n_test = ceil(test_size * n)

@@ -1,4 +1,4 @@
-"""The data contract every stage after ingest relies on (see DESIGN.md, 'Data contract').
+"""The data contract every stage after ingest relies on (README, "Data contract").
 
 Column names live here and nowhere else; `conform_ratings` / `conform_movies` check a frame
 against the contract and cast it to the exact dtypes, raising one clear DataError otherwise.

@@ -24,7 +24,7 @@ import pandas as pd
 
 from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.errors import DataError, ModelError
-from pipeline.models.base import Catalogue, SeenItems, index_of, top_n
+from pipeline.models.base import Catalogue, Recommender, SeenItems, index_of, top_n
 
 PREDICTION = "prediction"
 RANK = "rank"
@@ -250,7 +250,7 @@ def scored_frame(test: pd.DataFrame, predictions: np.ndarray) -> pd.DataFrame:
 
 
 def evaluate_model(
-    model: Any,
+    model: Recommender,
     train: pd.DataFrame,
     test: pd.DataFrame,
     seen: SeenItems,
@@ -275,7 +275,7 @@ def evaluate_model(
     cold = cold_mask(test, train, cold_threshold) if cold is None else cold
     cold_result: dict[str, Any] = {}
     predictions = None
-    if getattr(model, "predicts_ratings", True):
+    if model.predicts_ratings:
         predictions = np.asarray(model.predict(test[[USER, MOVIE]]), dtype=np.float64)
         scored = scored_frame(test, predictions)
         result.update(rmse=rmse(scored), mae=mae(scored))

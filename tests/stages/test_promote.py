@@ -18,10 +18,11 @@ from typer.testing import CliRunner
 
 from pipeline import paths, registry, tracking
 from pipeline.cli import app
-from pipeline.config import parse_params
+from pipeline.config import BiasParams, parse_params
 from pipeline.errors import RecsysError
 from pipeline.models.baselines import BiasModel, GlobalMeanModel
 from pipeline.stages.promote import PROMOTION, run
+from tests.factories import training_data
 from tests.servers import HOST, free_port
 
 EXPERIMENT = "promote-test"
@@ -56,11 +57,11 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def global_mean(train: pd.DataFrame = TRAIN) -> GlobalMeanModel:
-    return GlobalMeanModel.fit(train, MOVIES, (0.5, 5.0))
+    return GlobalMeanModel.fit(training_data(train, MOVIES))
 
 
 def bias() -> BiasModel:
-    return BiasModel.fit(TRAIN, MOVIES, (0.5, 5.0), reg_user=0.0, reg_movie=0.0)
+    return BiasModel.fit(training_data(TRAIN, MOVIES), BiasParams(reg_user=0.0, reg_movie=0.0))
 
 
 def trained(name: str, model, status: str = "FINISHED", **info) -> str:
@@ -131,7 +132,7 @@ def test_a_better_challenger_takes_over_a_worse_one_does_not(workdir):
 def test_a_champion_from_another_dataset_is_scored_on_the_current_split_not_on_its_old_numbers(workdir):
     other = frame([(100, 500, 4.5), (101, 501, 4.5)])
     other_movies = pd.DataFrame({"movie_id": [500, 501], "title": ["x", "y"], "year": pd.array([None] * 2, "Int64"), "genres": ""})
-    old = GlobalMeanModel.fit(other, other_movies, (0.5, 5.0))
+    old = GlobalMeanModel.fit(training_data(other, other_movies))
     with tracking.start_run("cofi", EXPERIMENT, "cofi", {"fingerprint": "old"}) as run_id:
         uri = tracking.log_model(old, "cofi")
     client = MlflowClient()
