@@ -35,9 +35,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.config import COURSE_COFI, CofiParams, SyntheticParams  # noqa: E402
-from pipeline.data.schema import MOVIE, RATING, USER  # noqa: E402
+from pipeline.data.schema import MOVIE, RATING, USER, RatingScale  # noqa: E402
+from pipeline.models.base import TrainingData  # noqa: E402
 
-RANGE = (0.5, 5.0)
+SCALE = RatingScale(0.5, 5.0, 0.5)
+RANGE = SCALE.bounds
 DEFAULT_MIRROR = Path(os.environ.get("RECSYS_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
 LARGE = SyntheticParams(n_users=40_000, n_movies=12_000, n_ratings=5_000_000, min_user_ratings=20, seed=7)
 
@@ -68,7 +70,7 @@ def cofi_candidates() -> dict[str, CofiParams]:
 def cofi_fitter(params: CofiParams, train, movies) -> Callable[[], Any]:
     from pipeline.models.cofi import CofiModel
 
-    return lambda: CofiModel.fit(train, movies, params, RANGE, progress=False)
+    return lambda: CofiModel.fit(TrainingData(train, movies, SCALE), params, progress=False)
 
 
 def surprise_fitters(train) -> dict[str, Callable[[], Any]]:
@@ -145,13 +147,13 @@ def large_child(iterations: int) -> None:
     started = time.perf_counter()
     ratings, movies = generate(LARGE)
     generate_s = time.perf_counter() - started
-    CofiModel.fit(ratings.head(50_000), movies, CofiParams(iterations=1), RANGE, progress=False)  # warm-up
+    CofiModel.fit(TrainingData(ratings.head(50_000), movies, SCALE), CofiParams(iterations=1), progress=False)  # warm-up
     before = peak_rss_mib()
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     fits = {}
     for n in (1, iterations):
         started = time.perf_counter()
-        model = CofiModel.fit(ratings, movies, CofiParams(iterations=n), RANGE, progress=False)
+        model = CofiModel.fit(TrainingData(ratings, movies, SCALE), CofiParams(iterations=n), progress=False)
         fits[n] = time.perf_counter() - started
     predicted = model.predict(ratings[[USER, MOVIE]].head(1_000_000))
     print(

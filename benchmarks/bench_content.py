@@ -28,11 +28,12 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.config import ContentParams  # noqa: E402
 from pipeline.data.movielens import read_csv_release  # noqa: E402
-from pipeline.data.schema import MOVIE, RATING, USER  # noqa: E402
+from pipeline.data.schema import MOVIE, RATING, USER, RatingScale  # noqa: E402
 from pipeline.features import build_features  # noqa: E402
+from pipeline.models.base import TrainingData  # noqa: E402
 from pipeline.models.content import ContentModel  # noqa: E402
 
-RANGE = (0.5, 5.0)
+SCALE = RatingScale(0.5, 5.0, 0.5)
 COURSE = {"batch_size": 32, "epochs": 30, "validation_fraction": 0.0, "patience": None}
 
 
@@ -67,7 +68,7 @@ def train_all(configs: dict[str, dict], seeds: list[int], data) -> tuple[dict, C
         for name, overrides in configs.items():
             params = ContentParams(**{**overrides, "seed": seed})
             started = time.perf_counter()
-            model = ContentModel(params).fit(train, features, movies, RANGE)
+            model = ContentModel.fit(TrainingData(train, movies, SCALE, features), params)
             seconds = time.perf_counter() - started
             results[name].append((seconds, rmse(model, test), len(model.history["loss"])))
             print(f"  {name:10s} seed {seed}: {seconds:6.1f} s, {results[name][-1][2]} epochs, RMSE {results[name][-1][1]:.4f}", flush=True)

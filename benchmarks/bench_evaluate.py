@@ -25,7 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -33,7 +33,18 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.models.base import Catalogue, check_pairs, index_of, load_arrays, save_arrays  # noqa: E402
+from pipeline.models.base import (  # noqa: E402
+    Catalogue,
+    SeenItems,
+    TrainingData,
+    check_pairs,
+    index_of,
+    load_arrays,
+    recommendation_frame,
+    save_arrays,
+    seen_exclusion,
+)
+from pipeline.models.ranking import SupportRanking  # noqa: E402
 
 FACTORS = 32
 # The stage as `recsys evaluate` runs it, with the metrics core (evaluate_all) timed on the side.
@@ -55,10 +66,11 @@ IMPORTS_ONLY = "import pipeline.stages.evaluate, pipeline.tracking, matplotlib.f
 
 
 @dataclass(frozen=True, eq=False)
-class RandomFactorModel:
+class RandomFactorModel(SupportRanking):
     """mean + u . v with random factors: a stand-in with the cost profile of a factor model."""
 
     catalogue: Catalogue
+    seen: SeenItems
     user_ids: np.ndarray
     user_factors: np.ndarray
     movie_factors: np.ndarray
@@ -67,13 +79,14 @@ class RandomFactorModel:
     predicts_ratings: ClassVar[bool] = True
 
     @classmethod
-    def fit(cls, train: pd.DataFrame, movies: pd.DataFrame, seed: int = 0) -> Self:
+    def fit(cls, data: TrainingData, params: None = None, *, seed: int = 0) -> Self:
         rng = np.random.default_rng(seed)
-        catalogue = Catalogue.from_movies(movies)
+        train, catalogue = data.ratings, Catalogue.from_movies(data.movies)
         user_ids = np.unique(train["user_id"].to_numpy(np.int64))
         scale = 0.5 / np.sqrt(FACTORS)
         return cls(
             catalogue,
+            SeenItems.from_ratings(train, catalogue),
             user_ids,
             rng.normal(0, scale, (len(user_ids), FACTORS)),
             rng.normal(0, scale, (len(catalogue), FACTORS)),
@@ -91,17 +104,24 @@ class RandomFactorModel:
         return np.clip(self.mean + np.einsum("ij,ij->i", self._user_rows(users), movie_rows), 0.5, 5.0)
 
     def score_block(self, user_ids: np.ndarray) -> np.ndarray:
-        return self.mean + self._user_rows(user_ids) @ self.movie_factors.T
+        return self.rank_scores(self.mean + self._user_rows(user_ids) @ self.movie_factors.T)
+
+    def recommend(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        scores = self.score_block(np.array([user_id], np.int64))[0]
+        return recommendation_frame(self.catalogue, scores, n, seen_exclusion(self.seen, user_id, len(self.catalogue), exclude_seen))
 
     def save(self, directory: str | Path) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
         arrays = {"user_ids": self.user_ids, "user_factors": self.user_factors, "movie_factors": self.movie_factors}
-        save_arrays(directory, "random.npz", {**self.catalogue.to_arrays(), **arrays, "mean": np.array(self.mean)})
+        shared = {**self.catalogue.to_arrays(), **self.seen.to_arrays()}
+        save_arrays(directory, "random.npz", {**shared, **arrays, "mean": np.array(self.mean)})
 
     @classmethod
     def load(cls, directory: str | Path) -> Self:
         a = load_arrays(directory, "random.npz")
-        return cls(Catalogue.from_arrays(a), a["user_ids"], a["user_factors"], a["movie_factors"], float(a["mean"]))
+        return cls(
+            Catalogue.from_arrays(a), SeenItems.from_arrays(a), a["user_ids"], a["user_factors"], a["movie_factors"], float(a["mean"])
+        )
 
 
 def movielens_small(mirror: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -130,7 +150,7 @@ def synthetic(n_users: int, n_movies: int, n_ratings: int, seed: int = 0) -> tup
 def prepare(workdir: Path, ratings: pd.DataFrame, movies: pd.DataFrame, source: str, env: dict[str, str]) -> dict[str, int]:
     """data/, models/random/, metrics/train_random.json (with a real MLflow run) in `workdir`."""
     from pipeline import tracking
-    from pipeline.data.schema import conform_movies, conform_ratings
+    from pipeline.data.schema import RatingScale, conform_movies, conform_ratings
     from pipeline.split import split_ratings
     from pipeline.stages.inputs import dataset_identity
 
@@ -144,7 +164,7 @@ def prepare(workdir: Path, ratings: pd.DataFrame, movies: pd.DataFrame, source: 
     test.to_parquet(workdir / "data/split/test.parquet", index=False)
     dataset = {"source": source, "rating_min": 0.5, "rating_max": 5.0, "rating_step": 0.5, "fingerprint": source}
     (workdir / "data/raw/dataset.json").write_text(json.dumps(dataset))
-    RandomFactorModel.fit(train, movies).save(workdir / "models/random")
+    RandomFactorModel.fit(TrainingData(train, movies, RatingScale(0.5, 5.0, 0.5))).save(workdir / "models/random")
     with tracking.start_run("random", "recsys", "random", dataset) as run_id:
         pass
     (workdir / "metrics/train_random.json").write_text(json.dumps({"mlflow_run_id": run_id, **dataset_identity(dataset)}))

@@ -27,7 +27,8 @@ sys.path.insert(0, str(REPO))
 from pipeline.config import Params  # noqa: E402
 from pipeline.data.movielens import read_csv_release  # noqa: E402
 from pipeline.evaluation.metrics import ranked_users, ranking_metrics, relevant_items, top_k_items  # noqa: E402
-from pipeline.models.base import Catalogue, SeenItems  # noqa: E402
+from pipeline.data.schema import RatingScale  # noqa: E402
+from pipeline.models.base import Catalogue, SeenItems, TrainingData  # noqa: E402
 from pipeline.models.baselines import BiasModel, PopularityModel  # noqa: E402
 from pipeline.models.ranking import adjust_scores  # noqa: E402
 from pipeline.split import split_ratings  # noqa: E402
@@ -39,23 +40,23 @@ GRID = {
     "min_support": [0, 5, 10, 20, 50],
 }
 OFF = {"shrinkage": 0, "popularity_weight": 0, "min_support": 0}
-SCALE = (0.5, 5.0)
+SCALE = RatingScale(0.5, 5.0, 0.5)
 
 
 def fit(name: str, train: pd.DataFrame, movies: pd.DataFrame):
     params = Params()
     if name == "bias":
-        return BiasModel.fit(train, movies, SCALE)
+        return BiasModel.fit(TrainingData(train, movies, SCALE))
     if name == "popularity":
-        return PopularityModel.fit(train, movies, SCALE)
+        return PopularityModel.fit(TrainingData(train, movies, SCALE))
     if name == "cofi":
         from pipeline.models.cofi import CofiModel
 
-        return CofiModel.fit(train, movies, params.cofi, SCALE, progress=False)
+        return CofiModel.fit(TrainingData(train, movies, SCALE), params.cofi, progress=False)
     from pipeline.features import build_features
     from pipeline.models.content import ContentModel
 
-    return ContentModel(params.content).fit(train, build_features(train, movies, params.features.genre_prior), movies, SCALE)
+    return ContentModel.fit(TrainingData(train, movies, SCALE, build_features(train, movies, params.features.genre_prior)), params.content)
 
 
 def scorer(model, train: pd.DataFrame, test: pd.DataFrame):

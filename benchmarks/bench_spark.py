@@ -35,9 +35,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from pipeline.config import CofiParams, SparkParams, SyntheticParams  # noqa: E402
-from pipeline.data.schema import MOVIE, RATING, USER  # noqa: E402
+from pipeline.data.schema import MOVIE, RATING, USER, RatingScale  # noqa: E402
+from pipeline.models.base import TrainingData  # noqa: E402
 
-RANGE = (0.5, 5.0)
+SCALE = RatingScale(0.5, 5.0, 0.5)
 DEFAULT_MIRROR = Path(os.environ.get("RECSYS_SHARED_DATASETS", REPO.parent / "shared" / "datasets"))
 SIZES = {
     "1m": SyntheticParams(n_users=10_000, n_movies=8_000, n_ratings=1_000_000, min_user_ratings=20, seed=7),
@@ -127,13 +128,13 @@ def child(engine: str, dataset: str, iterations: int, mirror: Path) -> dict[str,
                 row["session_s"] = time.perf_counter() - started
                 for n in counts:
                     started = time.perf_counter()
-                    model = fit_spark(train, movies, CofiParams(engine="spark", iterations=n), SPARK, RANGE, parquet)
+                    model = fit_spark(TrainingData(train, movies, SCALE), CofiParams(engine="spark", iterations=n), SPARK, parquet)
                     fits[n] = time.perf_counter() - started
         else:
-            CofiModel.fit(train.head(50_000), movies, CofiParams(iterations=1), RANGE, progress=False)  # TF warm-up
+            CofiModel.fit(TrainingData(train.head(50_000), movies, SCALE), CofiParams(iterations=1), progress=False)  # TF warm-up
             for n in counts:
                 started = time.perf_counter()
-                model = CofiModel.fit(train, movies, CofiParams(iterations=n), RANGE, progress=False)
+                model = CofiModel.fit(TrainingData(train, movies, SCALE), CofiParams(iterations=n), progress=False)
                 fits[n] = time.perf_counter() - started
     row["fit_s"] = fits[iterations]
     if len(fits) > 1:
@@ -159,7 +160,7 @@ def tune(lambdas: list[float], mirror: Path) -> list[dict[str, Any]]:
         def fit(frame, lambda_):
             parquet = Path(folder) / f"{len(frame)}.parquet"
             frame.to_parquet(parquet, index=False)
-            return fit_spark(frame, movies, CofiParams(engine="spark", lambda_=lambda_), SPARK, RANGE, parquet)
+            return fit_spark(TrainingData(frame, movies, SCALE), CofiParams(engine="spark", lambda_=lambda_), SPARK, parquet)
 
         for lambda_ in lambdas:
             rows.append({"lambda_": lambda_, "validation_rmse": rmse(fit(fit_part, lambda_), holdout)})

@@ -134,21 +134,22 @@ def recommend(
         fail("give exactly one of --user, --ratings, --genres")
 
     def action() -> None:
+        from pipeline.models.base import RecommendsForGenres, RecommendsForRatings
         from pipeline.models.loading import load_trained
 
         trained = load_trained(model, models_dir)
         if not raw:
-            trained.with_ranking(_ranking(params_file))
+            trained = trained.with_ranking(_ranking(params_file))
         if user is not None:
             table = trained.recommend(user, n=n, exclude_seen=not include_seen)
         elif ratings is not None:
-            if not hasattr(trained, "recommend_for_ratings"):
+            if not isinstance(trained, RecommendsForRatings):
                 raise RecsysError(f"--ratings works with --model cofi, not {model}")
             wanted = parse_assignments(ratings, "--ratings")
             by_movie = {_movie_id(trained.catalogue, key): value for key, value in wanted.items()}
             table = trained.recommend_for_ratings(by_movie, n=n)
         else:
-            if not hasattr(trained, "recommend_for_genres"):
+            if not isinstance(trained, RecommendsForGenres):
                 raise RecsysError(f"--genres works with --model content, not {model}")
             table = trained.recommend_for_genres(parse_assignments(genres or "", "--genres"), n=n)
         _print_table(table, "predicted rating" if raw else "score")

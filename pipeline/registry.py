@@ -27,7 +27,6 @@ from pipeline.config import EvaluateParams
 from pipeline.errors import DataError, ModelError
 from pipeline.evaluation.metric_table import metric as metric_entry
 from pipeline.evaluation.metrics import evaluate_model, flat_metrics
-from pipeline.models.ranking import ranked
 
 PREFIX = "recsys-"
 CHAMPION = "champion"
@@ -133,7 +132,7 @@ def score(
     movies, relevance and k from `evaluate` (params.evaluate), ranked with `ranking` (params.ranking)
     as evaluate ranks. Only the metric's kind (rating or ranking) is computed.
     """
-    model = ranked(project_model(pyfunc_model), ranking)
+    model = project_model(pyfunc_model).with_ranking(ranking)
     result, _ = evaluate_model(
         model, train, test, k=evaluate.k, relevance_threshold=evaluate.relevance_threshold,
         cold_threshold=evaluate.cold_threshold, kinds=(metric_entry(metric).kind,),

@@ -10,7 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import STAGES, app
+from pipeline.config import CofiParams, RankingParams
+from pipeline.data.schema import MOVIE
 from pipeline.errors import data_error
+from pipeline.models.cofi import CofiModel
+from tests.factories import low_rank_ratings, training_data
 
 runner = CliRunner()
 
@@ -47,3 +51,38 @@ def test_data_errors_name_file_column_count_and_examples():
     error = data_error("ratings.csv", "are out of scale", column="rating", count=2, examples=[7.0, -1.0])
     assert str(error) == "ratings.csv: column 'rating': 2 rows are out of scale (e.g. 7.0, -1.0)"
     assert str(data_error("movies.csv", "is empty")) == "movies.csv: is empty"
+
+
+# ---- recommend: the lists follow params.yaml's ranking, --raw the predicted ratings ------------------
+@pytest.fixture(scope="module")
+def cofi_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CofiModel]:
+    train, movies = low_rank_ratings()
+    model = CofiModel.fit(training_data(train, movies), CofiParams(num_features=3, iterations=5))
+    models_dir = tmp_path_factory.mktemp("models")
+    model.save(models_dir / "cofi")
+    return models_dir, model
+
+
+def listed_movies(output: str) -> list[int]:
+    """The movie_id column of a printed recommendation table (header line first)."""
+    return [int(line.split()[1]) for line in output.strip().splitlines()[1:]]
+
+
+def test_recommend_ranks_with_the_ranking_params_and_raw_by_predicted_rating(cofi_models, tmp_path: Path):
+    models_dir, model = cofi_models
+    params = tmp_path / "params.yaml"
+    params.write_text("ranking:\n  shrinkage: 20\n")
+    user = int(model.seen.user_ids[0])
+    command = ["recommend", "--user", str(user), "-n", "5", "--models-dir", str(models_dir), "--params", str(params)]
+    ranked, raw = runner.invoke(app, command), runner.invoke(app, [*command, "--raw"])
+    assert ranked.exit_code == 0 and raw.exit_code == 0, ranked.output + raw.output
+    expected = model.with_ranking(RankingParams(shrinkage=20)).recommend(user, n=5)[MOVIE].tolist()
+    assert listed_movies(ranked.output) == expected
+    assert listed_movies(raw.output) == model.recommend(user, n=5)[MOVIE].tolist() != expected
+
+
+def test_a_cold_start_option_the_model_does_not_offer_is_one_error_line(cofi_models):
+    models_dir, _ = cofi_models
+    result = runner.invoke(app, ["recommend", "--genres", "Drama=5", "--raw", "--models-dir", str(models_dir)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == ["error: --genres works with --model content, not cofi"]

@@ -19,6 +19,7 @@ from pipeline.models.baselines import GlobalMeanModel
 from pipeline.models.loading import TRAINED_MODELS
 from pipeline.models.ranking import SupportRanking
 from pipeline.registry import Refused, challenger_score, decide, improvement, score
+from tests.factories import training_data
 
 
 # ---- the gate -------------------------------------------------------------------------------
@@ -174,7 +175,7 @@ def test_scoring_needs_a_recsys_pyfunc():
 # ---- registry calls (a temporary sqlite store) ------------------------------------------------
 def logged_global_mean() -> tuple[str, str, GlobalMeanModel]:
     movies = pd.DataFrame({MOVIE: [10, 11, 12, 13], "title": ["a", "b", "c", "d"]})
-    model = GlobalMeanModel.fit(TRAIN, movies.assign(year=pd.array([None] * 4, "Int64"), genres=""), (0.5, 5.0))
+    model = GlobalMeanModel.fit(training_data(TRAIN, movies.assign(year=pd.array([None] * 4, "Int64"), genres="")))
     with tracking.start_run("gm", "registry-test", "global_mean", {"fingerprint": "f"}) as run_id:
         uri = tracking.log_model(model, "gm")
     return uri, run_id, model

@@ -26,7 +26,7 @@ import pandas as pd
 from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.errors import DataError, ModelError
 from pipeline.evaluation import metric_table
-from pipeline.models.base import Catalogue, SeenItems, index_of, top_n
+from pipeline.models.base import Catalogue, Recommender, SeenItems, index_of, top_n
 
 PREDICTION = "prediction"
 RANK = "rank"
@@ -262,7 +262,7 @@ def seen_items(train: pd.DataFrame, catalogue: Catalogue) -> SeenItems:
 
 
 def evaluate_model(
-    model: Any,
+    model: Recommender,
     train: pd.DataFrame,
     test: pd.DataFrame,
     seen: SeenItems | None = None,
@@ -288,7 +288,7 @@ def evaluate_model(
     cold = cold_mask(test, train, cold_threshold) if cold is None else cold
     cold_result: dict[str, Any] = {}
     predictions = None
-    if metric_table.RATING in kinds and getattr(model, "predicts_ratings", True):
+    if metric_table.RATING in kinds and model.predicts_ratings:
         predictions = np.asarray(model.predict(test[[USER, MOVIE]]), dtype=np.float64)
         scored = scored_frame(test, predictions)
         result.update(rmse=rmse(scored), mae=mae(scored))

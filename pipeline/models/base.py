@@ -1,9 +1,14 @@
-"""Pieces of the model contract shared by every model (tests/models/contract.py checks it on each).
+"""The model contract every model follows (`Recommender`), and the pieces every model shares.
 
-- predict(DataFrame[user_id, movie_id]) -> float array in stars, clipped to the rating range;
-  unknown users/movies get a documented fallback, never an exception.
-- recommend(user_id, n, exclude_seen=True) -> DataFrame[movie_id, title, score].
-- save(dir) / load(dir) without pickle.
+One lifecycle: `Model.fit(TrainingData, params)` (a classmethod) builds a trained model from the
+data it is handed; then
+- predict(DataFrame[user_id, movie_id]) -> float array in stars, clipped to the rating scale;
+  unknown users/movies get a documented fallback, never an exception (a model with
+  `predicts_ratings` False, which only ranks, refuses with a ModelError);
+- score_block(user_ids) -> (users x catalogue) scores, what recommend() and the ranking metrics rank;
+- recommend(user_id, n=10, exclude_seen=True) -> DataFrame[movie_id, title, score];
+- with_ranking(ranking) -> a copy that ranks by support-adjusted scores (pipeline/models/ranking.py);
+- save(dir) / Model.load(dir) without pickle.
 
 `Catalogue` (movie ids and titles) and `SeenItems` (each user's training movies, CSR) are what a
 model needs besides its parameters to recommend; `top_n` ranks score blocks without Python loops.
@@ -11,17 +16,75 @@ model needs besides its parameters to recommend; `top_n` ranks score blocks with
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
-from pipeline.data.schema import MOVIE, TITLE, USER
+from pipeline.data.schema import MOVIE, TITLE, USER, RatingScale
 from pipeline.errors import DataError, ModelError
 from pipeline.io import read_json
 
+if TYPE_CHECKING:
+    from pipeline.features import Features
+
 RECOMMEND_COLUMNS = (MOVIE, TITLE, "score")
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """What a model is fitted on, handed in by its caller (a stage reads it through its Layout)."""
+
+    ratings: pd.DataFrame  # the training ratings: user_id, movie_id, rating
+    movies: pd.DataFrame  # the catalogue: movie_id, title (and the rest of the movies contract)
+    scale: RatingScale  # predictions are clipped to scale.bounds
+    features: Features | None = None  # the features stage's tables and scalers, for models built on them
+    source: str = "train ratings"  # how error messages name the ratings
+
+
+@runtime_checkable
+class Recommender(Protocol):
+    """What every model has (module docstring); tests/models/contract.py checks each model against it.
+
+    `fit` may take more options after `params`, keyword-only and with defaults (e.g. a progress bar).
+    """
+
+    predicts_ratings: bool
+    catalogue: Catalogue
+    seen: SeenItems
+
+    @classmethod
+    def fit(cls, data: TrainingData, params: Any) -> Self: ...
+
+    def predict(self, pairs: pd.DataFrame) -> np.ndarray: ...
+
+    def score_block(self, user_ids: np.ndarray) -> np.ndarray: ...
+
+    def recommend(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> pd.DataFrame: ...
+
+    def with_ranking(self, ranking: Any) -> Self: ...
+
+    def save(self, directory: str | Path) -> None: ...
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Self: ...
+
+
+@runtime_checkable
+class RecommendsForRatings(Protocol):
+    """A model that recommends for a new user described by {movie_id: rating} (cofi)."""
+
+    def recommend_for_ratings(self, ratings: Mapping[int, float], n: int = 10) -> pd.DataFrame: ...
+
+
+@runtime_checkable
+class RecommendsForGenres(Protocol):
+    """A model that recommends for a new user described by {genre: rating} (content)."""
+
+    def recommend_for_genres(self, prefs: Mapping[str, float], n: int = 10) -> pd.DataFrame: ...
 
 
 def check_pairs(pairs: pd.DataFrame, what: str = "predict input") -> tuple[np.ndarray, np.ndarray]:

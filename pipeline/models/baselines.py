@@ -18,12 +18,14 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
+from pipeline.config import BiasParams
 from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.errors import DataError, ModelError
 from pipeline.io import write_json
 from pipeline.models.base import (
     Catalogue,
     SeenItems,
+    TrainingData,
     check_pairs,
     index_of,
     load_arrays,
@@ -32,10 +34,10 @@ from pipeline.models.base import (
     save_arrays,
     seen_exclusion,
 )
+from pipeline.models.ranking import SupportRanking
 
 ARRAYS_FILE = "baseline.npz"
 META_FILE = "model.json"
-DEFAULT_RANGE = (0.5, 5.0)
 
 
 def _training_positions(train: pd.DataFrame, catalogue: Catalogue) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,8 +86,8 @@ def fit_biases(
 
 
 @dataclass(frozen=True, eq=False)
-class Baseline:
-    """What every baseline shares: catalogue, training movies per user, rating range, persistence."""
+class Baseline(SupportRanking):
+    """What every baseline shares: catalogue, training movies per user, rating range, ranking, persistence."""
 
     catalogue: Catalogue
     seen: SeenItems
@@ -95,8 +97,8 @@ class Baseline:
     predicts_ratings: ClassVar[bool] = True
 
     # ---- what each baseline defines ------------------------------------------------------
-    def score_block(self, user_ids: np.ndarray) -> np.ndarray:
-        """(len(user_ids) x len(catalogue)) scores that recommend() ranks by; any user id is accepted."""
+    def _raw_scores(self, user_ids: np.ndarray) -> np.ndarray:
+        """(len(user_ids) x len(catalogue)) scores before any ranking adjustment; any user id is accepted."""
         raise NotImplementedError
 
     def _parameters(self) -> dict[str, np.ndarray]:
@@ -114,7 +116,11 @@ class Baseline:
         low, high = self.rating_range
         return np.clip(np.asarray(values, dtype=np.float64), low, high)
 
-    def recommend(self, user_id: int, n: int, exclude_seen: bool = True) -> pd.DataFrame:
+    def score_block(self, user_ids: np.ndarray) -> np.ndarray:
+        """The scores recommend() ranks by (support-adjusted with a ranking set, see `with_ranking`)."""
+        return self.rank_scores(self._raw_scores(user_ids))
+
+    def recommend(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
         """The n best-scored movies for a training user (unseen ones only by default)."""
         if index_of(np.array([user_id], dtype=np.int64), self.seen.user_ids)[0] < 0:
             raise ModelError(f"user {user_id}: not in the training data of the {self.KIND} model")
@@ -154,16 +160,17 @@ class GlobalMeanModel(Baseline):
     KIND: ClassVar[str] = "global_mean"
 
     @classmethod
-    def fit(cls, train: pd.DataFrame, movies: pd.DataFrame, rating_range: tuple[float, float] = DEFAULT_RANGE) -> Self:
-        catalogue = Catalogue.from_movies(movies)
+    def fit(cls, data: TrainingData, params: None = None) -> Self:
+        """The training mean (the model has no parameters to set)."""
+        train, catalogue = data.ratings, Catalogue.from_movies(data.movies)
         _training_positions(train, catalogue)
-        return cls(catalogue, SeenItems.from_ratings(train, catalogue), rating_range, float(train[RATING].mean()))
+        return cls(catalogue, SeenItems.from_ratings(train, catalogue), data.scale.bounds, float(train[RATING].mean()))
 
     def predict(self, pairs: pd.DataFrame) -> np.ndarray:
         users, _ = check_pairs(pairs)
         return self._clip(np.full(len(users), self.mean))
 
-    def score_block(self, user_ids: np.ndarray) -> np.ndarray:
+    def _raw_scores(self, user_ids: np.ndarray) -> np.ndarray:
         return np.full((len(user_ids), len(self.catalogue)), self._clip(self.mean))
 
     def _settings(self) -> dict[str, Any]:
@@ -189,23 +196,17 @@ class BiasModel(Baseline):
     KIND: ClassVar[str] = "bias"
 
     @classmethod
-    def fit(
-        cls,
-        train: pd.DataFrame,
-        movies: pd.DataFrame,
-        rating_range: tuple[float, float] = DEFAULT_RANGE,
-        reg_user: float = 15.0,
-        reg_movie: float = 10.0,
-        iterations: int = 10,
-    ) -> Self:
-        catalogue = Catalogue.from_movies(movies)
+    def fit(cls, data: TrainingData, params: BiasParams | None = None) -> Self:
+        """Biases with `params`' regularization and passes (default BiasParams(): Surprise BaselineOnly's)."""
+        p = params or BiasParams()
+        train, catalogue = data.ratings, Catalogue.from_movies(data.movies)
         user_ids, user_pos, movie_pos = _training_positions(train, catalogue)
         mean, user_bias, movie_bias = fit_biases(
             train[RATING].to_numpy(np.float64), user_pos, movie_pos, len(user_ids), len(catalogue),
-            reg_user, reg_movie, iterations,
+            p.reg_user, p.reg_movie, p.iterations,
         )  # fmt: skip
         seen = SeenItems.from_ratings(train, catalogue)
-        return cls(catalogue, seen, rating_range, mean, user_ids, user_bias, movie_bias, reg_user, reg_movie, iterations)
+        return cls(catalogue, seen, data.scale.bounds, mean, user_ids, user_bias, movie_bias, p.reg_user, p.reg_movie, p.iterations)
 
     def _user_biases(self, user_ids: np.ndarray) -> np.ndarray:
         pos = index_of(np.asarray(user_ids, np.int64), self.user_ids)
@@ -217,7 +218,7 @@ class BiasModel(Baseline):
         movie_bias = np.where(movie_pos >= 0, self.movie_bias[np.maximum(movie_pos, 0)], 0.0)
         return self._clip(self.mean + self._user_biases(users) + movie_bias)
 
-    def score_block(self, user_ids: np.ndarray) -> np.ndarray:
+    def _raw_scores(self, user_ids: np.ndarray) -> np.ndarray:
         """Unclipped mean + b_u + b_i: clipping would tie every movie above the top of the scale."""
         return self.mean + self._user_biases(user_ids)[:, None] + self.movie_bias[None, :]
 
@@ -251,16 +252,17 @@ class PopularityModel(Baseline):
     predicts_ratings: ClassVar[bool] = False
 
     @classmethod
-    def fit(cls, train: pd.DataFrame, movies: pd.DataFrame, rating_range: tuple[float, float] = DEFAULT_RANGE) -> Self:
-        catalogue = Catalogue.from_movies(movies)
+    def fit(cls, data: TrainingData, params: None = None) -> Self:
+        """Training ratings per catalogue movie (the model has no parameters to set)."""
+        train, catalogue = data.ratings, Catalogue.from_movies(data.movies)
         _, _, movie_pos = _training_positions(train, catalogue)
         counts = np.bincount(movie_pos, minlength=len(catalogue)).astype(np.float64)
-        return cls(catalogue, SeenItems.from_ratings(train, catalogue), rating_range, counts)
+        return cls(catalogue, SeenItems.from_ratings(train, catalogue), data.scale.bounds, counts)
 
     def predict(self, pairs: pd.DataFrame) -> np.ndarray:
         raise ModelError("the popularity baseline ranks movies; it does not predict ratings")
 
-    def score_block(self, user_ids: np.ndarray) -> np.ndarray:
+    def _raw_scores(self, user_ids: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.counts, (len(user_ids), len(self.catalogue))).copy()
 
     def _parameters(self) -> dict[str, np.ndarray]:

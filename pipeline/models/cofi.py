@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,7 @@ from pipeline.seeding import seed_everything
 from pipeline.models.base import (
     Catalogue,
     SeenItems,
+    TrainingData,
     check_pairs,
     index_of,
     load_arrays,
@@ -227,6 +228,10 @@ class History:
     def iterations_run(self) -> int:
         return self.steps[-1] + 1 if self.steps else 0
 
+    def cost_steps(self) -> list[int]:
+        """The 0-based iteration of each entry of `cost`: every one for TensorFlow, the logged ones for Spark ALS."""
+        return list(self.steps)
+
 
 def _batches(n: int, params: CofiParams, rng: np.random.Generator) -> list[np.ndarray]:
     """Row groups of one pass; full batch keeps the (movie, user) order, mini-batches are shuffled."""
@@ -408,6 +413,8 @@ def _dot_rows(factors: Mapping[str, np.ndarray], movie: np.ndarray, user: np.nda
 class CofiModel(SupportRanking):
     """A trained factorization with everything needed to predict and recommend (see module doc)."""
 
+    predicts_ratings: ClassVar[bool] = True
+
     def __init__(
         self,
         *,
@@ -433,25 +440,21 @@ class CofiModel(SupportRanking):
 
     # -- training --
     @classmethod
-    def fit(
-        cls,
-        train: pd.DataFrame,
-        movies: pd.DataFrame,
-        params: CofiParams,
-        rating_range: tuple[float, float],
-        source: str = "train ratings",
-        progress: bool | None = None,
-    ) -> CofiModel:
-        """Train on `train` (ratings contract); the cost history is `model.history`."""
+    def fit(cls, data: TrainingData, params: CofiParams, *, progress: bool | None = None) -> CofiModel:
+        """Train on `data.ratings` (ratings contract) over the catalogue `data.movies`; the cost
+        history is `model.history`."""
+        train, source = data.ratings, data.source
         check_train(train, source)
-        catalogue, data = encode_against_catalogue(train, movies, source)
-        held = np.zeros(len(data.ratings), bool)
+        catalogue, encoded = encode_against_catalogue(train, data.movies, source)
+        held = np.zeros(len(encoded.ratings), bool)
         if params.validation_fraction > 0:
-            held = validation_mask(data, params.validation_fraction, np.random.default_rng([params.seed, 1]))
+            held = validation_mask(encoded, params.validation_fraction, np.random.default_rng([params.seed, 1]))
         # means from the ratings Adam fits: the validation slice is not looked at
-        means, global_mean = movie_means(data.movie_idx[~held], data.ratings[~held], len(data.movie_ids), params.mean_shrinkage)
-        factors, history = train_factors(data, held, means, params, rating_range, progress)
-        return cls.assemble(train, data, catalogue, factors, (means, global_mean), rating_range, params, history)
+        means, global_mean = movie_means(
+            encoded.movie_idx[~held], encoded.ratings[~held], len(encoded.movie_ids), params.mean_shrinkage
+        )
+        factors, history = train_factors(encoded, held, means, params, data.scale.bounds, progress)
+        return cls.assemble(train, encoded, catalogue, factors, (means, global_mean), data.scale.bounds, params, history)
 
     @classmethod
     def assemble(

@@ -37,7 +37,7 @@ import pandas as pd
 from pipeline.config import CofiParams, SparkParams
 from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.errors import ConfigError, ModelError, RecsysError, data_error
-from pipeline.models.base import index_of
+from pipeline.models.base import TrainingData, index_of
 from pipeline.models.cofi import (
     CHUNK,
     CofiModel,
@@ -203,24 +203,17 @@ def check_int32_ids(train: pd.DataFrame, source: str) -> None:
             raise data_error(source, f"are outside ALS's id range 0..{INT32_MAX}", column=column, count=int(bad.sum()), examples=ids[bad])
 
 
-def fit_spark(
-    train: pd.DataFrame,
-    movies: pd.DataFrame,
-    params: CofiParams,
-    spark: SparkParams,
-    rating_range: tuple[float, float],
-    parquet: str | Path,
-    source: str = "train ratings",
-) -> CofiModel:
-    """Train with ALS on `spark.master`, Spark reading `parquet` (the same ratings as `train`, which
-    gives the id maps, movie means, seen items and the cost J on the driver)."""
+def fit_spark(data: TrainingData, params: CofiParams, spark: SparkParams, parquet: str | Path) -> CofiModel:
+    """Train with ALS on `spark.master`, Spark reading `parquet` (the same ratings as `data.ratings`,
+    which give the id maps, movie means, seen items and the cost J on the driver)."""
+    train, source = data.ratings, data.source
     check_train(train, source)
     check_int32_ids(train, source)
-    catalogue, data = encode_against_catalogue(train, movies, source)
+    catalogue, encoded = encode_against_catalogue(train, data.movies, source)
     started = time.perf_counter()
-    means, global_mean = movie_means(data.movie_idx, data.ratings, len(data.movie_ids), params.mean_shrinkage)
-    normalised = data.ratings - means[data.movie_idx]
-    reg = reg_param(params, len(normalised), len(data.movie_ids), len(data.user_ids))
+    means, global_mean = movie_means(encoded.movie_idx, encoded.ratings, len(encoded.movie_ids), params.mean_shrinkage)
+    normalised = encoded.ratings - means[encoded.movie_idx]
+    reg = reg_param(params, len(normalised), len(encoded.movie_ids), len(encoded.user_ids))
     history = History()  # J at each checkpoint; its last step is iteration `iterations` - 1
     with spark_session(spark) as session, tempfile.TemporaryDirectory(prefix="recsys-als-") as scratch:
         # without checkpoints the lineage of many ALS iterations overflows the JVM stack
@@ -228,10 +221,10 @@ def fit_spark(
         blocks = session.sparkContext.defaultParallelism  # one block per core (ALS's default 10 is slow on few cores)
         frame = None
         try:
-            frame = als_input(session, parquet, pd.DataFrame({MOVIE: data.movie_ids.astype(np.int32), "mean": means})).cache()
+            frame = als_input(session, parquet, pd.DataFrame({MOVIE: encoded.movie_ids.astype(np.int32), "mean": means})).cache()
             for count in checkpoints(params.iterations, params.log_cost_every):
                 model = fit_als(frame, params, reg, count, blocks)
-                X, W = collect_factors(model.itemFactors, data.movie_ids), collect_factors(model.userFactors, data.user_ids)
+                X, W = collect_factors(model.itemFactors, encoded.movie_ids), collect_factors(model.userFactors, encoded.user_ids)
                 history.record(count - 1, cost_j(X, W, data, normalised, params))  # J after `count` sweeps
         except Exception as exc:  # py4j/Spark errors carry pages of JVM stack: keep the first line
             raise ModelError(f"Spark ALS failed on master {spark.master}: {_first_line(exc)} (no model was written)") from None
@@ -239,5 +232,5 @@ def fit_spark(
             if frame is not None:
                 frame.unpersist()
     history.seconds = time.perf_counter() - started
-    factors = {"X": X.astype(params.dtype), "W": W.astype(params.dtype), "b": np.zeros(len(data.user_ids), params.dtype)}
-    return CofiModel.assemble(train, data, catalogue, factors, (means, global_mean), rating_range, params, history)
+    factors = {"X": X.astype(params.dtype), "W": W.astype(params.dtype), "b": np.zeros(len(encoded.user_ids), params.dtype)}
+    return CofiModel.assemble(train, encoded, catalogue, factors, (means, global_mean), data.scale.bounds, params, history)

@@ -22,6 +22,7 @@ import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,7 @@ from pipeline.io import write_json  # noqa: E402
 from pipeline.models.base import (  # noqa: E402
     Catalogue,
     SeenItems,
+    TrainingData,
     check_pairs,
     index_of,
     load_arrays,
@@ -135,9 +137,11 @@ def tower_parameter_counts(network: keras.Model) -> dict[str, int]:
 class ContentModel(SupportRanking):
     """Two-tower content-based recommender (see the module docstring).
 
-    `ContentModel(params).fit(train, features, movies, rating_range)` trains; afterwards
+    `ContentModel.fit(TrainingData(train, movies, scale, features), params)` trains; afterwards
     `history` holds the per-epoch loss/val_loss, `catalogue` the recommendable movies.
     """
+
+    predicts_ratings: ClassVar[bool] = True
 
     def __init__(self, params: ContentParams) -> None:
         self.params = params
@@ -148,30 +152,44 @@ class ContentModel(SupportRanking):
 
     # -- training -------------------------------------------------------------------------
 
+    @classmethod
     def fit(
-        self,
-        train: pd.DataFrame,
-        features: Features,
-        movies: pd.DataFrame,
-        rating_range: tuple[float, float],
+        cls,
+        data: TrainingData,
+        params: ContentParams,
+        *,
+        task: WorkerTask | None = None,
         callbacks: Sequence[keras.callbacks.Callback] = (),
         verbose: int = 0,
-        task: WorkerTask | None = None,
     ) -> ContentModel:
-        """Train on `train` ratings with the features stage's tables and scalers; with
+        """Train on `data.ratings` with the features stage's tables and scalers (`data.features`); with
         `content.distribute: multi_worker`, as worker `task` of its cluster (the stage reads it from TF_CONFIG)."""
-        p = self.params
-        if (p.distribute == MULTI_WORKER) != (task is not None):
+        if (params.distribute == MULTI_WORKER) != (task is not None):
             raise ConfigError(
-                f"content.distribute is {p.distribute} but {'no' if task is None else 'a'} worker task was given "
+                f"content.distribute is {params.distribute} but {'no' if task is None else 'a'} worker task was given "
                 "(the train_content stage reads it from TF_CONFIG)"
             )
-        self._set_data(train, features, movies, rating_range)
+        if data.features is None:
+            raise ModelError("content model: needs the features stage's tables and scalers (data/features/); run the features stage")
+        model = cls(params)
+        model._train(data, data.features, task, callbacks, verbose)
+        return model
+
+    def _train(
+        self,
+        data: TrainingData,
+        features: Features,
+        task: WorkerTask | None,
+        callbacks: Sequence[keras.callbacks.Callback],
+        verbose: int,
+    ) -> None:
+        p, train = self.params, data.ratings
+        self._set_data(train, features, data.movies, data.scale.bounds)
         user_rows = index_of(train[USER].to_numpy(np.int64), self.user_ids)
         movie_rows = self.catalogue.index(train[MOVIE].to_numpy(np.int64))
         for name, rows, ids in ((USER, user_rows, train[USER]), (MOVIE, movie_rows, train[MOVIE])):
             if (rows < 0).any():
-                raise data_error("train", "have no row in the features tables", column=name, count=int((rows < 0).sum()), examples=ids[rows < 0])
+                raise data_error(data.source, "have no row in the features tables", column=name, count=int((rows < 0).sum()), examples=ids[rows < 0])
         targets = self.scalers.target.transform(train[[RATING]].to_numpy(np.float64))[:, 0]
 
         strategy = multi_worker_strategy(task, p.collective_timeout) if task else None
@@ -214,7 +232,6 @@ class ContentModel(SupportRanking):
         self.history = {key: [float(v) for v in values] for key, values in result.history.items()}
         self.best_epoch = int(early.best_epoch) if p.patience is not None else len(self.history["loss"]) - 1
         self._movie_embeddings = None
-        return self
 
     def _set_data(self, train: pd.DataFrame, features: Features, movies: pd.DataFrame, rating_range: tuple[float, float]) -> None:
         scalers = features.scalers

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
 
 from pipeline import paths
 from pipeline.errors import ModelError
+from pipeline.models.base import Recommender
 
 TRAINED_MODELS = {
     "cofi": "pipeline.models.cofi:CofiModel",
@@ -27,7 +27,7 @@ def model_class(name: str) -> type:
     return class_at(TRAINED_MODELS[name])
 
 
-def load_trained(name: str, models_dir: str | Path = paths.MODELS) -> Any:
+def load_trained(name: str, models_dir: str | Path = paths.MODELS) -> Recommender:
     """The model trained by the pipeline, or a ModelError naming the missing folder."""
     cls = model_class(name)
     directory = Path(models_dir) / name

@@ -15,6 +15,7 @@ this order (each off at its default):
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Self
 
 import numpy as np
@@ -57,17 +58,20 @@ def adjust_scores(
 class SupportRanking:
     """Mixin for models with `catalogue` and `seen`: rank top-N lists by adjusted scores.
 
-    A model ranks by its raw scores until `with_ranking(params)` is called; the evaluate stage and
-    `recsys recommend` both call it with params.yaml's `ranking` section, so the lists people see
-    are the lists the ranking metrics score. `predict` (and so RMSE) is never adjusted.
+    A model ranks by its raw scores; `with_ranking(params)` returns a copy that ranks by the
+    adjusted ones. The evaluate stage and `recsys recommend` both rank with params.yaml's `ranking`
+    section, so the lists people see are the lists the ranking metrics score. `predict` (and so
+    RMSE) is never adjusted.
     """
 
     ranking: Any = None
 
     def with_ranking(self, ranking: Any) -> Self:
-        """Rank by `adjust_scores` with ranking.shrinkage / popularity_weight / min_support."""
-        self.ranking = ranking
-        return self
+        """A copy that ranks by `adjust_scores` with ranking.shrinkage / popularity_weight /
+        min_support (None: raw scores); this model is left as it was."""
+        ranked = copy.copy(self)  # shallow: the trained arrays are shared, never written to
+        object.__setattr__(ranked, "ranking", ranking)  # also for the frozen dataclasses (baselines)
+        return ranked
 
     def movie_support(self) -> np.ndarray:
         """Training ratings per catalogue movie."""
@@ -85,8 +89,3 @@ class SupportRanking:
             min_support=self.ranking.min_support,
         )
 
-
-def ranked(model: Any, ranking: Any) -> Any:
-    """`model` ranking with `ranking` (params.ranking) as the evaluate stage and promote rank it:
-    models with SupportRanking take it, the others (baselines) keep their raw scores."""
-    return model.with_ranking(ranking) if isinstance(model, SupportRanking) and ranking is not None else model

@@ -31,11 +31,10 @@ from pipeline.evaluation.metrics import (
 )
 from pipeline.evaluation.report import html_report, markdown_report
 from pipeline.io import atomic_outputs, read_json, write_json
-from pipeline.models.base import Catalogue
+from pipeline.models.base import Catalogue, Recommender, TrainingData
 from pipeline.models.baselines import BiasModel, GlobalMeanModel, PopularityModel
 from pipeline.models.loading import TRAINED_MODELS, class_at
-from pipeline.models.ranking import ranked
-from pipeline.stages.inputs import check_trained_on, rating_scale, read_ratings, read_training_inputs, require
+from pipeline.stages.inputs import check_trained_on, read_ratings, read_training_data, require
 
 LEARNING_CURVES = {"cofi": paths.PLOTS / "cofi_cost.csv", "content": paths.PLOTS / "content_loss.csv"}
 EVALUATION = paths.METRICS / "evaluation.json"
@@ -59,7 +58,7 @@ def training_info(name: str) -> dict[str, Any]:
     return info
 
 
-def check_catalogue(model: Any, catalogue: Catalogue, folder: Path) -> None:
+def check_catalogue(model: Recommender, catalogue: Catalogue, folder: Path) -> None:
     """The model's catalogue must be the movies of data/raw/movies.parquet, else it was trained on other data."""
     ours = model.catalogue
     same = len(ours) == len(catalogue) and np.array_equal(ours.movie_ids, catalogue.movie_ids)
@@ -72,7 +71,7 @@ def check_catalogue(model: Any, catalogue: Catalogue, folder: Path) -> None:
         )
 
 
-def load_trained(name: str, loader: str, catalogue: Catalogue, dataset: Mapping[str, Any]) -> tuple[Any, str]:
+def load_trained(name: str, loader: str, catalogue: Catalogue, dataset: Mapping[str, Any]) -> tuple[Recommender, str]:
     """(model, its training run id), or a ModelError naming the folder that is missing or mismatched."""
     folder = paths.MODELS / name
     if not folder.is_dir():
@@ -84,12 +83,11 @@ def load_trained(name: str, loader: str, catalogue: Catalogue, dataset: Mapping[
     return model, str(info["mlflow_run_id"])
 
 
-def fit_baselines(train: pd.DataFrame, movies: pd.DataFrame, scale: tuple[float, float], params: Params) -> dict[str, Any]:
-    bias = params.evaluate.bias
+def fit_baselines(data: TrainingData, params: Params) -> dict[str, Recommender]:
     return {
-        "bias": BiasModel.fit(train, movies, scale, bias.reg_user, bias.reg_movie, bias.iterations),
-        "global_mean": GlobalMeanModel.fit(train, movies, scale),
-        "popularity": PopularityModel.fit(train, movies, scale),
+        "bias": BiasModel.fit(data, params.evaluate.bias),
+        "global_mean": GlobalMeanModel.fit(data),
+        "popularity": PopularityModel.fit(data),
     }
 
 
@@ -114,15 +112,16 @@ def protocol_text(params: Params, n_train: int, n_test: int, dataset: Mapping[st
     )
 
 
-def read_inputs() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    train, movies, meta = read_training_inputs()
+def read_inputs() -> tuple[TrainingData, pd.DataFrame, dict[str, Any]]:
+    """(train ratings, movies and scale, test ratings, dataset.json)."""
+    data, meta = read_training_data()
     require(paths.TEST)
     test = read_ratings(paths.TEST)
     if len(test) == 0:
         raise DataError(f"{paths.TEST}: no rows; the test split is empty, nothing to evaluate")
-    if len(train) == 0:
+    if len(data.ratings) == 0:
         raise DataError(f"{paths.TRAIN}: no rows; nothing to fit the baselines on")
-    return train, test, movies, meta
+    return data, test, meta
 
 
 def plot_sample(n_test: int, size: int, seed: int) -> np.ndarray:
@@ -133,7 +132,7 @@ def plot_sample(n_test: int, size: int, seed: int) -> np.ndarray:
 
 
 def evaluate_all(
-    models: Mapping[str, Any], train: pd.DataFrame, test: pd.DataFrame, catalogue: Catalogue, params: Params
+    models: Mapping[str, Recommender], train: pd.DataFrame, test: pd.DataFrame, catalogue: Catalogue, params: Params
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame], pd.DataFrame]:
     """(evaluation.json content, predictions sample per rating model, error by activity of every rating model)."""
     cfg = params.evaluate
@@ -190,15 +189,15 @@ def log_to_mlflow(
 
 def run(params: Params, trained: Mapping[str, str] = TRAINED_MODELS) -> None:
     """`trained` maps model name -> loader ("module:Class"); tests pass their own."""
-    train, test, movies, dataset = read_inputs()
-    catalogue = Catalogue.from_movies(movies)
-    models: dict[str, Any] = {}
+    data, test, dataset = read_inputs()
+    train, catalogue = data.ratings, Catalogue.from_movies(data.movies)
+    models: dict[str, Recommender] = {}
     run_ids: dict[str, str] = {}
     for name, loader in trained.items():
         model, run_ids[name] = load_trained(name, loader, catalogue, dataset)
         # rank exactly as `recsys recommend` does (params.ranking); predict() is unaffected
-        models[name] = ranked(model, params.ranking)
-    models.update(fit_baselines(train, movies, rating_scale(dataset).bounds, params))
+        models[name] = model.with_ranking(params.ranking)
+    models.update(fit_baselines(data, params))
 
     evaluation, samples, activity = evaluate_all(models, train, test, catalogue, params)
     protocol = protocol_text(params, len(train), len(test), dataset)

@@ -15,6 +15,7 @@ from pipeline import io, paths
 from pipeline.data.schema import MOVIE, RATING, RATINGS_COLUMNS, TIMESTAMP, USER, RatingScale, conform_movies, conform_ratings
 from pipeline.errors import DataError, ModelError
 from pipeline.io import atomic_outputs, read_json, write_json
+from pipeline.models.base import TrainingData
 
 MODEL_COLUMNS = (USER, MOVIE, RATING)  # what training and evaluation read: timestamps stay on disk
 MADE_BY = {paths.TRAIN: "split", paths.TEST: "split", paths.RAW_RATINGS: "ingest", paths.RAW_MOVIES: "ingest", paths.RAW_META: "ingest"}
@@ -50,13 +51,14 @@ def read_movies() -> pd.DataFrame:
     return conform_movies(pd.read_parquet(paths.RAW_MOVIES), str(paths.RAW_MOVIES))
 
 
-def read_training_inputs() -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """(train ratings, movies, dataset.json), each checked against the data contract."""
+def read_training_data() -> tuple[TrainingData, dict[str, Any]]:
+    """(what the models are fitted on, dataset.json): the train ratings, the movies and the rating
+    scale, each checked against the data contract."""
     require(paths.TRAIN, paths.RAW_MOVIES, paths.RAW_META)
     meta = read_json(paths.RAW_META)
-    rating_scale(meta)
+    scale = rating_scale(meta)
     dataset_identity(meta)
-    return read_ratings(paths.TRAIN), read_movies(), meta
+    return TrainingData(read_ratings(paths.TRAIN), read_movies(), scale, source=str(paths.TRAIN)), meta
 
 
 def rating_scale(dataset: Mapping[str, Any]) -> RatingScale:

@@ -16,8 +16,9 @@ import pandas as pd
 from pipeline import paths, tracking
 from pipeline.config import Params
 from pipeline.data.schema import MOVIE, RATING, USER
+from pipeline.models.base import TrainingData
 from pipeline.models.cofi import CofiModel
-from pipeline.stages.inputs import dataset_identity, rating_scale, read_training_inputs, save_trained
+from pipeline.stages.inputs import dataset_identity, read_training_data, save_trained
 
 NAME = "cofi"
 MODEL_DIR = paths.MODELS / NAME
@@ -25,23 +26,18 @@ METRICS_FILE = paths.METRICS / "train_cofi.json"
 COST_CSV = paths.PLOTS / "cofi_cost.csv"
 
 
-def cost_steps(model: CofiModel) -> list[int]:
-    """The 0-based iteration of each logged cost: every one for TensorFlow, the logged ones for Spark."""
-    return list(model.history.steps)
-
-
 def cost_table(model: CofiModel) -> pd.DataFrame:
     """iteration (0-based, as the course prints it), cost."""
-    return pd.DataFrame({"iteration": cost_steps(model), "cost": model.history.cost})
+    return pd.DataFrame({"iteration": model.history.cost_steps(), "cost": model.history.cost})
 
 
-def fit(train: pd.DataFrame, movies: pd.DataFrame, params: Params, meta: Mapping[str, Any]) -> CofiModel:
+def fit(data: TrainingData, params: Params) -> CofiModel:
     """The model of `cofi.engine`: Adam in TensorFlow, or ALS on Spark reading the train split."""
     if params.cofi.engine == "spark":
         from pipeline.models.cofi_spark import fit_spark
 
-        return fit_spark(train, movies, params.cofi, params.spark, rating_scale(meta).bounds, paths.TRAIN, source=str(paths.TRAIN))
-    return CofiModel.fit(train, movies, params.cofi, rating_scale(meta).bounds, source=str(paths.TRAIN))
+        return fit_spark(data, params.cofi, params.spark, paths.TRAIN)
+    return CofiModel.fit(data, params.cofi)
 
 
 def train_metrics(
@@ -83,7 +79,8 @@ def cost_figure(table: pd.DataFrame, validation_rmse: list[float]) -> Any:
 
 def run(params: Params) -> None:
     tracking.check_reachable()  # an unreachable tracking server fails here, before any training
-    train, movies, meta = read_training_inputs()
+    data, meta = read_training_data()
+    train = data.ratings
     with tracking.start_run(NAME, params.mlflow.experiment, NAME, meta) as run_id:
         tracking.log_params(
             {
@@ -95,14 +92,14 @@ def run(params: Params) -> None:
             }
         )
         started = time.perf_counter()
-        model = fit(train, movies, params, meta)
+        model = fit(data, params)
         seconds = time.perf_counter() - started
         history = model.history
         tracking.log_params({"parameter_count": model.parameter_count})
         curves = {"train_cost": history.cost}
         if history.validation_rmse:
             curves["validation_rmse"] = history.validation_rmse
-        tracking.log_metric_history(curves, cost_steps(model))
+        tracking.log_metric_history(curves, history.cost_steps())
         metrics = train_metrics(model, train, seconds, run_id, meta)
         tracking.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and k != "parameter_count"})
         table = cost_table(model)

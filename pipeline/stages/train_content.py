@@ -8,6 +8,7 @@ cluster: worker 0 (the chief) does all of the above, the others train in step an
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -22,9 +23,10 @@ from pipeline import paths, tracking
 from pipeline.config import Params
 from pipeline.data.schema import MOVIE, USER
 from pipeline.features import load_features
+from pipeline.models.base import TrainingData
 from pipeline.models.content import ContentModel
 from pipeline.models.distributed import MULTI_WORKER, WorkerTask, worker_task
-from pipeline.stages.inputs import dataset_identity, rating_scale, read_training_inputs, save_trained
+from pipeline.stages.inputs import dataset_identity, read_training_data, save_trained
 
 NAME = "content"
 MODEL_DIR = paths.MODELS / NAME
@@ -135,16 +137,14 @@ def run(params: Params) -> None:
         return
     extra: list[keras.callbacks.Callback] = [] if task is None else [EpochLine(task)]
     tracking.check_reachable()  # an unreachable tracking server fails here, before any training
-    train, movies, meta = read_training_inputs()
-    features = load_features(paths.FEATURES)
+    data, meta = read_training_data_and_features()
+    train = data.ratings
     with tracking.start_run(NAME, params.mlflow.experiment, NAME, meta) as run_id:
         tracking.log_params({"content": params.content.model_dump(), "features": params.features.model_dump()})
         curves = CurveLogger(lambda values, steps: tracking.log_metric_history(values, steps, run_id=run_id))
         started = time.perf_counter()
-        model = ContentModel(params.content).fit(
-            train, features, movies, rating_scale(meta).bounds, callbacks=[curves, *extra],
-            verbose=1 if sys.stdout.isatty() else 0, task=task,
-        )
+        verbose = 1 if sys.stdout.isatty() else 0
+        model = ContentModel.fit(data, params.content, task=task, callbacks=[curves, *extra], verbose=verbose)
         metrics = train_metrics(model, time.perf_counter() - started, run_id, meta)
         table = loss_table(model.history)
         tracking.log_metrics(run_summary(metrics))
@@ -161,12 +161,16 @@ def run(params: Params) -> None:
 
 def run_worker(params: Params, task: WorkerTask) -> None:
     """A non-chief worker: trains its part of every batch in step with the others, writes nothing."""
-    train, movies, meta = read_training_inputs()
-    features = load_features(paths.FEATURES)
-    model = ContentModel(params.content).fit(train, features, movies, rating_scale(meta).bounds, callbacks=[EpochLine(task)], task=task)
+    data, _ = read_training_data_and_features()
+    model = ContentModel.fit(data, params.content, task=task, callbacks=[EpochLine(task)])
     with tempfile.TemporaryDirectory() as scratch:
         model.save(scratch)  # the usual Keras multi-worker pattern: every worker saves, only the chief's copy is kept
     print(f"content: worker {task.index} of {len(task.workers)} done; worker 0 ({task.workers[0]}) writes the model")
+
+
+def read_training_data_and_features() -> tuple[TrainingData, dict[str, Any]]:
+    data, meta = read_training_data()
+    return dataclasses.replace(data, features=load_features(paths.FEATURES)), meta
 
 
 def _fmt(value: float | None) -> str:

@@ -23,67 +23,13 @@ from pipeline.data import movielens
 from pipeline.data.movielens import RELEASES, genres_from_flags, normalise_genres, year_from_title
 from pipeline.data.schema import RatingScale
 from pipeline.errors import DataError
+from tests.factories import FORMAT, GOOD, flags, offline_download, release_encoding, write_release
 
 REAL_DOWNLOAD = movielens.download
 
 
-CHILDRENS = "Children's"
-
-
-def _flags(*genres: str) -> str:
-    return "|".join("1" if g in genres else "0" for g in movielens.ML100K_GENRES)
-
-
-# One small, valid set of files per format (text; encoded as each format is: UTF-8 csv, latin-1 otherwise).
-GOOD = {
-    "csv": {
-        "ratings.csv": "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.5,964981247\n2,1,0.5,1445714835\n",
-        "movies.csv": (
-            "movieId,title,genres\n"
-            "1,Toy Story (1995),Adventure|Animation|Children|Comedy|Fantasy\n"
-            '3,"Misérables, Les (1995)",Drama|War\n'
-            "5,Babylon 5,(no genres listed)\n"
-            "7,Fawlty Towers (1975-1979),Comedy\n"
-        ),
-    },
-    "ml-100k": {
-        "u.data": "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t242\t1\t878887116\n",
-        "u.item": (
-            f"242|Kolya (1996)|24-Jan-1997||http://us.imdb.com/M/title-exact?Kolya%20(1996)|{_flags('Comedy')}\n"
-            f"302|L.A. Confidential (1997)|01-Jan-1997||http://x|{_flags('Crime', 'Film-Noir', 'Mystery', 'Thriller')}\n"
-            f"267|unknown||||{_flags('unknown')}\n"
-            f"1|Toy Story (1995)|01-Jan-1995||http://x|{_flags('Animation', CHILDRENS, 'Comedy')}\n"
-            f"9|Misérables, Les (1995)|||http://x|{_flags('Drama', 'Musical')}\n"
-        ),
-    },
-    "ml-1m": {
-        "ratings.dat": "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n",
-        "movies.dat": (
-            "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
-            "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
-            "260::Star Wars: Episode IV - A New Hope (1977)::Action|Adventure|Fantasy|Sci-Fi\n"
-            "9::Misérables, Les (1995)::Drama|Musical\n"
-        ),
-    },
-}
-FORMAT = {"ml-latest-small": "csv", "ml-25m": "csv", "ml-32m": "csv", "ml-100k": "ml-100k", "ml-1m": "ml-1m"}
 RATINGS_FILE = {"csv": "ratings.csv", "ml-100k": "u.data", "ml-1m": "ratings.dat"}
 MOVIES_FILE = {"csv": "movies.csv", "ml-100k": "u.item", "ml-1m": "movies.dat"}
-
-
-def _encoding(file: str) -> str:
-    return "utf-8" if file.endswith(".csv") else "latin-1"
-
-
-def write_release(root, name, changes=None):
-    """root/<name>/ holding the good files of its format; `changes` overrides (text, bytes, or None to omit)."""
-    folder = root / name
-    folder.mkdir(parents=True, exist_ok=True)
-    contents = {**GOOD[FORMAT[name]], **(changes or {})}
-    for file, text in contents.items():
-        if text is not None:
-            (folder / file).write_bytes(text if isinstance(text, bytes) else text.encode(_encoding(file)))
-    return folder
 
 
 def zip_bytes(entries: dict[str, bytes], symlinks: tuple[str, ...] = ()) -> bytes:
@@ -100,7 +46,7 @@ def zip_bytes(entries: dict[str, bytes], symlinks: tuple[str, ...] = ()) -> byte
 
 def release_zip(name: str) -> bytes:
     files = GOOD[FORMAT[name]]
-    return zip_bytes({f"{name}/{file}": text.encode(_encoding(file)) for file, text in files.items()})
+    return zip_bytes({f"{name}/{file}": text.encode(release_encoding(file)) for file, text in files.items()})
 
 
 def ratings_frame(users, movies, stars, times):
@@ -123,11 +69,6 @@ def movies_frame(ids, titles, years, genres):
             "genres": pd.Series(genres, dtype=object),
         }
     )
-
-
-def offline_download(url, target, md5=None):
-    """Stands in for movielens.download: tests never reach the network."""
-    raise DataError(f"cannot download {url} (offline in tests)")
 
 
 @pytest.fixture(autouse=True)
@@ -297,7 +238,7 @@ BAD_FILES = [
     (
         "ml-100k",
         "u.item",
-        f"1|Toy Story (1995)|01-Jan-1995||x|{_flags('Comedy').replace('1', '2')}\n",
+        f"1|Toy Story (1995)|01-Jan-1995||x|{flags('Comedy').replace('1', '2')}\n",
         r"u\.item: 1 row have genre flags other than 0 or 1 \(e\.g\. 'movie 1'\)",
     ),
 ]

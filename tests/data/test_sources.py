@@ -14,7 +14,7 @@ from pipeline.data import movielens
 from pipeline.data.schema import MOVIES_DTYPES, RATINGS_DTYPES, RatingScale
 from pipeline.data.sources import dataset_metadata, fingerprint, load_source
 from pipeline.errors import DataError
-from tests.data.test_movielens import offline_download, write_release
+from tests.factories import offline_download, write_release
 
 TINY = SyntheticParams(n_users=10, n_movies=80, n_ratings=300, min_user_ratings=20, seed=5)
 

@@ -26,33 +26,10 @@ from pipeline.data.validation import (
     validate_to_reports,
 )
 from pipeline.errors import DataError
+from tests.factories import T, clean_movies, clean_ratings
 
-T = 1_000_000_000
 SCALE = RatingScale(0.5, 5.0, 0.5)
 PARAMS = ValidateParams(min_ratings=6, min_movies=3, min_users=3, min_timestamp=788_918_400)
-
-
-def clean_ratings() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "user_id": np.array([1, 1, 2, 2, 3, 3], dtype="int64"),
-            "movie_id": np.array([10, 20, 10, 30, 20, 30], dtype="int64"),
-            "rating": [4.0, 3.5, 5.0, 0.5, 2.0, 1.5],
-            "timestamp": np.array([T, T + 1, T + 2, T + 3, T + 4, T + 5], dtype="int64"),
-        }
-    )
-
-
-def clean_movies() -> pd.DataFrame:
-    """As pandas 3 reads it back from parquet: str titles and genres, nullable Int64 year."""
-    return pd.DataFrame(
-        {
-            "movie_id": np.array([10, 20, 30], dtype="int64"),
-            "title": pd.array(["Toy Story (1995)", "Heat (1995)", "Untitled"], dtype="str"),
-            "year": pd.array([1995, 1995, None], dtype="Int64"),
-            "genres": pd.array(["Adventure|Animation|Children|Comedy|Fantasy", "Action|Crime|Thriller", ""], dtype="str"),
-        }
-    )
 
 
 def failed(outcome: ValidationOutcome) -> dict[tuple[str, str, str | None], Check]:

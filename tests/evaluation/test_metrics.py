@@ -29,7 +29,7 @@ from pipeline.evaluation.metrics import (
 )
 from pipeline.models.base import Catalogue, SeenItems
 from pipeline.models.baselines import BiasModel, PopularityModel
-from tests.evaluation.data import tiny_movies, tiny_ratings
+from tests.factories import tiny_movies, tiny_ratings, training_data
 
 
 def scored(actual, predicted) -> pd.DataFrame:
@@ -164,7 +164,7 @@ def test_fewer_candidates_than_k_and_a_user_who_rated_everything(catalogue):
 
 def test_blocks_of_users_give_the_same_lists_as_one_block():
     train, movies = tiny_ratings(n_users=9), tiny_movies()
-    model = BiasModel.fit(train, movies)
+    model = BiasModel.fit(training_data(train, movies))
     seen = SeenItems.from_ratings(train, model.catalogue)
     users = np.arange(1, 10)
     whole = top_k_items(model.score_block, model.catalogue, seen, users, k=4)
@@ -203,7 +203,7 @@ def test_error_by_activity_bins_users_by_training_ratings():
 def test_evaluate_model_gives_the_schema_of_evaluation_json():
     train, movies = tiny_ratings(), tiny_movies()
     test = tiny_ratings(per_user=3, seed=1).assign(user_id=lambda f: f["user_id"] + 4)  # users 5..12: 9..12 unknown
-    bias, popularity = BiasModel.fit(train, movies), PopularityModel.fit(train, movies)
+    bias, popularity = BiasModel.fit(training_data(train, movies)), PopularityModel.fit(training_data(train, movies))
     seen = SeenItems.from_ratings(train, bias.catalogue)
     settings = {"k": 3, "relevance_threshold": 4.0, "cold_threshold": 6}
     result, predictions = evaluate_model(bias, train, test, seen, **settings)
@@ -229,7 +229,7 @@ def test_with_held_out_users_the_whole_test_set_is_cold_and_still_ranked():
     from pipeline.split import split_ratings
 
     train, test = split_ratings(tiny_ratings(n_users=10, per_user=8), "cold_user", 0.3, 0)
-    model = BiasModel.fit(train, tiny_movies())
+    model = BiasModel.fit(training_data(train, tiny_movies()))
     result, _ = evaluate_model(
         model, train, test, SeenItems.from_ratings(train, model.catalogue), k=3, relevance_threshold=4.0, cold_threshold=1
     )

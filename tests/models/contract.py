@@ -1,5 +1,5 @@
-"""The model contract (pipeline/models/base.py: predict in stars with fallbacks, recommend, save/load
-without pickle) as one test suite that every model's test class inherits.
+"""The model contract (pipeline.models.base.Recommender) as one test suite that every model's test
+class inherits.
 
     class TestCofiContract(ModelContract):
         @pytest.fixture(scope="class")
@@ -8,27 +8,66 @@ without pickle) as one test suite that every model's test class inherits.
         def model(self, fit): return fit()
         # train (ratings frame the model was fitted on) and movies fixtures likewise
 
-Override `rating_range` for datasets on another scale, and `predicts_ratings = False` for a
+Override `scale` for datasets on another rating scale, and `predicts_ratings = False` for a
 ranking-only model (popularity).
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.data.schema import MOVIE, TITLE, USER
+from pipeline.config import RankingParams
+from pipeline.data.schema import MOVIE, TITLE, USER, RatingScale
 from pipeline.errors import DataError, RecsysError
+from pipeline.models.base import Catalogue, Recommender, SeenItems
+from pipeline.models.ranking import adjust_scores
 
 UNKNOWN_ID = 987_654_321
+RECOMMENDER_METHODS = ("fit", "predict", "score_block", "recommend", "with_ranking", "save", "load")
+
+
+def assert_signature_extends(method, protocol_method, name: str) -> None:
+    """`method` takes the protocol's parameters (same names and kinds, the protocol's defaults kept;
+    annotations aside), then only keyword-only parameters with defaults."""
+    wanted = list(inspect.signature(protocol_method).parameters.values())
+    got = list(inspect.signature(method).parameters.values())
+    assert [(p.name, p.kind) for p in got[: len(wanted)]] == [(p.name, p.kind) for p in wanted], f"{name}{inspect.signature(method)}"
+    kept = [p.default == w.default for p, w in zip(got, wanted) if w.default is not w.empty]
+    assert all(kept), f"{name}{inspect.signature(method)}: the protocol's defaults are {inspect.signature(protocol_method)}"
+    extras = got[len(wanted) :]
+    assert all(p.kind is p.KEYWORD_ONLY and p.default is not p.empty for p in extras), f"{name}: extra parameters {extras}"
 
 
 class ModelContract:
-    rating_range: tuple[float, float] = (0.5, 5.0)
+    scale: RatingScale = RatingScale(0.5, 5.0, 0.5)
     predicts_ratings: bool = True
+
+    # ---- the protocol --------------------------------------------------------------------
+    def test_the_model_follows_the_recommender_protocol(self, model):
+        assert isinstance(model, Recommender)
+        cls = type(model)
+        for name in ("fit", "load"):
+            assert isinstance(inspect.getattr_static(cls, name), classmethod), f"{name} must be a classmethod"
+        for name in RECOMMENDER_METHODS:
+            assert_signature_extends(getattr(cls, name), getattr(Recommender, name), name)
+        assert isinstance(model.catalogue, Catalogue) and isinstance(model.seen, SeenItems)
+        assert model.predicts_ratings is self.predicts_ratings
+
+    def test_with_ranking_returns_a_ranked_copy_and_leaves_the_model_as_it_was(self, model, train):
+        users = np.unique(train[USER].to_numpy())[:4]
+        raw = model.score_block(users).copy()
+        ranking = RankingParams(shrinkage=20.0, popularity_weight=0.5, min_support=0)
+        ranked = model.with_ranking(ranking)
+        assert type(ranked) is type(model) and ranked is not model
+        np.testing.assert_array_equal(model.score_block(users), raw)
+        support = np.bincount(model.seen.indices, minlength=len(model.catalogue))
+        np.testing.assert_allclose(ranked.score_block(users), adjust_scores(raw, support, shrinkage=20.0, popularity_weight=0.5))
+        np.testing.assert_array_equal(ranked.with_ranking(None).score_block(users), raw)
 
     # ---- predict -------------------------------------------------------------------------
     def test_predict_returns_one_finite_rating_per_row_inside_the_range(self, model, train):
@@ -40,7 +79,7 @@ class ModelContract:
         assert predictions.shape == (len(pairs),)
         assert np.issubdtype(predictions.dtype, np.floating)
         assert np.isfinite(predictions).all()
-        low, high = self.rating_range
+        low, high = self.scale.bounds
         assert predictions.min() >= low and predictions.max() <= high
 
     def test_predict_on_no_rows_returns_an_empty_array(self, model):
@@ -57,7 +96,7 @@ class ModelContract:
             {USER: [UNKNOWN_ID, known_user, UNKNOWN_ID], MOVIE: [known_movie, UNKNOWN_ID, UNKNOWN_ID]}
         )
         predictions = model.predict(pairs)
-        low, high = self.rating_range
+        low, high = self.scale.bounds
         assert np.isfinite(predictions).all()
         assert ((predictions >= low) & (predictions <= high)).all()
 

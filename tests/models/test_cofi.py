@@ -10,38 +10,15 @@ import tensorflow as tf
 from sklearn.model_selection import train_test_split
 
 from pipeline.config import COURSE_COFI, CofiParams, SyntheticParams, parse_params
-from pipeline.data.schema import GENRES, MOVIE, RATING, TIMESTAMP, TITLE, USER, YEAR
+from pipeline.data.schema import MOVIE, RATING, TITLE, USER, RatingScale
 from pipeline.errors import ConfigError, DataError, ModelError, RecsysError
 from pipeline.models.base import index_of
 from pipeline.models.cofi import CofiModel, cofi_cost, encode, movie_means, sparse_cost, validation_mask
+from tests.factories import SCALE, low_rank_ratings, training_data
 from tests.models.contract import UNKNOWN_ID, ModelContract
 
-RANGE = (0.5, 5.0)
 # small and quick: every fit in this file takes a fraction of a second
 FAST = CofiParams(num_features=4, iterations=15, lambda_=0.05)
-
-
-def low_rank_ratings(n_users: int = 30, n_movies: int = 40, density: float = 0.5, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Ratings = 3.5 + user bias + movie bias + rank-2 interaction + noise, on half stars; ids start at 10."""
-    rng = np.random.default_rng(seed)
-    user_factors, movie_factors = rng.normal(0, 0.7, (n_users, 2)), rng.normal(0, 0.7, (n_movies, 2))
-    full = 3.5 + rng.normal(0, 0.4, (n_users, 1)) + rng.normal(0, 0.4, (1, n_movies)) + user_factors @ movie_factors.T
-    full += rng.normal(0, 0.3, full.shape)
-    users, movies = np.nonzero(rng.random(full.shape) < density)
-    ratings = pd.DataFrame(
-        {
-            USER: (users + 10).astype(np.int64),
-            MOVIE: (movies + 10).astype(np.int64),
-            RATING: np.clip(np.round(full[users, movies] * 2) / 2, *RANGE),
-            TIMESTAMP: np.arange(len(users), dtype=np.int64),
-        }
-    )
-    # two catalogue movies nobody rated (ids 10 + n_movies and the next)
-    ids = np.arange(10, 10 + n_movies + 2, dtype=np.int64)
-    movies_frame = pd.DataFrame(
-        {MOVIE: ids, TITLE: [f"Movie {i} (2000)" for i in ids], YEAR: pd.array([2000] * len(ids), "Int64"), GENRES: "Drama"}
-    )
-    return ratings, movies_frame
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +118,7 @@ class TestCofiContract(ModelContract):
 
     @pytest.fixture(scope="class")
     def fit(self, train, movies):
-        return lambda: CofiModel.fit(train, movies, FAST, RANGE)
+        return lambda: CofiModel.fit(training_data(train, movies), FAST)
 
     @pytest.fixture(scope="class")
     def model(self, fit):
@@ -150,7 +127,7 @@ class TestCofiContract(ModelContract):
 
 def test_mini_batches_and_validation_are_deterministic_too(tiny):
     params = FAST.model_copy(update={"batch_size": 64, "validation_fraction": 0.2, "patience": 2})
-    first, second = (CofiModel.fit(*tiny, params, RANGE) for _ in range(2))
+    first, second = (CofiModel.fit(training_data(*tiny), params) for _ in range(2))
     assert first.history.cost == second.history.cost
     np.testing.assert_array_equal(first.factors["X"], second.factors["X"])
 
@@ -160,7 +137,7 @@ def test_mini_batches_and_validation_are_deterministic_too(tiny):
 
 def test_the_cost_goes_down(tiny):
     for params in (FAST, FAST.model_copy(update={"cost": "sum", "dtype": "float64"})):
-        cost = np.array(CofiModel.fit(*tiny, params, RANGE).history.cost)
+        cost = np.array(CofiModel.fit(training_data(*tiny), params).history.cost)
         assert len(cost) == params.iterations
         assert cost[-1] < 0.5 * cost[0]
         assert (np.diff(cost) < 0).mean() > 0.8
@@ -170,9 +147,9 @@ def test_full_batch_in_chunks_takes_the_same_steps_as_one_batch(tiny, monkeypatc
     import pipeline.models.cofi as cofi
 
     params = FAST.model_copy(update={"dtype": "float64"})
-    whole = CofiModel.fit(*tiny, params, RANGE)
+    whole = CofiModel.fit(training_data(*tiny), params)
     monkeypatch.setattr(cofi, "CHUNK", 100)  # ~600 ratings -> 6 chunks, gradients summed
-    chunked = CofiModel.fit(*tiny, params, RANGE)
+    chunked = CofiModel.fit(training_data(*tiny), params)
     np.testing.assert_allclose(chunked.history.cost, whole.history.cost, rtol=1e-9)
     np.testing.assert_allclose(chunked.factors["X"], whole.factors["X"], rtol=1e-6, atol=1e-9)
 
@@ -186,7 +163,7 @@ def test_predictions_in_chunks_equal_the_per_pair_formula(tiny, plain, monkeypat
     movie = np.searchsorted(plain.movie_ids, pairs[MOVIE].to_numpy())
     user = np.searchsorted(plain.user_ids, pairs[USER].to_numpy())
     X, W, b = plain.factors["X"].astype(np.float64), plain.factors["W"].astype(np.float64), plain.factors["b"]
-    by_hand = np.clip((X[movie] * W[user]).sum(axis=1) + b[user] + plain.means[movie], *RANGE)
+    by_hand = np.clip((X[movie] * W[user]).sum(axis=1) + b[user] + plain.means[movie], *SCALE.bounds)
     np.testing.assert_allclose(chunked, by_hand, rtol=1e-12)
 
 
@@ -217,7 +194,7 @@ def test_mini_batches_are_built_one_at_a_time(tiny, monkeypatch):
     monkeypatch.setattr(cofi, "_batches", batches)
     monkeypatch.setattr(cofi._Trainer, "__init__", init)
     params = FAST.model_copy(update={"batch_size": 100, "iterations": 1})
-    CofiModel.fit(*tiny, params, RANGE)
+    CofiModel.fit(training_data(*tiny), params)
     assert len(alive) == len(built) > 3
     assert alive == list(range(1, len(built) + 1))  # batch i ran before batch i + 1 was made
 
@@ -225,7 +202,7 @@ def test_mini_batches_are_built_one_at_a_time(tiny, monkeypatch):
 def test_course_setup_is_reachable_and_is_the_course_formula(tiny):
     """COURSE_COFI trains the course's summed cost: the first logged cost is J at the initial values."""
     params = COURSE_COFI.model_copy(update={"iterations": 2})
-    model = CofiModel.fit(*tiny, params, RANGE)
+    model = CofiModel.fit(training_data(*tiny), params)
     data = encode(tiny[0])
     means, _ = movie_means(data.movie_idx, data.ratings, len(data.movie_ids), 0.0)
     rng = np.random.default_rng([params.seed, 0])
@@ -275,13 +252,13 @@ def test_every_param_changes_the_result(tiny, key):
     changed = CofiParams.model_validate({**base.model_dump(), key: ALTERNATIVES[key]})
     assert changed != base
     pairs = tiny[0][[USER, MOVIE]]
-    before, after = (fingerprint(CofiModel.fit(*tiny, p, RANGE), pairs) for p in (base, changed))
+    before, after = (fingerprint(CofiModel.fit(training_data(*tiny), p), pairs) for p in (base, changed))
     assert before[1] != after[1] or not np.array_equal(before[0], after[0]), f"cofi.{key} has no effect"
 
 
 def test_early_stopping_restores_the_best_iteration(tiny):
     params = FAST.model_copy(update={"validation_fraction": 0.3, "patience": 2, "iterations": 200, "lambda_": 0.0, "num_features": 8})
-    history = CofiModel.fit(*tiny, params, RANGE).history
+    history = CofiModel.fit(training_data(*tiny), params).history
     assert history.iterations_run < 200
     assert history.best_iteration == int(np.argmin(history.validation_rmse))
     assert history.iterations_run == history.best_iteration + 1 + 2
@@ -300,7 +277,7 @@ def test_beats_a_bias_only_baseline_on_the_synthetic_default():
 
     ratings, movies = generate(SyntheticParams())
     train, test = train_test_split(ratings, test_size=0.2, random_state=0)
-    model = CofiModel.fit(train, movies, CofiParams(iterations=20), RANGE)
+    model = CofiModel.fit(training_data(train, movies), CofiParams(iterations=20))
     cofi_rmse = rmse(model.predict(test), test)
     assert cofi_rmse < bias_baseline_rmse(train, test) - 0.01
 
@@ -321,7 +298,7 @@ def bias_baseline_rmse(train: pd.DataFrame, test: pd.DataFrame, reg_user: float 
         bm = np.bincount(mi, r - bu[ui], len(movies)) / (np.bincount(mi, minlength=len(movies)) + reg_movie)
     lookup_u = pd.Series(bu, users).reindex(test[USER]).fillna(0).to_numpy()
     lookup_m = pd.Series(bm, movies).reindex(test[MOVIE]).fillna(0).to_numpy()
-    return rmse(np.clip(g + lookup_u + lookup_m, *RANGE), test)
+    return rmse(np.clip(g + lookup_u + lookup_m, *SCALE.bounds), test)
 
 
 # ---- predictions and fallbacks ------------------------------------------------------------------
@@ -330,7 +307,7 @@ def bias_baseline_rmse(train: pd.DataFrame, test: pd.DataFrame, reg_user: float 
 @pytest.fixture(scope="module")
 def plain(tiny) -> CofiModel:
     """Plain movie means (no shrinkage), so fallbacks can be checked by hand."""
-    return CofiModel.fit(*tiny, FAST.model_copy(update={"mean_shrinkage": 0.0}), RANGE)
+    return CofiModel.fit(training_data(*tiny), FAST.model_copy(update={"mean_shrinkage": 0.0}))
 
 
 def test_unknown_user_gets_the_movie_mean_and_unknown_movie_the_global_mean(tiny, plain):
@@ -351,7 +328,7 @@ def test_shrinkage_pulls_movie_means_toward_the_global_mean():
 
 
 def test_predictions_are_clipped_to_the_rating_range(tiny):
-    model = CofiModel.fit(*tiny, FAST, (2.0, 3.0))
+    model = CofiModel.fit(training_data(*tiny, scale=RatingScale(2.0, 3.0, 0.5)), FAST)
     predicted = model.predict(tiny[0][[USER, MOVIE]])
     assert predicted.min() == 2.0 and predicted.max() == 3.0
 
@@ -412,24 +389,24 @@ def test_recommend_unknown_user_names_the_id(plain):
 
 def test_empty_train_is_a_clear_data_error(tiny):
     with pytest.raises(DataError, match="train.parquet: no ratings"):
-        CofiModel.fit(tiny[0].iloc[:0], tiny[1], FAST, RANGE, source="train.parquet")
+        CofiModel.fit(training_data(tiny[0].iloc[:0], tiny[1], source="train.parquet"), FAST)
 
 
 def test_nan_ratings_are_a_clear_data_error(tiny):
     train = tiny[0].copy()
     train.loc[[3, 8], RATING] = np.nan
     with pytest.raises(DataError, match=r"train.parquet: column 'rating': 2 rows are not finite"):
-        CofiModel.fit(train, tiny[1], FAST, RANGE, source="train.parquet")
+        CofiModel.fit(training_data(train, tiny[1], source="train.parquet"), FAST)
 
 
 def test_movies_missing_from_the_catalogue_are_a_clear_data_error(tiny):
     with pytest.raises(DataError, match="column 'movie_id'.*missing from the movies table"):
-        CofiModel.fit(tiny[0], tiny[1].iloc[5:], FAST, RANGE)
+        CofiModel.fit(training_data(tiny[0], tiny[1].iloc[5:]), FAST)
 
 
 def test_a_diverging_cost_stops_training_with_a_message(tiny):
     with pytest.raises(ModelError, match="cost became (inf|nan) at iteration .*learning_rate"):
-        CofiModel.fit(*tiny, FAST.model_copy(update={"learning_rate": 1e20}), RANGE)
+        CofiModel.fit(training_data(*tiny), FAST.model_copy(update={"learning_rate": 1e20}))
 
 
 @pytest.mark.parametrize(

@@ -33,11 +33,10 @@ from pipeline.models.cofi_spark import (
     reg_param,
 )
 from pipeline.stages.train_cofi import COST_CSV, METRICS_FILE, MODEL_DIR, run
-from tests.models.test_cofi import low_rank_ratings
+from tests.factories import SCALE, low_rank_ratings, training_data
 from tests.stages.test_train_cofi import workdir  # noqa: F401  (a fixture: tiny inputs in a temporary folder)
 
 pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
-RANGE = (0.5, 5.0)
 CONF = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
@@ -115,7 +114,7 @@ def test_ids_beyond_int32_are_a_data_error_naming_the_column():
     ratings, movies = low_rank_ratings(n_users=4, n_movies=5)
     ratings.loc[0, USER] = 2**31
     with pytest.raises(DataError, match=r"train.parquet: column 'user_id': 1 row are outside ALS's id range"):
-        fit_spark(ratings, movies, PARAMS, SPARK, RANGE, "unused.parquet", source="train.parquet")
+        fit_spark(training_data(ratings, movies, source="train.parquet"), PARAMS, SPARK, "unused.parquet")
 
 
 def test_an_unreachable_master_fails_within_the_timeout_naming_it():
@@ -123,7 +122,7 @@ def test_an_unreachable_master_fails_within_the_timeout_naming_it():
     ratings, movies = low_rank_ratings(n_users=4, n_movies=5)
     started = time.perf_counter()
     with pytest.raises(RecsysError, match=f"Spark master {master} cannot be reached"):
-        fit_spark(ratings, movies, PARAMS, SparkParams(master=master, connect_timeout_seconds=2), RANGE, "unused.parquet")
+        fit_spark(training_data(ratings, movies), PARAMS, SparkParams(master=master, connect_timeout_seconds=2), "unused.parquet")
     assert time.perf_counter() - started < 5
 
 
@@ -138,7 +137,7 @@ def spark_like_model(history: History) -> CofiModel:
         "b": np.zeros(len(data.user_ids), np.float32),
     }
     means = movie_means(data.movie_idx, data.ratings, len(data.movie_ids), PARAMS.mean_shrinkage)
-    return CofiModel.assemble(ratings, data, catalogue, factors, means, RANGE, PARAMS, history)
+    return CofiModel.assemble(ratings, data, catalogue, factors, means, SCALE.bounds, PARAMS, history)
 
 
 def test_save_and_load_keep_a_spark_history_whole(tmp_path):
@@ -191,7 +190,7 @@ def data(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame, Path]:
 @pytest.fixture(scope="module")
 def fitted(session, data) -> CofiModel:
     ratings, movies, parquet = data
-    return fit_spark(ratings, movies, PARAMS, SPARK, RANGE, parquet)
+    return fit_spark(training_data(ratings, movies), PARAMS, SPARK, parquet)
 
 
 def test_the_model_has_movie_means_zero_user_biases_and_beats_the_means(fitted, data):
@@ -214,9 +213,9 @@ def test_predictions_are_als_own_predictions_plus_the_movie_means_and_the_seed_f
     item = als.itemFactors.toPandas().sort_values("id")
     np.testing.assert_array_equal(np.stack(item["features"]).astype(np.float32), fitted.factors["X"])
     direct = als.transform(frame).toPandas().merge(means, on=MOVIE)
-    expected = np.clip(direct["prediction"] + direct["mean"], *RANGE)
+    expected = np.clip(direct["prediction"] + direct["mean"], *SCALE.bounds)
     np.testing.assert_allclose(fitted.predict(direct[[USER, MOVIE]].astype(np.int64)), expected, atol=1e-5)
-    other = fit_spark(ratings, movies, PARAMS.model_copy(update={"seed": PARAMS.seed + 1}), SPARK, RANGE, parquet)
+    other = fit_spark(training_data(ratings, movies), PARAMS.model_copy(update={"seed": PARAMS.seed + 1}), SPARK, parquet)
     assert not np.allclose(other.factors["X"], fitted.factors["X"], atol=1e-3)
 
 
@@ -235,7 +234,7 @@ def test_model_format_round_trip(fitted, data, tmp_path):
 def test_a_spark_failure_is_one_model_error_line_and_the_session_is_left_running(session, data):
     ratings, movies, parquet = data
     with pytest.raises(ModelError, match=r"Spark ALS failed on master local\[2\]: .*missing\.parquet") as error:
-        fit_spark(ratings, movies, PARAMS, SPARK, RANGE, parquet.parent / "missing.parquet")
+        fit_spark(training_data(ratings, movies), PARAMS, SPARK, parquet.parent / "missing.parquet")
     assert "\n" not in str(error.value)
     assert session.range(3).count() == 3  # the module's session was reused, not stopped
 

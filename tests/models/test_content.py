@@ -17,9 +17,9 @@ from pipeline.features import USER_FEATURE_COLUMNS, build_features
 from pipeline.models.baselines import BiasModel
 from pipeline.models.content import MOVIE_TOWER, USER_TOWER, ContentModel, build_network, build_trainer
 from pipeline.models.content_input import feature_matrix, rating_batches, validation_split
+from tests.factories import training_data
 from tests.models.contract import UNKNOWN_ID, ModelContract
 
-RANGE = (0.5, 5.0)
 TINY = ContentParams(
     user_layers=[8], item_layers=[8], embedding_dim=4, learning_rate=0.05, epochs=8, batch_size=64,
     validation_fraction=0.2, patience=None, seed=7,
@@ -40,7 +40,7 @@ def tiny_data():
 
 def fit_tiny(tiny_data, **overrides) -> ContentModel:
     train, _, movies, features = tiny_data
-    return ContentModel(TINY.model_copy(update=overrides)).fit(train, features, movies, RANGE)
+    return ContentModel.fit(training_data(train, movies, features=features), TINY.model_copy(update=overrides))
 
 
 @pytest.fixture(scope="module")
@@ -321,7 +321,7 @@ def with_users(data, users: pd.DataFrame):
 def test_a_features_table_missing_a_column_is_a_data_error_naming_it(tiny_data):
     train, features, movies = with_users(tiny_data, tiny_data[3].users.drop(columns=["avg_Drama"]))
     with pytest.raises(DataError, match="features users: missing column.*avg_Drama"):
-        ContentModel(TINY).fit(train, features, movies, RANGE)
+        ContentModel.fit(training_data(train, movies, features=features), TINY)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -330,7 +330,7 @@ def test_nan_or_inf_in_a_features_table_is_a_data_error_naming_the_column(tiny_d
     users.loc[users.index[[1, 3]], "avg_Comedy"] = bad
     train, features, movies = with_users(tiny_data, users)
     with pytest.raises(DataError, match="column 'avg_Comedy': 2 rows are NaN, infinite"):
-        ContentModel(TINY).fit(train, features, movies, RANGE)
+        ContentModel.fit(training_data(train, movies, features=features), TINY)
 
 
 def test_inf_in_the_movie_table_is_named_too(tiny_data):
@@ -338,7 +338,7 @@ def test_inf_in_the_movie_table_is_named_too(tiny_data):
     table = features.movies.astype({"year": "float64"})
     table.loc[0, "year"] = -np.inf
     with pytest.raises(DataError, match="features movies: column 'year': 1 row are NaN"):
-        ContentModel(TINY).fit(train, dataclasses.replace(features, movies=table), movies, RANGE)
+        ContentModel.fit(training_data(train, movies, features=dataclasses.replace(features, movies=table)), TINY)
 
 
 def test_columns_in_another_order_than_trained_are_a_data_error_naming_the_column(tiny_model, tiny_data):
@@ -348,7 +348,7 @@ def test_columns_in_another_order_than_trained_are_a_data_error_naming_the_colum
         tiny_model.user_embeddings(swapped)
     train, features, movies = with_users(tiny_data, swapped)
     with pytest.raises(DataError, match="column 'n_ratings'"):
-        ContentModel(TINY).fit(train, features, movies, RANGE)
+        ContentModel.fit(training_data(train, movies, features=features), TINY)
 
 
 def test_feature_matrix_ignores_id_columns_and_keeps_the_trained_order():
@@ -367,8 +367,8 @@ def test_beats_the_bias_only_baseline_for_users_with_genre_tastes():
     ratings, movies = generate(synthetic)
     train, test = split_rows(ratings, seed=1)
     params = ContentParams(user_layers=[32], item_layers=[32], embedding_dim=8, epochs=8, batch_size=256, validation_fraction=0.1, patience=2, seed=1)
-    model = ContentModel(params).fit(train, build_features(train, movies, 0.0), movies, RANGE)
-    baseline = BiasModel.fit(train, movies, RANGE)
+    model = ContentModel.fit(training_data(train, movies, features=build_features(train, movies, 0.0)), params)
+    baseline = BiasModel.fit(training_data(train, movies))
 
     spread = build_world(synthetic).taste.std(axis=1)  # users 1..n in id order
     strong = test[USER].isin(np.flatnonzero(spread > np.median(spread)) + 1).to_numpy()

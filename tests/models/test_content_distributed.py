@@ -28,9 +28,9 @@ from pipeline.models.content import ContentModel
 from pipeline.models.content_input import rating_batches
 from pipeline.models.distributed import WorkerTask, worker_failure, worker_task
 from pipeline.stages import train_content
+from tests.factories import training_data
 
 REPO = Path(__file__).resolve().parents[2]
-RANGE = (0.5, 5.0)
 CONTENT = {
     "user_layers": [8], "item_layers": [8], "embedding_dim": 4, "learning_rate": 0.05, "epochs": 5,
     "batch_size": 64, "validation_fraction": 0.2, "patience": None, "seed": 3,
@@ -87,10 +87,9 @@ def test_the_model_trains_under_the_strategy_only_when_handed_a_worker_task():
         ({**CONTENT, "distribute": "multi_worker"}, None, "no worker task"),
         (CONTENT, WorkerTask(("127.0.0.1:1",), 0), "a worker task"),
     ):
-        model = ContentModel(ContentParams(**content))
-        with pytest.raises(ConfigError, match=f"content.distribute is {model.params.distribute} but {wrong} was given"):
-            model.fit(ratings, features, movies, RANGE, task=task)
-        assert model.network is None
+        params = ContentParams(**content)
+        with pytest.raises(ConfigError, match=f"content.distribute is {params.distribute} but {wrong} was given"):
+            ContentModel.fit(training_data(ratings, movies, features=features), params, task=task)
 
 
 def test_distribute_defaults_to_one_worker_and_refuses_unknown_values():
@@ -223,7 +222,7 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(cluster_factory, m
     monkeypatch.chdir(chief)
     train = pd.read_parquet(paths.TRAIN)
     movies = pd.read_parquet(paths.RAW_MOVIES)
-    single = ContentModel(ContentParams(**CONTENT)).fit(train, load_features(paths.FEATURES), movies, RANGE)
+    single = ContentModel.fit(training_data(train, movies, features=load_features(paths.FEATURES)), ContentParams(**CONTENT))
     distributed = ContentModel.load(train_content.MODEL_DIR)
 
     # Every global batch of 64 is split 32/32 between the workers and their mean gradients are

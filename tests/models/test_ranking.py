@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.config import CofiParams, RankingParams
 from pipeline.models.base import top_n
+from pipeline.models.cofi import CofiModel
 from pipeline.models.ranking import adjust_scores
+from tests.factories import low_rank_ratings, training_data
 
 SCORES = np.array([[5.0, 4.0, 3.0]])  # the user's mean score is 4
 SUPPORT = np.array([1, 100, 10])
@@ -53,21 +56,14 @@ def test_mismatched_shapes_and_impossible_settings_are_refused():
 # ---- SupportRanking: the adjusted scores are what recommend() and score_block() rank by ----------
 @pytest.fixture(scope="module")
 def cofi_pair():
-    from pipeline.config import CofiParams
-    from pipeline.models.cofi import CofiModel
-    from tests.models.test_cofi import low_rank_ratings
-
+    """(a model, the same model ranked with shrinkage 20, its training ratings)."""
     train, movies = low_rank_ratings()
-    params = CofiParams(num_features=3, iterations=5)
-    return CofiModel.fit(train, movies, params, (0.5, 5.0)), CofiModel.fit(train, movies, params, (0.5, 5.0)), train
+    raw = CofiModel.fit(training_data(train, movies), CofiParams(num_features=3, iterations=5))
+    return raw, raw.with_ranking(RankingParams(shrinkage=20, popularity_weight=0.0, min_support=0)), train
 
 
 def test_a_model_ranks_by_raw_scores_until_a_ranking_is_set(cofi_pair):
-    from pipeline.config import RankingParams
-
     raw, ranked, train = cofi_pair
-    ranking = RankingParams(shrinkage=20, popularity_weight=0.0, min_support=0)
-    ranked.with_ranking(ranking)
     users = np.unique(train["user_id"])[:5]
     support = np.bincount(raw.seen.indices, minlength=len(raw.catalogue))
     assert (ranked.movie_support() == support).all() and support.sum() == len(train)

@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 
 from pipeline import paths, tracking
-from pipeline.config import parse_params
+from pipeline.config import BiasParams, parse_params
 from pipeline.errors import DataError, ModelError
 from pipeline.models.baselines import BiasModel
 from pipeline.split import split_ratings
 from pipeline.models.loading import TRAINED_MODELS
 from pipeline.stages.evaluate import run
 from pipeline.stages.inputs import dataset_identity
-from tests.evaluation.data import tiny_movies, tiny_ratings
+from tests.factories import tiny_movies, tiny_ratings, training_data
 
 PARAMS = parse_params({"evaluate": {"k": 3, "cold_threshold": 4, "plot_sample": 5}, "mlflow": {"experiment": "eval-test"}})
 DATASET = {"source": "synthetic", "rating_min": 0.5, "rating_max": 5.0, "rating_step": 0.5, "fingerprint": "f00d"}
@@ -40,7 +40,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def fake_trained_model(run_id: str | None = "new", name: str = "cofi", **info) -> str | None:
     """models/<name> (a bias model), metrics/train_<name>.json (run id, the dataset as the training
     stages record it, `info` on top; a None value drops the key) and, by default, its MLflow training run."""
-    BiasModel.fit(pd.read_parquet(paths.TRAIN), tiny_movies(), reg_user=1.0).save(paths.MODELS / name)
+    BiasModel.fit(training_data(pd.read_parquet(paths.TRAIN), tiny_movies()), BiasParams(reg_user=1.0)).save(paths.MODELS / name)
     if run_id == "new":
         with tracking.start_run(name, "eval-test", name, DATASET) as run_id:
             pass

@@ -13,7 +13,7 @@ from pipeline.config import DataParams, Params, SyntheticParams
 from pipeline.data import movielens
 from pipeline.data.sources import fingerprint
 from pipeline.errors import DataError
-from tests.data.test_movielens import offline_download
+from tests.factories import offline_download
 from pipeline.paths import RAW, RAW_META, RAW_MOVIES, RAW_RATINGS
 from pipeline.stages import ingest
 

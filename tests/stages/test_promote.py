@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from pipeline import paths, registry, tracking
 from pipeline.cli import app
-from pipeline.config import CofiParams, parse_params
+from pipeline.config import BiasParams, CofiParams, parse_params
 from pipeline.errors import RecsysError
 from pipeline.evaluation import metrics
 from pipeline.models.base import Catalogue
@@ -29,7 +29,7 @@ from pipeline.split import split_ratings
 from pipeline.stages import evaluate
 from pipeline.stages.inputs import dataset_identity
 from pipeline.stages.promote import PROMOTION, run
-from tests.models.test_cofi import low_rank_ratings
+from tests.factories import low_rank_ratings, training_data
 from tests.servers import HOST, free_port
 
 EXPERIMENT = "promote-test"
@@ -65,11 +65,11 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def global_mean(train: pd.DataFrame = TRAIN) -> GlobalMeanModel:
-    return GlobalMeanModel.fit(train, MOVIES, (0.5, 5.0))
+    return GlobalMeanModel.fit(training_data(train, MOVIES))
 
 
 def bias() -> BiasModel:
-    return BiasModel.fit(TRAIN, MOVIES, (0.5, 5.0), reg_user=0.0, reg_movie=0.0)
+    return BiasModel.fit(training_data(TRAIN, MOVIES), BiasParams(reg_user=0.0, reg_movie=0.0))
 
 
 def dataset(**changes) -> dict:
@@ -151,7 +151,7 @@ def test_a_champion_of_the_same_source_trained_on_other_data_is_scored_again_on_
     other = frame([(100, 500, 4.5), (101, 501, 4.5)])
     other_movies = pd.DataFrame({"movie_id": [500, 501], "title": ["x", "y"], "year": pd.array([None] * 2, "Int64"), "genres": ""})
     dataset(fingerprint="0ld")
-    trained("cofi", GlobalMeanModel.fit(other, other_movies, (0.5, 5.0)))
+    trained("cofi", GlobalMeanModel.fit(training_data(other, other_movies)))
     evaluated(cofi={"rmse": 0.1})  # its number on the old data: never reused
     run(params(), ["cofi"])
 
@@ -210,7 +210,7 @@ def test_promote_scores_the_champion_with_the_evaluate_stages_numbers(workdir):
     train.to_parquet(paths.TRAIN, index=False)
     test.to_parquet(paths.TEST, index=False)
     movies.to_parquet(paths.RAW_MOVIES, index=False)
-    model = CofiModel.fit(train, movies, CofiParams(num_features=3, iterations=5), (0.5, 5.0))
+    model = CofiModel.fit(training_data(train, movies), CofiParams(num_features=3, iterations=5))
     model.save(paths.MODELS / "cofi")
     trained("cofi", model)
     stage = parse_params({"evaluate": {"k": 3}, "mlflow": {"experiment": EXPERIMENT}})
@@ -232,7 +232,7 @@ def test_a_change_to_the_evaluation_protocol_reaches_promote_too(workdir, monkey
     to it (here a relevance threshold one star lower) moves both numbers alike."""
     ratings, movies = low_rank_ratings(n_users=12, n_movies=15)
     train, test = split_ratings(ratings, "random", 0.3, 0)
-    model = CofiModel.fit(train, movies, CofiParams(num_features=3, iterations=5), (0.5, 5.0))
+    model = CofiModel.fit(training_data(train, movies), CofiParams(num_features=3, iterations=5))
     loaded = tracking.load_model(trained("cofi", model))
     stage = parse_params({"evaluate": {"k": 3}})
 

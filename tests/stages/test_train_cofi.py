@@ -18,7 +18,7 @@ from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.errors import DataError, ModelError
 from pipeline.models.cofi import CofiModel
 from pipeline.stages.train_cofi import COST_CSV, METRICS_FILE, MODEL_DIR, run
-from tests.models.test_cofi import low_rank_ratings
+from tests.factories import low_rank_ratings
 
 K, ITERATIONS = 3, 6
 PARAMS = parse_params({"cofi": {"num_features": K, "iterations": ITERATIONS}, "mlflow": {"experiment": "cofi-test"}})

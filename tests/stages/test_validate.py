@@ -15,7 +15,7 @@ from pipeline.config import parse_params
 from pipeline.errors import DataError
 from pipeline.io import write_json
 from pipeline.stages import validate as validate_stage
-from tests.data.test_validation import clean_movies, clean_ratings
+from tests.factories import clean_movies, clean_ratings
 
 PARAMS = parse_params({"validate": {"min_ratings": 6, "min_movies": 3, "min_users": 3}})
 META = {"source": "test", "rating_min": 0.5, "rating_max": 5.0, "rating_step": 0.5}

@@ -1,0 +1,167 @@
+"""Builders of the small, seeded data and models the tests share; test modules import from here only.
+
+Frames follow the data contract (README, "Data contract"). Nothing here reads or writes outside
+the folders it is given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline.data import movielens
+from pipeline.data.schema import GENRES, MOVIE, RATING, TIMESTAMP, TITLE, USER, YEAR, RatingScale
+from pipeline.errors import DataError
+from pipeline.models.base import TrainingData
+
+SCALE = RatingScale(0.5, 5.0, 0.5)  # MovieLens' half stars, as the synthetic source writes them
+T = 1_000_000_000  # a plausible rating time (2001)
+
+
+# ---- ratings and movies ---------------------------------------------------------------------------
+
+
+def tiny_movies(n_movies: int = 12) -> pd.DataFrame:
+    """Movies 10, 20, ... with titles 'Movie 10', ... in the data contract."""
+    ids = np.arange(1, n_movies + 1, dtype=np.int64) * 10
+    return pd.DataFrame(
+        {
+            MOVIE: ids,
+            TITLE: [f"Movie {i}" for i in ids],
+            YEAR: pd.array([2000] * n_movies, dtype="Int64"),
+            GENRES: ["Drama"] * n_movies,
+        }
+    )
+
+
+def tiny_ratings(n_users: int = 8, n_movies: int = 12, per_user: int = 6, seed: int = 0) -> pd.DataFrame:
+    """Each of users 1..n_users rates `per_user` distinct movies of tiny_movies(n_movies), half stars 0.5..5."""
+    rng = np.random.default_rng(seed)
+    movie_ids = tiny_movies(n_movies)[MOVIE].to_numpy()
+    picks = np.argsort(rng.random((n_users, n_movies)), axis=1)[:, :per_user]
+    return pd.DataFrame(
+        {
+            USER: np.repeat(np.arange(1, n_users + 1, dtype=np.int64), per_user),
+            MOVIE: movie_ids[picks.ravel()],
+            RATING: rng.integers(1, 11, size=n_users * per_user) / 2.0,
+            TIMESTAMP: np.arange(n_users * per_user, dtype=np.int64) + T,
+        }
+    )
+
+
+def low_rank_ratings(n_users: int = 30, n_movies: int = 40, density: float = 0.5, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(ratings, movies): ratings = 3.5 + user bias + movie bias + rank-2 interaction + noise, on half
+    stars; ids start at 10, and the catalogue has two movies nobody rated."""
+    rng = np.random.default_rng(seed)
+    user_factors, movie_factors = rng.normal(0, 0.7, (n_users, 2)), rng.normal(0, 0.7, (n_movies, 2))
+    full = 3.5 + rng.normal(0, 0.4, (n_users, 1)) + rng.normal(0, 0.4, (1, n_movies)) + user_factors @ movie_factors.T
+    full += rng.normal(0, 0.3, full.shape)
+    users, movies = np.nonzero(rng.random(full.shape) < density)
+    ratings = pd.DataFrame(
+        {
+            USER: (users + 10).astype(np.int64),
+            MOVIE: (movies + 10).astype(np.int64),
+            RATING: np.clip(np.round(full[users, movies] * 2) / 2, *SCALE.bounds),
+            TIMESTAMP: np.arange(len(users), dtype=np.int64),
+        }
+    )
+    ids = np.arange(10, 10 + n_movies + 2, dtype=np.int64)  # the last two: ids 10 + n_movies and the next
+    movies_frame = pd.DataFrame(
+        {MOVIE: ids, TITLE: [f"Movie {i} (2000)" for i in ids], YEAR: pd.array([2000] * len(ids), "Int64"), GENRES: "Drama"}
+    )
+    return ratings, movies_frame
+
+
+def clean_ratings() -> pd.DataFrame:
+    """Six ratings of three users over clean_movies() that pass every validation check."""
+    return pd.DataFrame(
+        {
+            USER: np.array([1, 1, 2, 2, 3, 3], dtype="int64"),
+            MOVIE: np.array([10, 20, 10, 30, 20, 30], dtype="int64"),
+            RATING: [4.0, 3.5, 5.0, 0.5, 2.0, 1.5],
+            TIMESTAMP: np.array([T, T + 1, T + 2, T + 3, T + 4, T + 5], dtype="int64"),
+        }
+    )
+
+
+def clean_movies() -> pd.DataFrame:
+    """As pandas 3 reads it back from parquet: str titles and genres, nullable Int64 year."""
+    return pd.DataFrame(
+        {
+            MOVIE: np.array([10, 20, 30], dtype="int64"),
+            TITLE: pd.array(["Toy Story (1995)", "Heat (1995)", "Untitled"], dtype="str"),
+            YEAR: pd.array([1995, 1995, None], dtype="Int64"),
+            GENRES: pd.array(["Adventure|Animation|Children|Comedy|Fantasy", "Action|Crime|Thriller", ""], dtype="str"),
+        }
+    )
+
+
+def training_data(ratings: pd.DataFrame, movies: pd.DataFrame, **fields) -> TrainingData:
+    """What a model is fitted on, on the half-star scale unless `scale=` says otherwise."""
+    return TrainingData(ratings, movies, fields.pop("scale", SCALE), **fields)
+
+
+# ---- MovieLens release files -------------------------------------------------------------------
+
+
+def flags(*genres: str) -> str:
+    """ml-100k's 0/1 genre columns with the given genres set."""
+    return "|".join("1" if g in genres else "0" for g in movielens.ML100K_GENRES)
+
+
+CHILDRENS = "Children's"
+# One small, valid set of files per format (text; encoded as each format is: UTF-8 csv, latin-1 otherwise).
+GOOD = {
+    "csv": {
+        "ratings.csv": "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n1,3,4.5,964981247\n2,1,0.5,1445714835\n",
+        "movies.csv": (
+            "movieId,title,genres\n"
+            "1,Toy Story (1995),Adventure|Animation|Children|Comedy|Fantasy\n"
+            '3,"Misérables, Les (1995)",Drama|War\n'
+            "5,Babylon 5,(no genres listed)\n"
+            "7,Fawlty Towers (1975-1979),Comedy\n"
+        ),
+    },
+    "ml-100k": {
+        "u.data": "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\t242\t1\t878887116\n",
+        "u.item": (
+            f"242|Kolya (1996)|24-Jan-1997||http://us.imdb.com/M/title-exact?Kolya%20(1996)|{flags('Comedy')}\n"
+            f"302|L.A. Confidential (1997)|01-Jan-1997||http://x|{flags('Crime', 'Film-Noir', 'Mystery', 'Thriller')}\n"
+            f"267|unknown||||{flags('unknown')}\n"
+            f"1|Toy Story (1995)|01-Jan-1995||http://x|{flags('Animation', CHILDRENS, 'Comedy')}\n"
+            f"9|Misérables, Les (1995)|||http://x|{flags('Drama', 'Musical')}\n"
+        ),
+    },
+    "ml-1m": {
+        "ratings.dat": "1::1193::5::978300760\n1::661::3::978302109\n2::1193::4::978298413\n",
+        "movies.dat": (
+            "1193::One Flew Over the Cuckoo's Nest (1975)::Drama\n"
+            "661::James and the Giant Peach (1996)::Animation|Children's|Musical\n"
+            "260::Star Wars: Episode IV - A New Hope (1977)::Action|Adventure|Fantasy|Sci-Fi\n"
+            "9::Misérables, Les (1995)::Drama|Musical\n"
+        ),
+    },
+}
+FORMAT = {"ml-latest-small": "csv", "ml-25m": "csv", "ml-32m": "csv", "ml-100k": "ml-100k", "ml-1m": "ml-1m"}
+
+
+def release_encoding(file: str) -> str:
+    return "utf-8" if file.endswith(".csv") else "latin-1"
+
+
+def write_release(root: Path, name: str, changes: dict[str, str | bytes | None] | None = None) -> Path:
+    """root/<name>/ holding the good files of its format; `changes` overrides (text, bytes, or None to omit)."""
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    contents = {**GOOD[FORMAT[name]], **(changes or {})}
+    for file, text in contents.items():
+        if text is not None:
+            (folder / file).write_bytes(text if isinstance(text, bytes) else text.encode(release_encoding(file)))
+    return folder
+
+
+def offline_download(url: str, target: Path, md5: str | None = None) -> None:
+    """Stands in for movielens.download: tests never reach the network."""
+    raise DataError(f"cannot download {url} (offline in tests)")
