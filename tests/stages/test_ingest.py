@@ -216,3 +216,31 @@ def test_bad_own_input_is_one_error_exit_1_and_nothing_written(workdir, monkeypa
     (RAW / "id_map" / "users.parquet").unlink()
     (RAW / "id_map").rmdir()
     _assert_old_outputs_untouched()
+
+
+def test_ml_latest_small_as_own_files_equals_the_movielens_source(workdir, shared_datasets):
+    """The same release given as a team's export (renamed columns, text user ids, ';' genres) gives
+    the same data/raw as data.source ml-latest-small, once the user ids are mapped back."""
+    release = shared_datasets / "ml-latest-small"
+    ratings = pd.read_csv(release / "ratings.csv")
+    ratings.assign(userId="u" + ratings["userId"].astype(str)).rename(
+        columns={"userId": "account", "movieId": "film", "rating": "stars", "timestamp": "rated_at"}
+    ).to_csv(workdir / "ratings.csv", index=False)
+    movies = pd.read_csv(release / "movies.csv", keep_default_na=False)
+    movies.assign(genres=movies["genres"].str.replace("|", ";")).rename(columns={"movieId": "film", "title": "name"}).to_csv(
+        workdir / "movies.csv", index=False
+    )
+    columns = {"user": "account", "movie": "film", "rating": "stars", "timestamp": "rated_at", "title": "name"}
+    own = {"source": "files", "files": {"ratings": "ratings.csv", "movies": "movies.csv"}, "columns": columns,
+           "genre_separator": ";"}  # fmt: skip
+    ingest.run(Params(data=DataParams(**own)))
+    got_ratings, got_movies, got_meta = pd.read_parquet(RAW_RATINGS), pd.read_parquet(RAW_MOVIES), json.loads(RAW_META.read_text())
+    users = pd.read_parquet(ID_MAPS[0]).set_index("user_id")["source_id"]
+    ingest.run(Params(data=DataParams(source="ml-latest-small", mirror=str(shared_datasets))))
+    want_ratings, want_movies, want_meta = pd.read_parquet(RAW_RATINGS), pd.read_parquet(RAW_MOVIES), json.loads(RAW_META.read_text())
+    mapped_back = users.reindex(got_ratings["user_id"]).str.removeprefix("u").astype("int64").to_numpy()
+    assert got_ratings.assign(user_id=mapped_back).equals(want_ratings)
+    assert got_movies.equals(want_movies)  # whole-number movie ids kept; years from titles; genres re-joined
+    assert got_meta["ids"] == {"user_id": "hashed", "movie_id": "source"}
+    same = ("rating_min", "rating_max", "rating_step", "n_ratings", "n_users", "n_movies")
+    assert {k: got_meta[k] for k in same} == {k: want_meta[k] for k in same}
