@@ -101,12 +101,12 @@ def map_ids(columns: list[pd.Series], name: str, files: list[str], source_column
         distinct = np.unique(np.concatenate([m.to_numpy() for m in mapped]))
         id_map = pd.DataFrame({SOURCE_ID: pd.Series(distinct.astype(str), dtype=object), name: distinct})
         return MappedIds(mapped, id_map[[name, SOURCE_ID]], KEPT)
-    texts = [_text(s).reset_index(drop=True) for s in columns]
-    distinct = pd.unique(np.concatenate([t.to_numpy(dtype=object) for t in texts]))
+    codes, distinct = pd.factorize(pd.concat([_text(s) for s in columns], ignore_index=True))
+    distinct = np.asarray(distinct, dtype=object)
     hashed = hash_ids(distinct)
     _check_collisions(distinct, hashed, name)
-    lookup = pd.Series(hashed, index=pd.Index(distinct, dtype=object))
-    mapped = [pd.Series(lookup.reindex(t.to_numpy(dtype=object)).to_numpy(), name=t.name, dtype="int64") for t in texts]
+    ends = np.cumsum([len(s) for s in columns])[:-1]
+    mapped = [pd.Series(part, dtype="int64") for part in np.split(hashed[codes], ends)]
     order = np.argsort(hashed, kind="stable")
     id_map = pd.DataFrame({name: hashed[order], SOURCE_ID: pd.Series(distinct[order], dtype=object)})
     return MappedIds(mapped, id_map, HASHED)
