@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from datetime import date, datetime
+from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -172,16 +172,14 @@ class ValidateParams(Section):
 
 def unix_seconds(value: str | date | datetime) -> int:
     """'YYYY-MM-DD' or an ISO 8601 date/time (UTC when it names no zone) -> unix seconds (floored)."""
-    import pandas as pd
-
-    try:
-        stamp = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        stamp = pd.NaT
-    if stamp is pd.NaT:
-        raise ValueError("expected a date 'YYYY-MM-DD' or an ISO 8601 date/time")
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return int((stamp - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1))
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError("expected a date 'YYYY-MM-DD' or an ISO 8601 date/time") from None
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time())
+    return math.floor((value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp())
 
 
 class SplitParams(Section):
