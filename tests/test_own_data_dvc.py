@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.data.test_sql import COLUMNS, sample_tables
-from tests.test_pipeline_e2e import copy_repository, dvc
+from tests.isolation import copy_repository
+from tests.test_pipeline_e2e import dvc
 
 pytestmark = pytest.mark.slow
 
