@@ -29,7 +29,7 @@ help:
 	.uv-bootstrap/bin/pip install --quiet --disable-pip-version-check uv
 
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen --extra spark
+	$(UV) sync --frozen --extra spark --extra postgres
 	@touch $@
 
 setup: $(VENV)/.synced

@@ -6,12 +6,14 @@ with a ConfigError naming the key, e.g. `params.yaml: split.test_size: must be <
 
 from __future__ import annotations
 
+import math
 import os
+from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.choices import Source, SplitStrategy
 from pipeline.errors import ConfigError
@@ -54,10 +56,69 @@ class SyntheticParams(Section):
         return self
 
 
+class FilesParams(Section):
+    """data.source: files. Each is a local path (relative to the repository root) or an fsspec URL
+    (s3://... needs the s3fs package); the format follows the extension: .csv (also .csv.gz, .csv.bz2,
+    .csv.zst, .csv.xz) or .parquet."""
+
+    ratings: str = Field("data/own/ratings.csv", min_length=1, description="the ratings file")
+    movies: str = Field("data/own/movies.csv", min_length=1, description="the movies file")
+
+
+class SqlParams(Section):
+    """data.source: sql. The URL (with any credentials) comes from the environment, never from params."""
+
+    url_env: str = Field(
+        "RECSYS_DATABASE_URL", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the SQLAlchemy URL, e.g. sqlite:///ratings.db or "
+        "postgresql+psycopg://user:password@host:5432/db",
+    )
+    ratings_query: str = Field(
+        "SELECT user_id, movie_id, rating, timestamp FROM ratings", min_length=1, description="returns the ratings"
+    )
+    movies_query: str = Field(
+        "SELECT movie_id, title, genres, year FROM movies", min_length=1, description="returns the movies"
+    )
+    connect_timeout_seconds: float = Field(10.0, gt=0, description="a database that does not answer within this fails")
+
+
+class ColumnsParams(Section):
+    """Own data (files, sql): the source's column name for each column of the data contract."""
+
+    user: str = Field("user_id", min_length=1, description="ratings: user id (integers or strings)")
+    movie: str = Field("movie_id", min_length=1, description="ratings and movies: movie id (integers or strings)")
+    rating: str = Field("rating", min_length=1, description="ratings: the rating, on data.rating_scale")
+    timestamp: str = Field(
+        "timestamp", min_length=1, description="ratings: unix seconds, or ISO 8601 date/time text (UTC when no zone)"
+    )
+    title: str = Field("title", min_length=1, description="movies: title")
+    genres: str | None = Field("genres", min_length=1, description="movies: genres joined by data.genre_separator; null = none")
+    year: str | None = Field(
+        None, min_length=1, description="movies: release year; null (or a missing value) = a trailing '(YYYY)' of the title"
+    )
+
+
+class RatingScaleParams(Section):
+    """Own data: the ratings the source can hold, min, min + step, ..., max."""
+
+    min: float = Field(0.5, description="lowest rating")
+    max: float = Field(5.0, description="highest rating")
+    step: float = Field(0.5, gt=0, description="distance between two allowed ratings")
+
+    @model_validator(mode="after")
+    def _steps_fit(self) -> RatingScaleParams:
+        steps = (self.max - self.min) / self.step
+        if not (self.min < self.max and math.isclose(steps, round(steps), abs_tol=1e-6)):
+            raise ValueError(f"max - min ({self.max:g} - {self.min:g}) must be a positive whole number of steps ({self.step:g})")
+        return self
+
+
 class DataParams(Section):
     """Where the ratings come from."""
 
-    source: Source = Field("synthetic", description="synthetic (offline) or a MovieLens release")
+    source: Source = Field(
+        "synthetic", description="synthetic (offline), a MovieLens release, or your own data: files | sql"
+    )
     mirror: str | None = Field(
         None, description="local folder holding <name>.zip or <name>/; tried before downloading (env RECSYS_DATA_MIRROR)"
     )
@@ -68,6 +129,11 @@ class DataParams(Section):
     max_memory_gb: float = Field(
         8.0, gt=0, description="stages whose estimated peak memory exceeds this stop at once (pipeline/memory.py)"
     )
+    files: FilesParams = FilesParams()
+    sql: SqlParams = SqlParams()
+    columns: ColumnsParams = ColumnsParams()
+    rating_scale: RatingScaleParams = RatingScaleParams()
+    genre_separator: str = Field("|", min_length=1, description="own data: what separates two genres in a movie's genres")
 
     def mirror_dir(self) -> Path | None:
         """The mirror folder: the param when set, else $RECSYS_DATA_MIRROR, else none."""
@@ -104,14 +170,44 @@ class ValidateParams(Section):
         return self
 
 
+def unix_seconds(value: str | date | datetime) -> int:
+    """'YYYY-MM-DD' or an ISO 8601 date/time (UTC when it names no zone) -> unix seconds (floored)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError("expected a date 'YYYY-MM-DD' or an ISO 8601 date/time") from None
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time())
+    return math.floor((value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp())
+
+
 class SplitParams(Section):
     """How ratings are divided into train and test."""
 
     strategy: SplitStrategy = Field(
-        "random", description="random rows | each user's latest ratings | held-out users | held-out movies"
+        "random",
+        description="random rows | each user's latest ratings | held-out users | held-out movies | "
+        "every rating before one moment in train, the rest in test",
     )
     test_size: float = Field(0.2, gt=0, lt=1, description="fraction of ratings (or users/movies) put in test")
     seed: int = Field(42, description="seed of the random draws")
+    # YAML reads an unquoted 2018-01-01 as a date, so dates and datetimes are accepted as well as text.
+    cutoff: datetime | date | str | None = Field(
+        None, description="time_cutoff: train = ratings before this date/time (UTC), test = the rest; "
+        "null = the moment that puts a test_size share of the ratings in test",
+    )
+
+    @field_validator("cutoff")
+    @classmethod
+    def _cutoff_parses(cls, value: datetime | date | str | None) -> datetime | date | str | None:
+        if value is not None:
+            unix_seconds(value)
+        return value
+
+    def cutoff_seconds(self) -> int | None:
+        """split.cutoff in unix seconds, or None when it is null."""
+        return None if self.cutoff is None else unix_seconds(self.cutoff)
 
 
 class FeaturesParams(Section):

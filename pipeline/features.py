@@ -149,7 +149,9 @@ def movie_features(
 ) -> pd.DataFrame:
     """One row per movie of the catalogue, sorted by movie_id: movie_id, year, avg_rating, n_ratings, is_<Genre>...
 
-    year: the movie's year, or the catalogue's median year (rounded half up) when missing.
+    year: the movie's year, or the catalogue's median year (rounded half up) when missing; 0 for
+    every movie when no movie has a year (a constant: the scaler turns it into 0, the year then
+    carries no information).
     avg_rating / n_ratings: over train ratings; a movie without any gets the train mean and 0.
     is_<Genre>: 0/1 flags (int8).
     """
@@ -163,9 +165,7 @@ def movie_features(
     with np.errstate(invalid="ignore", divide="ignore"):
         avg = np.where(n > 0, total / n, ratings.mean())
     years = pd.to_numeric(movies[YEAR], errors="coerce").astype("Float64")
-    if years.notna().sum() == 0:
-        raise data_error(movies_file, "have no year at all; cannot fill missing years", column=YEAR, count=len(years))
-    fill = np.floor(float(years.median()) + 0.5)
+    fill = np.floor(float(years.median()) + 0.5) if years.notna().any() else 0.0
     out = pd.DataFrame(
         {
             MOVIE: index.to_numpy().astype(np.int64),

@@ -8,8 +8,8 @@ early. With the default 8 GB, the first stage to refuse is train_cofi at ~45M ra
 (ml-32m passes every stage).
 
 `check_stage_memory` runs before every stage command (pipeline/cli.py): ingest sizes the data
-from the params (synthetic n_ratings, or the release's published size), later stages from
-data/raw/dataset.json. A stage the table does not list, or a missing dataset.json, is not checked
+from the params (synthetic n_ratings, or the release's published size; own data is not sized
+before it is read), later stages from data/raw/dataset.json. A stage the table does not list, or a missing dataset.json, is not checked
 (the stage itself then reports the missing input).
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline.choices import SYNTHETIC
+from pipeline.choices import OWN_SOURCES, SYNTHETIC
 from pipeline.config import Params
 from pipeline.data.movielens import RELEASES
 from pipeline.errors import RecsysError
@@ -66,6 +66,8 @@ def check_memory(stage: str, n_ratings: int, max_memory_gb: float, source: str) 
 def dataset_ratings(stage: str, params: Params, meta_file: Path) -> tuple[int, str] | None:
     """(number of ratings, where it comes from) for the guard, or None when unknown."""
     if stage == "ingest":
+        if params.data.source in OWN_SOURCES:
+            return None  # own data: its size is known once read (later stages check dataset.json)
         if params.data.source == SYNTHETIC:
             return params.data.synthetic.n_ratings, "data.synthetic.n_ratings"
         return RELEASES[params.data.source].n_ratings, f"the size of {params.data.source}"

@@ -58,6 +58,36 @@ def temporal_test_mask(ratings: pd.DataFrame, test_size: float) -> np.ndarray:
     return mask
 
 
+def quantile_cutoff(timestamps: np.ndarray, test_size: float) -> int:
+    """The moment that puts about a `test_size` share of the ratings at or after it: the
+    (n - ceil(test_size * n))-th smallest timestamp (0-based), so ties with it are all in test."""
+    n = len(timestamps)
+    position = n - ceil(test_size * n)
+    return int(np.partition(timestamps, position)[position])
+
+
+def _utc(seconds: int) -> str:
+    return pd.Timestamp(seconds, unit="s", tz="UTC").isoformat().replace("+00:00", "Z")
+
+
+def time_cutoff_mask(timestamps: np.ndarray, cutoff: int, file: str = "ratings", what: str = "split.cutoff") -> np.ndarray:
+    """Boolean mask of the ratings at or after `cutoff` (unix seconds): the test side of the split.
+
+    Guarantees: every train rating is older than every test rating, for all users together (no
+    user's future is in anybody's training data); users and movies first seen at or after the
+    cutoff are only in test. A cutoff at or before the first rating, or after the last, would leave
+    train or test empty: a DataError naming the cutoff (`what` it is) and the ratings' time range.
+    """
+    first, last = int(timestamps.min()), int(timestamps.max())
+    if not first < cutoff <= last:
+        side = "train (ratings before it)" if cutoff <= first else "test (ratings at or after it)"
+        raise DataError(
+            f"{file}: {what} {_utc(cutoff)} is outside the ratings' time range {_utc(first)} .. {_utc(last)}: "
+            f"{side} would be empty"
+        )
+    return timestamps >= cutoff
+
+
 def held_out_mask(ids: pd.Series, test_size: float, seed: int) -> np.ndarray:
     """Boolean mask of the rows whose id belongs to a seeded sample of the distinct ids.
 
@@ -82,18 +112,27 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "temporal": (USER, MOVIE, TIMESTAMP),
     "cold_user": (USER,),
     "cold_item": (MOVIE,),
+    "time_cutoff": (TIMESTAMP,),
 }
 
 
 def split_ratings(
-    ratings: pd.DataFrame, strategy: str, test_size: float, seed: int, *, file: str = "ratings"
+    ratings: pd.DataFrame,
+    strategy: str,
+    test_size: float,
+    seed: int,
+    *,
+    file: str = "ratings",
+    cutoff: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split `ratings` into (train, test) by `strategy` (random | temporal | cold_user | cold_item).
+    """Split `ratings` into (train, test) by `strategy` (random | temporal | cold_user | cold_item | time_cutoff).
 
     random: over rows, sklearn's train_test_split (see `random_rows`).
     temporal: each user's latest fraction (see `temporal_test_mask`).
     cold_user / cold_item: a seeded fraction of users / movies held out entirely (see `held_out_mask`);
     test_size is then a fraction of users / movies, not of rows.
+    time_cutoff: ratings before `cutoff` (unix seconds) in train, the rest in test (see
+    `time_cutoff_mask`); cutoff None = `quantile_cutoff` of the timestamps at test_size.
     Raises DataError on empty ratings, a missing column, or a split leaving train or test empty.
     """
     if strategy not in SPLIT_STRATEGIES:
@@ -108,6 +147,13 @@ def split_ratings(
     else:
         if strategy == "temporal":
             mask = temporal_test_mask(ratings, test_size)
+        elif strategy == "time_cutoff":
+            timestamps = ratings[TIMESTAMP].to_numpy(np.int64)
+            if cutoff is None:
+                what = f"the cutoff at the test_size {test_size} quantile (split.cutoff null)"
+                mask = time_cutoff_mask(timestamps, quantile_cutoff(timestamps, test_size), file, what)
+            else:
+                mask = time_cutoff_mask(timestamps, cutoff, file)
         else:
             mask = held_out_mask(ratings[USER if strategy == "cold_user" else MOVIE], test_size, seed)
         test_rows, train_rows = np.flatnonzero(mask), np.flatnonzero(~mask)

@@ -98,3 +98,43 @@ def test_every_section_of_params_yaml_is_read_by_a_dvc_stage():
     listed = {str(entry).split(".")[0] for stage in stages.values() for entry in stage.get("params", [])}
     sections = set(committed_yaml("params.yaml"))
     assert sections - listed == set()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("cutoff: 2018-01-01", 1_514_764_800),  # YAML reads this as a date
+        ("cutoff: '2018-01-01'", 1_514_764_800),
+        ("cutoff: 2018-01-01T01:30:00+01:00", 1_514_764_800 + 1_800),  # 00:30 UTC
+        ("cutoff: '2018-01-01 00:00:59.9'", 1_514_764_859),  # naive = UTC, sub-seconds floored
+        ("cutoff: null", None),
+    ],
+)
+def test_split_cutoff_accepts_dates_and_iso_timestamps(tmp_path: Path, text: str, seconds: int | None):
+    file = tmp_path / "params.yaml"
+    file.write_text(f"split:\n  strategy: time_cutoff\n  {text}\n")
+    assert load_params(file).split.cutoff_seconds() == seconds
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2018-13-01", ""])
+def test_a_bad_split_cutoff_names_the_key(value: str):
+    with pytest.raises(ConfigError, match=r"split\.cutoff: expected a date 'YYYY-MM-DD' or an ISO 8601 date/time"):
+        parse_params({"split": {"cutoff": value}})
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"data": {"source": "csv"}}, "data.source"),
+        ({"data": {"rating_scale": {"min": 1, "max": 5, "step": 0.3}}}, "data.rating_scale: max - min"),
+        ({"data": {"rating_scale": {"min": 5, "max": 1, "step": 1}}}, "data.rating_scale"),
+        ({"data": {"sql": {"url_env": "postgresql://u:p@h/db"}}}, "data.sql.url_env"),
+        ({"data": {"sql": {"connect_timeout_seconds": 0}}}, "data.sql.connect_timeout_seconds"),
+        ({"data": {"columns": {"user": ""}}}, "data.columns.user"),
+        ({"data": {"columns": {"rating": None}}}, "data.columns.rating"),
+        ({"data": {"files": {"ratings": "r.csv", "users": "u.csv"}}}, "data.files.users: unknown key"),
+    ],
+)
+def test_bad_own_data_params_name_the_key(raw, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        parse_params(raw)

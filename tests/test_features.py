@@ -108,6 +108,18 @@ def test_missing_year_uses_median_rounded_half_up() -> None:
     assert movie_features(TRAIN, movies).year.tolist() == [2001, 2001, 2001, 2000, 2001]
 
 
+def test_movies_without_any_year_or_genres_still_get_features() -> None:
+    """Own data may lack both: the year becomes a constant 0 (scaled to 0), the genre flags and
+    per-genre averages fall back to zeros and the user's own average."""
+    bare = MOVIES.assign(year=pd.array([None] * 5, dtype="Int64"), genres="")
+    features = build_features(TRAIN, bare, 0.0)
+    assert features.movies.year.tolist() == [0, 0, 0, 0, 0]
+    assert (features.movies[[f"is_{g}" for g in GENRE_VOCABULARY]] == 0).all().all()
+    assert features.users.avg_Action.tolist() == features.users.avg_rating.tolist()
+    scaled = features.scalers.movie.transform(features.movies[list(MOVIE_FEATURE_COLUMNS)])
+    assert np.isfinite(scaled).all() and (scaled[:, 0] == 0).all()
+
+
 def test_no_history_user_is_the_train_mean() -> None:
     row = no_history_user(TRAIN)
     assert list(row.columns) == ["user_id", *USER_FEATURE_COLUMNS] and len(row) == 1

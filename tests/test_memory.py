@@ -48,6 +48,11 @@ def test_ingest_sizes_the_data_from_the_params(tmp_path: Path):
     assert dataset_ratings("ingest", release, tmp_path / "none.json") == (25_000_095, "the size of ml-25m")
 
 
+@pytest.mark.parametrize("source", ["files", "sql"])
+def test_ingest_of_own_data_is_not_sized_before_reading(tmp_path: Path, source: str):
+    assert dataset_ratings("ingest", parse_params({"data": {"source": source}}), tmp_path / "none.json") is None
+
+
 def test_later_stages_read_dataset_json_and_skip_without_it(tmp_path: Path):
     params = parse_params({})
     meta = tmp_path / "dataset.json"

@@ -177,3 +177,76 @@ def test_unknown_strategy_and_bad_test_size_are_config_errors() -> None:
         split_ratings(random_ratings(), "by_genre", 0.2, 0)
     with pytest.raises(ConfigError, match="split.test_size"):
         split_ratings(random_ratings(), "random", 1.5, 0)
+
+
+# ---- time_cutoff ------------------------------------------------------------------------------
+
+
+def test_time_cutoff_hand_worked() -> None:
+    ratings = frame(
+        [
+            (1, 10, 4.0, 100),
+            (2, 10, 3.0, 300),  # user 2's only training rating
+            (1, 11, 5.0, 200),
+            (1, 12, 2.0, 400),  # at the cutoff: test
+            (3, 13, 4.0, 500),  # user 3 and movie 13 first seen after the cutoff: test only
+            (2, 11, 1.0, 399),
+        ]
+    )
+    train, test = split_ratings(ratings, "time_cutoff", 0.2, 0, cutoff=400)
+    assert train.timestamp.tolist() == [100, 300, 200, 399]  # input order kept on each side
+    assert test.timestamp.tolist() == [400, 500]
+    assert 3 not in set(train.user_id) and 13 not in set(train.movie_id)
+
+
+def test_time_cutoff_never_puts_a_future_rating_in_train() -> None:
+    ratings = random_ratings()
+    for cutoff in (1, 17, 25, 49):
+        train, test = split_ratings(ratings, "time_cutoff", 0.2, 0, cutoff=cutoff)
+        assert (train.timestamp < cutoff).all() and (test.timestamp >= cutoff).all()
+        assert train.timestamp.max() < test.timestamp.min()  # for every user at once, unlike `temporal`
+    leaky_train, leaky_test = split_ratings(ratings, "temporal", 0.2, 0)
+    assert leaky_train.timestamp.max() > leaky_test.timestamp.min()  # `temporal`: some users' future trains the others
+
+
+@pytest.mark.parametrize("test_size", [0.1, 0.2, 0.5])
+def test_time_cutoff_null_takes_the_test_size_quantile(test_size: float) -> None:
+    rng = np.random.default_rng(4)
+    ratings = random_ratings(n=3000).assign(timestamp=rng.integers(0, 10**9, 3000))  # (almost) no ties
+    train, test = split_ratings(ratings, "time_cutoff", test_size, 0)
+    assert len(test) == int(np.ceil(test_size * 3000))  # no ties at the cutoff: exactly ceil(test_size * n)
+    assert train.timestamp.max() < test.timestamp.min()
+
+
+def test_time_cutoff_quantile_keeps_ties_together() -> None:
+    ratings = random_ratings()  # timestamps 0..49 with ~40 ratings each
+    train, test = split_ratings(ratings, "time_cutoff", 0.2, 0)
+    assert train.timestamp.max() < test.timestamp.min()
+    assert 0.2 <= len(test) / len(ratings) < 0.2 + 0.05  # at least the share, at most one timestamp's ties more
+
+
+def test_time_cutoff_is_deterministic_and_ignores_row_order_and_seed() -> None:
+    ratings = random_ratings()
+    shuffled = ratings.sample(frac=1.0, random_state=5).reset_index(drop=True)
+    _, test_a = split_ratings(ratings, "time_cutoff", 0.3, 0)
+    _, test_b = split_ratings(shuffled, "time_cutoff", 0.3, 99)
+    assert sort_rows(test_a).equals(sort_rows(test_b))
+
+
+@pytest.mark.parametrize(
+    ("cutoff", "empty"),
+    [(5, "train"), (100, "train"), (801, "test"), (10**10, "test")],
+)
+def test_a_cutoff_outside_the_time_range_is_one_clear_error(cutoff: int, empty: str) -> None:
+    ratings = frame([(1, 10, 4.0, 100), (2, 10, 3.0, 800)])
+    with pytest.raises(DataError) as info:
+        split_ratings(ratings, "time_cutoff", 0.2, 0, cutoff=cutoff, file="data/raw/ratings.parquet")
+    message = str(info.value)
+    assert message.startswith("data/raw/ratings.parquet: split.cutoff ")
+    assert "1970-01-01T00:01:40Z .. 1970-01-01T00:13:20Z" in message and f"{empty} (" in message
+
+
+def test_a_quantile_cutoff_on_a_single_moment_is_a_clear_error() -> None:
+    ratings = frame([(1, 10, 4.0, 100), (2, 10, 3.0, 100)])
+    with pytest.raises(DataError, match=r"the cutoff at the test_size 0\.2 quantile .* train \(ratings before it\) would be empty"):
+        split_ratings(ratings, "time_cutoff", 0.2, 0)

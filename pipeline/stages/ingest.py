@@ -1,21 +1,32 @@
-"""Stage `ingest`: the configured source -> data/raw/{ratings,movies}.parquet and dataset.json."""
+"""Stage `ingest`: the configured source -> data/raw/{ratings,movies}.parquet and dataset.json
+(own data, data.source files | sql: also data/raw/id_map/{users,movies}.parquet)."""
 
 from __future__ import annotations
 
+import shutil
+
 from pipeline.config import Params
-from pipeline.data.sources import dataset_metadata, load_source
+from pipeline.data.sources import dataset_metadata, load_dataset
 from pipeline.io import atomic_outputs, write_json
-from pipeline.paths import RAW_META, RAW_MOVIES, RAW_RATINGS
+from pipeline.paths import ID_MAP_MOVIES, ID_MAP_USERS, RAW_ID_MAP, RAW_META, RAW_MOVIES, RAW_RATINGS
 
 
 def run(params: Params) -> None:
-    """Load and conform the source, then write the three outputs together (or none of them)."""
-    ratings, movies, scale = load_source(params.data)
-    meta = dataset_metadata(ratings, movies, params.data.source, scale)
-    with atomic_outputs(RAW_RATINGS, RAW_MOVIES, RAW_META) as (ratings_tmp, movies_tmp, meta_tmp):
-        ratings.to_parquet(ratings_tmp, index=False)
-        movies.to_parquet(movies_tmp, index=False)
-        write_json(meta_tmp, meta)
+    """Load and conform the source, then write all outputs together (or none of them)."""
+    dataset = load_dataset(params.data)
+    ratings, movies = dataset.ratings, dataset.movies
+    meta = dataset_metadata(ratings, movies, params.data.source, dataset.scale, dataset.id_maps)
+    outputs = [RAW_RATINGS, RAW_MOVIES, RAW_META] + ([RAW_ID_MAP] if dataset.id_maps is not None else [])
+    with atomic_outputs(*outputs) as tmps:
+        ratings.to_parquet(tmps[0], index=False)
+        movies.to_parquet(tmps[1], index=False)
+        write_json(tmps[2], meta)
+        if dataset.id_maps is not None:
+            tmps[3].mkdir()
+            dataset.id_maps.users.to_parquet(tmps[3] / ID_MAP_USERS, index=False)
+            dataset.id_maps.movies.to_parquet(tmps[3] / ID_MAP_MOVIES, index=False)
+    if dataset.id_maps is None and RAW_ID_MAP.exists():
+        shutil.rmtree(RAW_ID_MAP)  # left by an earlier own-data run; these ids are not mapped
     print(
         f"ingest: {meta['source']}: {meta['n_ratings']:,} ratings, {meta['n_users']:,} users, "
         f"{meta['n_movies']:,} movies -> {RAW_RATINGS.parent}/"

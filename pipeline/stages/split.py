@@ -6,7 +6,7 @@ import pandas as pd
 
 from pipeline import paths
 from pipeline.config import Params
-from pipeline.data.schema import conform_ratings
+from pipeline.data.schema import TIMESTAMP, conform_ratings
 from pipeline.io import atomic_outputs
 from pipeline.split import split_ratings
 from pipeline.stages.inputs import require
@@ -16,8 +16,13 @@ def run(params: Params) -> None:
     require(paths.RAW_RATINGS)
     ratings = conform_ratings(pd.read_parquet(paths.RAW_RATINGS), str(paths.RAW_RATINGS))
     cfg = params.split
-    train, test = split_ratings(ratings, cfg.strategy, cfg.test_size, cfg.seed, file=str(paths.RAW_RATINGS))
+    train, test = split_ratings(
+        ratings, cfg.strategy, cfg.test_size, cfg.seed, file=str(paths.RAW_RATINGS), cutoff=cfg.cutoff_seconds()
+    )
     with atomic_outputs(paths.TRAIN, paths.TEST) as (train_tmp, test_tmp):
         train.to_parquet(train_tmp, index=False)
         test.to_parquet(test_tmp, index=False)
     print(f"split ({cfg.strategy}, test_size {cfg.test_size}, seed {cfg.seed}): {len(train)} train, {len(test)} test ratings")
+    if cfg.strategy == "time_cutoff":
+        last, first = (pd.Timestamp(int(t), unit="s", tz="UTC") for t in (train[TIMESTAMP].max(), test[TIMESTAMP].min()))
+        print(f"split: train ratings up to {last}, test ratings from {first}")

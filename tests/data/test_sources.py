@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.choices import MOVIELENS_SOURCES, SOURCES, SYNTHETIC
+from pipeline.choices import MOVIELENS_SOURCES, OWN_SOURCES, SOURCES, SYNTHETIC
 from pipeline.config import DataParams, SyntheticParams
 from pipeline.data import movielens
 from pipeline.data.schema import MOVIES_DTYPES, RATINGS_DTYPES, RatingScale
@@ -97,7 +97,7 @@ def test_fingerprint_survives_a_parquet_round_trip(tmp_path):
 
 
 def test_every_source_param_value_is_the_generator_or_a_known_release():
-    """params.yaml's data.source choices and the MovieLens releases come from one list."""
+    """params.yaml's data.source choices, the MovieLens releases and the own-data sources come from one list."""
     assert SYNTHETIC in SOURCES
-    assert set(movielens.RELEASES) == set(MOVIELENS_SOURCES) == set(SOURCES) - {SYNTHETIC}
+    assert set(movielens.RELEASES) == set(MOVIELENS_SOURCES) == set(SOURCES) - {SYNTHETIC, *OWN_SOURCES}
     assert typing.get_args(DataParams.model_fields["source"].annotation) == SOURCES

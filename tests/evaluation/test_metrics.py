@@ -236,3 +236,26 @@ def test_with_held_out_users_the_whole_test_set_is_cold_and_still_ranked():
     assert result["cold"]["n_test_ratings"] == result["n_test_ratings"] == len(test)
     assert result["cold"]["rmse"] == pytest.approx(result["rmse"])
     assert result["n_ranked_users"] == test.loc[test["rating"] >= 4.0, "user_id"].nunique() > 0
+
+
+def test_with_a_time_cutoff_users_and_movies_first_seen_after_it_are_cold():
+    from pipeline.split import split_ratings
+
+    ratings = tiny_ratings(n_users=10, per_user=8)
+    rng = np.random.default_rng(1)
+    ratings["timestamp"] = rng.permutation(len(ratings)) + 1_000_000_000  # users 1..8 on both sides of the cutoff
+    newcomers = ratings["user_id"].isin([9, 10])
+    ratings.loc[newcomers, "timestamp"] += 10_000  # users 9 and 10 arrive after everyone else
+    new_movie = pd.DataFrame({"user_id": [1, 2], "movie_id": [130, 130], "rating": [4.5, 2.0], "timestamp": [1_000_020_000] * 2})
+    ratings = pd.concat([ratings, new_movie], ignore_index=True)  # movie 130 released last
+    train, test = split_ratings(ratings, "time_cutoff", 0.3, 0, cutoff=1_000_000_060)
+    assert not set(train["user_id"]) & {9, 10} and 130 not in set(train["movie_id"])
+    model = BiasModel.fit(train, tiny_movies(13))
+    result, predictions = evaluate_model(
+        model, train, test, SeenItems.from_ratings(train, model.catalogue), k=3, relevance_threshold=4.0, cold_threshold=1
+    )
+    unseen = test["user_id"].isin([9, 10]) | (test["movie_id"] == 130)
+    assert result["cold"]["n_test_ratings"] == int(unseen.sum()) == 16 + 2
+    assert np.isfinite(predictions).all() and math.isfinite(result["cold"]["rmse"])
+    assert result["n_test_ratings"] > result["cold"]["n_test_ratings"]  # warm users' later ratings are not cold
+    assert result["n_ranked_users"] == test.loc[test["rating"] >= 4.0, "user_id"].nunique()

@@ -86,6 +86,32 @@ def test_failed_split_leaves_previous_outputs_untouched(workdir: Path) -> None:
     assert sorted(p.name for p in paths.SPLIT.iterdir()) == ["test.parquet", "train.parquet"]
 
 
+def test_split_stage_time_cutoff_from_params(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cutoff = pd.Timestamp(1_000_500_000, unit="s", tz="UTC").isoformat()
+    split_stage.run(parse_params({"split": {"strategy": "time_cutoff", "cutoff": cutoff}}))
+    train, test = pd.read_parquet(paths.TRAIN), pd.read_parquet(paths.TEST)
+    assert (train.timestamp < 1_000_500_000).all() and (test.timestamp >= 1_000_500_000).all()
+    assert len(train) + len(test) == 50 and len(train) > 0 and len(test) > 0
+    assert "split: train ratings up to 2001-09-" in capsys.readouterr().out
+
+
+def test_a_cutoff_outside_the_data_is_one_error_exit_1_and_keeps_the_previous_split(workdir: Path) -> None:
+    split_stage.run(parse_params({}))
+    before = paths.TRAIN.read_bytes(), paths.TEST.read_bytes()
+    (workdir / "params.yaml").write_text("split:\n  strategy: time_cutoff\n  cutoff: 2031-01-01\n")
+    result = CliRunner().invoke(app, ["split", "--params", "params.yaml"])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "error: data/raw/ratings.parquet: split.cutoff 2031-01-01T00:00:00Z is outside the ratings' time range "
+        f"{_utc(raw_ratings().timestamp.min())} .. {_utc(raw_ratings().timestamp.max())}: test (ratings at or after it) would be empty"
+    )
+    assert (paths.TRAIN.read_bytes(), paths.TEST.read_bytes()) == before
+
+
+def _utc(seconds: int) -> str:
+    return pd.Timestamp(int(seconds), unit="s", tz="UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def test_features_stage_writes_the_features_of_train(workdir: Path) -> None:
     split_stage.run(parse_params({}))
     features_stage.run(parse_params({"features": {"genre_prior": 2.0}}))
