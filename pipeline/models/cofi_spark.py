@@ -225,7 +225,7 @@ def fit_spark(data: TrainingData, params: CofiParams, spark: SparkParams, parque
             for count in checkpoints(params.iterations, params.log_cost_every):
                 model = fit_als(frame, params, reg, count, blocks)
                 X, W = collect_factors(model.itemFactors, encoded.movie_ids), collect_factors(model.userFactors, encoded.user_ids)
-                history.record(count - 1, cost_j(X, W, data, normalised, params))  # J after `count` sweeps
+                history.record(count - 1, cost_j(X, W, encoded, normalised, params))  # J after `count` sweeps
         except Exception as exc:  # py4j/Spark errors carry pages of JVM stack: keep the first line
             raise ModelError(f"Spark ALS failed on master {spark.master}: {_first_line(exc)} (no model was written)") from None
         finally:
