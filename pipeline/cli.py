@@ -7,6 +7,7 @@ need them, so `recsys --help` answers at once.
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from pipeline import quiet
 from pipeline.errors import RecsysError
 from pipeline.evaluation.metric_table import BY_NAME as METRICS
 
@@ -24,6 +26,19 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            quiet.VERBOSE_FLAG,
+            help=f"show the libraries' own log lines and warnings (TensorFlow, MLflow, ...); also {quiet.VERBOSE_ENV}=1",
+        ),
+    ] = False,
+) -> None:
+    """The option is acted on in `main`, before any library is imported (see pipeline.quiet)."""
+
 
 ParamsOption = Annotated[Path, typer.Option("--params", help="params file", show_default=True)]
 
@@ -213,9 +228,11 @@ def compare(
     guarded(action)
 
 
-def main() -> None:  # pragma: no cover - console entry
+def main() -> None:
+    """The `recsys` console command: quiet the libraries unless asked not to, then run the command."""
+    quiet.configure(quiet.verbose_requested(sys.argv[1:], os.environ))
     app()
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
+    main()
