@@ -27,6 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 @app.callback()
 def _global_options(
     verbose: Annotated[
@@ -113,16 +114,24 @@ def parse_assignments(text: str, what: str) -> dict[str, float]:
     return pairs
 
 
-def _print_table(frame: Any, score_label: str) -> None:
-    if frame.empty:
-        typer.echo("(nothing to recommend)")
-        return
-    shown = frame.rename(columns={"score": score_label}).reset_index(drop=True)
-    shown.index = shown.index + 1
-    typer.echo(shown.to_string(float_format=lambda v: f"{v:.3f}"))
+def _show(frame: Any, column: str, score: Any, trained: Any, data_dir: Path, as_json: bool, heading: list[str], query: dict) -> None:
+    """Print a recommend/similar answer with each movie's details, as a table or as JSON."""
+    from pipeline import display
+
+    details = display.read_details(trained.catalogue.movie_ids, trained.movie_support(), data_dir)
+    shown = display.with_details(frame.rename(columns={column: score.key}), score.key, details)
+    typer.echo(display.as_json(shown, score, details, query) if as_json else display.as_text(shown, score, details, heading))
+
+
+def _title_of(catalogue: Any, movie_id: int) -> str:
+    return str(catalogue.titles[catalogue.index([movie_id])[0]])
 
 
 ModelsDir = Annotated[Path, typer.Option("--models-dir", help="folder holding the trained models")]
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", help="the pipeline's data folder (movies and features tables: year, genres, mean rating)")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="print the answer as JSON")]
 
 
 @app.command(rich_help_panel="Use the models")
@@ -140,7 +149,9 @@ def recommend(
     raw: Annotated[
         bool, typer.Option("--raw", help="rank by predicted rating alone, without params.yaml's `ranking` adjustment")
     ] = False,
+    as_json: JsonOption = False,
     models_dir: ModelsDir = Path("models"),
+    data_dir: DataDir = Path("data"),
     params_file: ParamsOption = Path("params.yaml"),
 ) -> None:
     """Top movies for a known user, for a new user's ratings (cofi) or genre tastes (content)."""
@@ -149,25 +160,42 @@ def recommend(
         fail("give exactly one of --user, --ratings, --genres")
 
     def action() -> None:
+        from pipeline import display
         from pipeline.models.base import RecommendsForGenres, RecommendsForRatings
         from pipeline.models.loading import load_trained
 
         trained = load_trained(model, models_dir)
+        score = display.PREDICTED_STARS
         if not raw:
-            trained = trained.with_ranking(_ranking(params_file))
+            ranking = _ranking(params_file)
+            trained = trained.with_ranking(ranking)
+            score = display.ranking_score(ranking)
         if user is not None:
             table = trained.recommend(user, n=n, exclude_seen=not include_seen)
+            heading = [f"Top {n} for user {user} ({model} model; {len(trained.seen.of(user))} movies rated in training):"]
+            query: dict[str, Any] = {"model": model, "user": user}
         elif ratings is not None:
             if not isinstance(trained, RecommendsForRatings):
                 raise RecsysError(f"--ratings works with --model cofi, not {model}")
             wanted = parse_assignments(ratings, "--ratings")
-            by_movie = {_movie_id(trained.catalogue, key): value for key, value in wanted.items()}
-            table = trained.recommend_for_ratings(by_movie, n=n)
+            resolved = [(key, _movie_id(trained.catalogue, key)) for key in wanted]
+            table = trained.recommend_for_ratings({movie: wanted[key] for key, movie in resolved}, n=n)
+            rated = [
+                {"typed": key, "movie_id": movie, "title": _title_of(trained.catalogue, movie), "rating": wanted[key]}
+                for key, movie in resolved
+            ]
+            read = [f"  {r['title']} [id {r['movie_id']}] = {r['rating']:g}" for r in rated]
+            heading = ["Ratings read:", *read, f"Top {n} for these ratings ({model} model):"]
+            query = {"model": model, "ratings": rated}
         else:
             if not isinstance(trained, RecommendsForGenres):
                 raise RecsysError(f"--genres works with --model content, not {model}")
-            table = trained.recommend_for_genres(parse_assignments(genres or "", "--genres"), n=n)
-        _print_table(table, "predicted rating" if raw else "score")
+            tastes = parse_assignments(genres or "", "--genres")
+            table = trained.recommend_for_genres(tastes, n=n)
+            shown_tastes = ", ".join(f"{k}={v:g}" for k, v in tastes.items())
+            heading = [f"Top {n} for genre tastes {shown_tastes} ({model} model):"]
+            query = {"model": model, "genres": tastes}
+        _show(table, "score", score, trained, data_dir, as_json, heading, query)
 
     guarded(action)
 
@@ -192,15 +220,22 @@ def _movie_id(catalogue: Any, key: str) -> int:
 def similar(
     title: Annotated[str, typer.Argument(help="a movie title, e.g. 'Toy Story (1995)' (case and year optional)")],
     n: Annotated[int, typer.Option("-n", min=1, help="how many movies")] = 10,
+    as_json: JsonOption = False,
     models_dir: ModelsDir = Path("models"),
+    data_dir: DataDir = Path("data"),
 ) -> None:
     """Movies closest to a movie in the content model's embedding space."""
 
     def action() -> None:
+        from pipeline import display
         from pipeline.models.loading import load_trained
 
         trained = load_trained("content", models_dir)
-        _print_table(trained.similar(_movie_id(trained.catalogue, title), n=n), "distance")
+        movie = _movie_id(trained.catalogue, title)
+        resolved = _title_of(trained.catalogue, movie)
+        heading = [f"Closest to {resolved} [id {movie}] in the content model's embedding space:"]
+        query = {"model": "content", "typed": title, "movie_id": movie, "title": resolved}
+        _show(trained.similar(movie, n=n), "distance", display.DISTANCE, trained, data_dir, as_json, heading, query)
 
     guarded(action)
 

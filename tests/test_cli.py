@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import STAGES, app
-from pipeline.config import CofiParams, RankingParams
+from pipeline.config import CofiParams, ContentParams, RankingParams, SyntheticParams
 from pipeline.data.schema import MOVIE
+from pipeline.data.synthetic import generate
 from pipeline.errors import data_error
+from pipeline.features import build_features, save_features
 from pipeline.models.cofi import CofiModel
+from pipeline.models.content import ContentModel
 from tests.factories import low_rank_ratings, training_data
 
 runner = CliRunner()
@@ -64,8 +69,10 @@ def cofi_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CofiMod
 
 
 def listed_movies(output: str) -> list[int]:
-    """The movie_id column of a printed recommendation table (header line first)."""
-    return [int(line.split()[1]) for line in output.strip().splitlines()[1:]]
+    """The movie_id column of a printed recommendation table (the rows between its header and the legend)."""
+    lines = output.splitlines()
+    rows = lines[next(i for i, line in enumerate(lines) if line.startswith("#  movie_id")) + 1 :]
+    return [int(line.split()[1]) for line in rows[: rows.index("")]]
 
 
 def test_recommend_ranks_with_the_ranking_params_and_raw_by_predicted_rating(cofi_models, tmp_path: Path):
@@ -86,3 +93,96 @@ def test_a_cold_start_option_the_model_does_not_offer_is_one_error_line(cofi_mod
     result = runner.invoke(app, ["recommend", "--genres", "Drama=5", "--raw", "--models-dir", str(models_dir)])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == ["error: --genres works with --model content, not cofi"]
+
+
+# ---- recommend / similar: readable answers -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):
+    """Tiny cofi and content models saved as the pipeline saves them, with data/raw and data/features."""
+    root = tmp_path_factory.mktemp("trained")
+    ratings, movies = generate(SyntheticParams(n_users=30, n_movies=80, n_ratings=900, min_user_ratings=20, seed=5))
+    train = ratings.sample(frac=0.8, random_state=0).reset_index(drop=True)
+    (root / "data" / "raw").mkdir(parents=True)
+    movies.to_parquet(root / "data" / "raw" / "movies.parquet", index=False)
+    features = build_features(train, movies, 0.0)
+    save_features(features, root / "data" / "features")
+    CofiModel.fit(training_data(train, movies), CofiParams(num_features=3, iterations=5)).save(root / "models" / "cofi")
+    content = ContentParams(user_layers=[4], item_layers=[4], embedding_dim=2, epochs=2, batch_size=256, validation_fraction=0.0, patience=None)
+    ContentModel.fit(training_data(train, movies, features=features), content).save(root / "models" / "content")
+    return root, train, movies
+
+
+def invoke(root: Path, *args: str) -> str:
+    result = runner.invoke(app, [*args, "--models-dir", str(root / "models"), "--data-dir", str(root / "data")])
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def train_stats(train, movie_ids) -> tuple[list[int], list[float]]:
+    grouped = train.groupby("movie_id")["rating"].agg(["size", "mean"]).reindex(movie_ids)
+    return grouped["size"].astype(int).tolist(), grouped["mean"].tolist()
+
+
+def test_recommend_shows_year_genres_and_training_ratings_beside_each_title(trained):
+    root, train, movies = trained
+    user = int(train["user_id"].iloc[0])
+    lines = invoke(root, "recommend", "--user", str(user), "-n", "3", "--params", str(root / "none.yaml")).splitlines()
+    seen = int((train["user_id"] == user).sum())
+    assert lines[0] == f"Top 3 for user {user} (cofi model; {seen} movies rated in training):"
+    assert lines[1].split()[:6] == ["#", "movie_id", "title", "year", "genres", "ratings"]
+    assert lines[1].endswith("mean rating  ranking score")
+    first = int(lines[2].split()[1])
+    movie = movies.set_index("movie_id").loc[first]
+    counts, means = train_stats(train, [first])
+    assert f"  {movie['year']}  " in lines[2] and movie["genres"].replace("|", ", ") in lines[2]
+    assert lines[2].split()[-3:-1] == [str(counts[0]), f"{means[0]:.2f}"]
+    assert any(line.startswith("ranking score: predicted stars adjusted by params.yaml `ranking` (shrinkage 500") for line in lines)
+
+
+def test_recommend_json_has_the_details_and_names_the_score(trained):
+    root, train, movies = trained
+    user = int(train["user_id"].iloc[0])
+    document = json.loads(invoke(root, "recommend", "--user", str(user), "-n", "4", "--raw", "--json"))
+    assert document["query"] == {"model": "cofi", "user": user}
+    assert document["score"]["key"] == "predicted_stars"
+    ids = [r["movie_id"] for r in document["results"]]
+    counts, means = train_stats(train, ids)
+    assert [r["n_ratings"] for r in document["results"]] == counts
+    assert [r["mean_rating"] for r in document["results"]] == pytest.approx(means, abs=1e-4)
+    expected_genres = [g.split("|") if g else [] for g in movies.set_index("movie_id").loc[ids, "genres"]]
+    assert [r["genres"] for r in document["results"]] == expected_genres
+    stars = CofiModel.load(root / "models" / "cofi").predict(pd.DataFrame({"user_id": user, "movie_id": ids}))
+    assert [r["predicted_stars"] for r in document["results"]] == pytest.approx(stars.tolist(), abs=1e-6)
+
+
+def test_recommend_for_ratings_echoes_the_titles_it_resolved(trained):
+    root, _, movies = trained
+    title = str(movies["title"].iloc[0])
+    typed = title.rsplit(" (", 1)[0].upper()  # case and year left out
+    lines = invoke(root, "recommend", "--ratings", f"{typed}=4.5", "-n", "2").splitlines()
+    movie_id = int(movies["movie_id"].iloc[0])
+    assert lines[:3] == ["Ratings read:", f"  {title} [id {movie_id}] = 4.5", "Top 2 for these ratings (cofi model):"]
+    document = json.loads(invoke(root, "recommend", "--ratings", f"{typed}=4.5", "-n", "2", "--json"))
+    assert document["query"]["ratings"] == [{"typed": typed, "movie_id": movie_id, "title": title, "rating": 4.5}]
+
+
+def test_similar_echoes_the_movie_and_explains_the_distance(trained):
+    root, _, movies = trained
+    title = str(movies["title"].iloc[1])
+    movie_id = int(movies["movie_id"].iloc[1])
+    lines = invoke(root, "similar", title.lower(), "-n", "2").splitlines()
+    assert lines[0] == f"Closest to {title} [id {movie_id}] in the content model's embedding space:"
+    assert lines[1].split()[-1] == "distance"
+    assert "distance: squared distance between the two movies' embeddings (smaller is closer)" in lines
+    document = json.loads(invoke(root, "similar", title.lower(), "-n", "2", "--json"))
+    assert document["query"] == {"model": "content", "typed": title.lower(), "movie_id": movie_id, "title": title}
+    assert len(document["results"]) == 2 and "year" in document["results"][0]
+
+
+def test_recommend_for_genres_echoes_the_tastes(trained):
+    root, _, _ = trained
+    lines = invoke(root, "recommend", "--model", "content", "--genres", "horror=5, Drama=4", "-n", "2").splitlines()
+    assert lines[0] == "Top 2 for genre tastes horror=5, Drama=4 (content model):"
+    assert lines[1].split()[:3] == ["#", "movie_id", "title"]
