@@ -1,7 +1,8 @@
 """Stage `validate`: Great Expectations gate over data/raw/ -> reports/validation/.
 
 The reports are written (atomically) whether or not the data passes, so a failure can be read in
-reports/validation/summary.json and index.html; a failure then raises a DataError listing each failed
+reports/validation/summary.json and index.html (a self-contained page rendered from the summary,
+beside Great Expectations' Data Docs); a failure then raises a DataError listing each failed
 expectation, which makes `recsys validate` exit non-zero and DVC stop before the later stages.
 """
 
@@ -24,6 +25,7 @@ from pipeline.data.validation import (
     failure_message,
     validate_to_reports,
 )
+from pipeline.data.validation_page import write_page
 from pipeline.errors import DataError, data_error
 from pipeline.io import atomic_outputs, read_json
 from pipeline.stages.inputs import require
@@ -46,9 +48,14 @@ def read_meta(path: Path) -> Any:
         raise data_error(str(path), f"not valid JSON ({exc})") from None
 
 
+def suite_files() -> dict[str, str]:
+    """The file each suite checks."""
+    return {RATINGS_SUITE: str(paths.RAW_RATINGS), MOVIES_SUITE: str(paths.RAW_MOVIES)}
+
+
 def failure_report(outcome: ValidationOutcome, report_dir: Path) -> str:
     """The DataError text: a header pointing at the reports, then one line per failed expectation."""
-    files = {RATINGS_SUITE: str(paths.RAW_RATINGS), MOVIES_SUITE: str(paths.RAW_MOVIES)}
+    files = suite_files()
     header = (
         f"data validation failed: {len(outcome.failures)} of {len(outcome.checks)} expectations "
         f"(details: {report_dir / SUMMARY_FILE}, {report_dir / 'index.html'})"
@@ -62,5 +69,6 @@ def run(params: Params) -> None:
     scale = RatingScale.from_meta(read_meta(paths.RAW_META), str(paths.RAW_META))
     with atomic_outputs(paths.VALIDATION_REPORTS) as (tmp,):
         outcome = validate_to_reports(ratings, movies, scale, params.validate_params, tmp)
+        write_page(tmp, suite_files())  # in place of the Data Docs' index page, which needs a network
     if not outcome.success:
         raise DataError(failure_report(outcome, paths.VALIDATION_REPORTS))

@@ -40,8 +40,11 @@ def test_clean_data_writes_summary_and_data_docs(tmp_path: Path, monkeypatch: py
     assert report["success"] is True
     assert report["counts"] == {"n_ratings": 6, "n_users": 3, "n_rated_movies": 3, "n_movies": 3}
     assert set(report["suites"]) == {"ratings", "movies"}
-    assert (paths.VALIDATION_REPORTS / "index.html").is_file()
+    page = (paths.VALIDATION_REPORTS / "index.html").read_text(encoding="utf-8")
+    assert "<title>Data validation: passed</title>" in page and "27 of 27 expectations passed" in page
+    assert "https://" not in page  # our own page, not the Data Docs index that loads from CDNs
     assert (paths.VALIDATION_REPORTS / "expectations" / "ratings.html").is_file()
+    assert '<a href="expectations/ratings.html">' in page
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "reports"]  # GX leaves nothing else behind
 
 
@@ -59,6 +62,8 @@ def test_failing_data_raises_readable_error_and_keeps_the_report(tmp_path: Path,
     ]
     assert summary()["success"] is False
     assert summary()["suites"]["ratings"]["failed"] == 1
+    page = (paths.VALIDATION_REPORTS / "index.html").read_text(encoding="utf-8")
+    assert "26 of 27 expectations passed, 1 failed." in page and '<td class="number">1</td>' in page
 
 
 def test_scale_comes_from_dataset_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
