@@ -2,6 +2,7 @@
 #   make run    build .venv from uv.lock, then run the pipeline (dvc repro)
 #   make test   same setup, then the whole test suite (CI runs exactly this via .ci/run)
 #   make retrain  scheduled retraining (.github/workflows/retrain.yml): pull, retrain, evaluate, promote, push
+#   make plots  the DVC plots as one page that works offline (dvc_plots/index.html)
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -17,12 +18,13 @@ PYTEST_ARGS ?=
 RETRAIN_LOCK := .retrain.lock
 LOCK_BUSY := 75
 
-.PHONY: setup run test retrain retrain-steps clean help
+.PHONY: setup run test retrain retrain-steps plots vega-template clean help
 
 help:
 	@echo "make run    - create .venv from uv.lock and run the pipeline (dvc repro)"
 	@echo "make test   - create .venv from uv.lock and run the test suite"
 	@echo "make retrain - pull outputs (when a DVC remote is set), retrain both models, evaluate, promote, push"
+	@echo "make plots  - write the DVC plots to dvc_plots/index.html (Vega inlined: opens offline)"
 
 .uv-bootstrap/bin/uv:
 	$(PYTHON) -m venv .uv-bootstrap
@@ -57,6 +59,14 @@ retrain-steps:
 	dvc repro --force --single-item train_cofi train_content
 	dvc repro
 	@if dvc remote default >/dev/null 2>&1; then echo "dvc push"; dvc push; else echo "no default DVC remote: nothing to push"; fi
+
+# .dvc/config points `dvc plots show` at plots/template/index.html, which carries Vega inline.
+plots: setup
+	dvc plots show
+
+# After a DVC upgrade: re-vendor the Vega libraries its renderer asks for (needs npm).
+vega-template: setup
+	$(VENV)/bin/python plots/template/build.py
 
 clean:
 	rm -rf $(VENV) .uv-bootstrap .pytest_cache
