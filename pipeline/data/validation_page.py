@@ -61,7 +61,8 @@ def _row(result: Mapping[str, Any]) -> str:
     examples = ", ".join(_text(e) for e in result.get("examples") or [])
     cells = [
         badge,
-        f"<code>{_text(result.get('expectation'))}</code>",
+        # long names may wrap after an underscore instead of widening the table
+        f"<code>{_text(result.get('expectation')).replace('_', '_<wbr>')}</code>",
         _text(result.get("column")),
         f'<td class="problem">{_text(result.get("problem"))}</td>',
         f'<td class="number">{_count(result.get("unexpected_count"))}</td>',
