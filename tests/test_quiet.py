@@ -97,6 +97,7 @@ def run_tensorflow(verbose: bool) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
 
 
+@pytest.mark.slow  # two fresh TensorFlow imports
 def test_tensorflow_start_up_lines_are_hidden_and_verbose_brings_them_back():
     quiet_run = run_tensorflow(verbose=False)
     assert quiet_run.stdout.strip() == "6.0"
