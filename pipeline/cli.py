@@ -118,7 +118,7 @@ def _show(frame: Any, column: str, score: Any, trained: Any, data_dir: Path, as_
     """Print a recommend/similar answer with each movie's details, as a table or as JSON."""
     from pipeline import display
 
-    details = display.read_details(trained.catalogue.movie_ids, trained.movie_support(), data_dir)
+    details = display.read_details(trained.catalogue, trained.seen, data_dir)
     shown = display.with_details(frame.rename(columns={column: score.key}), score.key, details)
     typer.echo(display.as_json(shown, score, details, query) if as_json else display.as_text(shown, score, details, heading))
 

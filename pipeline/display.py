@@ -103,8 +103,11 @@ def movie_details(
     return Details(table, notes)
 
 
-def read_details(movie_ids: np.ndarray, support: np.ndarray, data_dir: Path) -> Details:
-    """`movie_details` from the pipeline's movies and features tables under `data_dir` (data/)."""
+def read_details(catalogue: Any, seen: Any, data_dir: Path) -> Details:
+    """`movie_details` of a model's catalogue, with its training ratings per movie counted from `seen`
+    (the model's SeenItems), from the pipeline's movies and features tables under `data_dir` (data/)."""
+    movie_ids = catalogue.movie_ids
+    support = np.bincount(seen.indices, minlength=len(catalogue))
     movies_file = data_dir / paths.RAW_MOVIES.relative_to(paths.DATA)
     features_file = data_dir / paths.FEATURES.relative_to(paths.DATA) / MOVIES_FILE
     movies = pd.read_parquet(movies_file, columns=[MOVIE, YEAR, GENRES]) if movies_file.is_file() else None
