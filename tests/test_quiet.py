@@ -12,9 +12,11 @@ import pytest
 
 from pipeline import quiet
 
-# Lines the libraries print on their own (TensorFlow's native start-up, MLflow, PySpark, GX warnings).
+# Lines the libraries print on their own (TensorFlow's native start-up, MLflow, PySpark, GX warnings;
+# DVC's warning for an empty dependency such as an empty __init__.py).
 NOISE = re.compile(
     r"cuInit|absl|oneDNN|cudart|TF_ENABLE_ONEDNN_OPTS|tensorflow/core|FutureWarning|UserWarning|WARNING mlflow|Downloading artifacts"
+    r"|WARNING: '[^']*' is empty"
 )
 
 
