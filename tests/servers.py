@@ -56,8 +56,9 @@ def start(
     deadline = time.monotonic() + timeout
     while not answers(ready_url):
         if process.poll() is not None or time.monotonic() > deadline:
-            stop(process)
+            # judged before stop(), which makes a server that was merely slow exit too
             state = f"exited with {process.returncode}" if process.poll() is not None else f"not ready after {timeout:.0f} s"
+            stop(process)
             raise AssertionError(f"{command[0]} {state}; log:\n{log.read_text()[-3000:]}")
         time.sleep(0.25)
     return process
