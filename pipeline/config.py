@@ -186,22 +186,22 @@ class CofiRankingParams(Section):
     on a validation slice carved from the ml-latest-small train split (benchmarks/bench_ranking_models.py)."""
 
     num_features: int = Field(64, ge=1, description="k, the length of x_i and w_j")
-    lambda_: float = Field(0.05, ge=0, description="L2 strength, per row scaled by (its total confidence)^reg_exponent")
+    lambda_: float = Field(0.02, ge=0, description="L2 strength, per row scaled by (its total confidence)^reg_exponent")
     reg_exponent: float = Field(
         1.0, ge=0, le=1, description="0: the same lambda for every row; 1: lambda times the row's total confidence (frequency-scaled)"
     )
-    alpha: float = Field(10.0, ge=0, description="confidence of a positive: c = 1 + alpha * f(rating); every other cell has c = 1")
+    alpha: float = Field(3.0, ge=0, description="confidence of a positive: c = 1 + alpha * f(rating); every other cell has c = 1")
     confidence: Literal["constant", "rating"] = Field(
-        "constant", description="f(rating): constant = 1 for every positive; rating = the rating in stars"
+        "rating", description="f(rating): constant = 1 for every positive; rating = the rating in stars"
     )
     positive_threshold: float | None = Field(
-        None, allow_inf_nan=False, description="a training rating at least this is a positive; null = every training rating is"
+        4.0, allow_inf_nan=False, description="a training rating at least this is a positive; null = every training rating is"
     )
     iterations: int = Field(15, ge=1, description="ALS iterations (users, then movies)")
     cg_steps: int = Field(
         3, ge=0, description="conjugate-gradient steps per half-iteration, warm-started; 0 = exact solves (slower)"
     )
-    movie_bias: bool = Field(True, description="learn a bias c_i per movie besides each user's bias b_j")
+    movie_bias: bool = Field(False, description="learn a bias c_i per movie besides each user's bias b_j")
     init_scale: float = Field(0.1, gt=0, description="x_i and w_j start as N(0, (init_scale / sqrt(k))^2); biases at 0")
     seed: int = Field(1234, description="seed of the initialization")
 
@@ -265,7 +265,7 @@ class GenreAffinityParams(Section):
     """Genre-affinity baseline (pipeline/models/genre_affinity.py): ranks by the user's taste for the movie's genres."""
 
     prior: float = Field(
-        5.0, ge=0, description="pseudo-ratings shrinking a user's per-genre mean deviation toward 0 (their overall mean)"
+        1000.0, ge=0, description="pseudo-ratings shrinking a user's per-genre mean deviation toward 0 (their overall mean)"
     )
 
 

@@ -56,6 +56,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from scipy import sparse
+from threadpoolctl import threadpool_limits
 
 from pipeline.config import CofiRankingParams
 from pipeline.data.schema import MOVIE, RATING, USER
@@ -335,6 +336,13 @@ def initial_factors(n_users: int, n_movies: int, params: CofiRankingParams) -> d
 
 def train_factors(data: Interactions, params: CofiRankingParams, progress: bool | None = None) -> tuple[dict[str, np.ndarray], History]:
     """ALS from the seeded start; raises ModelError if J stops being finite (nothing to save)."""
+    # One BLAS thread: the products here are small ((rows x k) times (k x k)), where BLAS threads cost
+    # more than they save; on a busy 2-core machine the default threads tripled the fit's CPU time.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _train(data, params, progress)
+
+
+def _train(data: Interactions, params: CofiRankingParams, progress: bool | None) -> tuple[dict[str, np.ndarray], History]:
     from tqdm.auto import tqdm
 
     started = time.perf_counter()

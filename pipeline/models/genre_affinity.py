@@ -65,7 +65,7 @@ class GenreAffinityModel(Baseline):
 
     @classmethod
     def fit(
-        cls, train: pd.DataFrame, movies: pd.DataFrame, rating_range: tuple[float, float] = DEFAULT_RANGE, prior: float = 5.0
+        cls, train: pd.DataFrame, movies: pd.DataFrame, rating_range: tuple[float, float] = DEFAULT_RANGE, prior: float = 1000.0
     ) -> Self:
         if GENRES not in movies.columns:
             raise DataError(f"movies: missing column {GENRES}; the genre-affinity baseline ranks by genres")

@@ -30,7 +30,10 @@ from tests.evaluation.data import tiny_movies, tiny_ratings
 from tests.models.contract import UNKNOWN_ID, ModelContract
 
 RANGE = (0.5, 5.0)
-FAST = CofiRankingParams(num_features=4, iterations=8, lambda_=0.01, alpha=5.0)
+# small and quick; every positive, constant confidence and a movie bias (the alternatives are tested below)
+FAST = CofiRankingParams(
+    num_features=4, iterations=8, lambda_=0.01, alpha=5.0, confidence="constant", positive_threshold=None, movie_bias=True
+)
 
 
 def ratings_frame(users, movies, values) -> pd.DataFrame:
@@ -54,7 +57,9 @@ def test_the_weighted_cost_of_a_hand_worked_case():
     c = 1 + 2 = 3 fit exactly; the other cells cost 1 x (0 - 2)^2 + 1 x (0 - 1)^2 = 5. Each row's
     confidences add up to 3 + 1 = 4, so lambda_r = 0.1 x 4 = 0.4, times |w|^2 = 1, 0 and |x|^2 = 1, 4:
     0.4 + 0 + 0.4 + 1.6 = 2.4. J = 7.4."""
-    params = CofiRankingParams(num_features=1, lambda_=0.1, alpha=2.0, movie_bias=False, reg_exponent=1.0)
+    params = CofiRankingParams(
+        num_features=1, lambda_=0.1, alpha=2.0, movie_bias=False, reg_exponent=1.0, confidence="constant", positive_threshold=None
+    )
     data = interactions(ratings_frame([1, 2], [10, 20], [4.0, 3.0]), Catalogue.from_movies(movies_frame([10, 20])), params, "t")
     factors = {"W": np.array([[1.0], [0.0]]), "b": np.array([0.0, 1.0]), "X": np.array([[1.0], [2.0]])}
     U, V = user_matrix(factors), movie_matrix(factors)
@@ -198,7 +203,7 @@ def planted() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
 def test_planted_tastes_are_recovered_where_popularity_misses():
     train, test, movies = planted()
     minority = test[test[USER] <= 15]  # the users whose taste is not the popular one
-    ranking = CofiRankingModel.fit(train, movies, CofiRankingParams(num_features=4, iterations=10, lambda_=0.01, alpha=5.0), RANGE)
+    ranking = CofiRankingModel.fit(train, movies, FAST.model_copy(update={"iterations": 10}), RANGE)
     popularity = PopularityModel.fit(train, movies)
     seen = SeenItems.from_ratings(train, ranking.catalogue)
     settings = {"k": 5, "relevance_threshold": 4.0, "cold_threshold": 1}
