@@ -34,9 +34,13 @@ STAGES = {
     "split": ("pipeline.stages.split", "Divide ratings into data/split/{train,test}.parquet."),
     "features": ("pipeline.stages.features", "Compute user/movie features and scalers from train only."),
     "train-cofi": ("pipeline.stages.train_cofi", "Train collaborative filtering into models/cofi/ (MLflow run 'cofi')."),
+    "train-cofi-ranking": (
+        "pipeline.stages.train_cofi_ranking",
+        "Train collaborative filtering for top-N lists into models/cofi_ranking/ (MLflow run 'cofi_ranking').",
+    ),
     "train-content": ("pipeline.stages.train_content", "Train the two-tower content model into models/content/ (MLflow run 'content')."),
     "evaluate": ("pipeline.stages.evaluate", "Score both models and the baselines on the test split; write metrics, plots, report."),
-    "promote": ("pipeline.stages.promote", "Register the trained models in MLflow; move alias 'champion' when the challenger wins on promote.metric."),
+    "promote": ("pipeline.stages.promote", "Register the trained models in MLflow; move alias 'champion' when the challenger wins on promote.metric (ranking models: promote.ranking_metric)."),
 }
 
 
@@ -120,10 +124,17 @@ def recommend(
         str | None, typer.Option("--genres", help="a new user's genre tastes: 'Adventure=5,Fantasy=5' (content)")
     ] = None,
     n: Annotated[int, typer.Option("-n", min=1, help="how many movies")] = 10,
-    model: Annotated[str, typer.Option("--model", help="cofi or content")] = "cofi",
+    model: Annotated[str, typer.Option("--model", help="model family: cofi or content")] = "cofi",
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective",
+            help="ranking: the family's model trained for top-N lists (e.g. cofi_ranking), when trained; rating: the one trained on stars",
+        ),
+    ] = "ranking",
     include_seen: Annotated[bool, typer.Option("--include-seen", help="also list movies the user rated")] = False,
     raw: Annotated[
-        bool, typer.Option("--raw", help="rank by predicted rating alone, without params.yaml's `ranking` adjustment")
+        bool, typer.Option("--raw", help="a rating model: rank by predicted rating alone, without params.yaml's `ranking` adjustment")
     ] = False,
     models_dir: ModelsDir = Path("models"),
     params_file: ParamsOption = Path("params.yaml"),
@@ -135,24 +146,27 @@ def recommend(
 
     def action() -> None:
         from pipeline.models.base import RecommendsForGenres, RecommendsForRatings
-        from pipeline.models.loading import load_trained
+        from pipeline.models.loading import load_trained, model_for
+        from pipeline.models.ranking import for_lists
 
-        trained = load_trained(model, models_dir)
-        if not raw:
-            trained = trained.with_ranking(_ranking(params_file))
+        name, note = model_for(model, objective, models_dir)
+        if note:
+            typer.echo(note, err=True)
+        trained = load_trained(name, models_dir)
+        trained = trained.with_ranking(None) if raw else for_lists(trained, _ranking(params_file))
         if user is not None:
             table = trained.recommend(user, n=n, exclude_seen=not include_seen)
         elif ratings is not None:
             if not isinstance(trained, RecommendsForRatings):
-                raise RecsysError(f"--ratings works with --model cofi, not {model}")
+                raise RecsysError(f"--ratings: the {name} model cannot fit a new user from ratings; use --model cofi")
             wanted = parse_assignments(ratings, "--ratings")
             by_movie = {_movie_id(trained.catalogue, key): value for key, value in wanted.items()}
             table = trained.recommend_for_ratings(by_movie, n=n)
         else:
             if not isinstance(trained, RecommendsForGenres):
-                raise RecsysError(f"--genres works with --model content, not {model}")
+                raise RecsysError(f"--genres: the {name} model cannot describe a new user by genres; use --model content")
             table = trained.recommend_for_genres(parse_assignments(genres or "", "--genres"), n=n)
-        _print_table(table, "predicted rating" if raw else "score")
+        _print_table(table, "predicted rating" if raw and trained.predicts_ratings else "score")
 
     guarded(action)
 

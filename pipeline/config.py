@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from pipeline.choices import Source, SplitStrategy
 from pipeline.errors import ConfigError
-from pipeline.evaluation.metric_table import PROMOTION_METRICS
+from pipeline.evaluation.metric_table import PROMOTION_METRICS, RANKING_PROMOTION_METRICS
 
 PARAMS_FILE = "params.yaml"
 
@@ -312,7 +312,10 @@ class PromoteParams(Section):
     """Champion/challenger gate."""
 
     metric: Literal[PROMOTION_METRICS] = Field(  # type: ignore[valid-type]  # the promotable metrics of the one table
-        "rmse", description="the metric the challenger must beat the champion on (pipeline/evaluation/metric_table.py)"
+        "rmse", description="the metric a rating model's challenger must beat its champion on (pipeline/evaluation/metric_table.py)"
+    )
+    ranking_metric: Literal[RANKING_PROMOTION_METRICS] = Field(  # type: ignore[valid-type]
+        "ndcg_at_k", description="the metric a ranking model's challenger (it predicts no ratings) must beat its champion on"
     )
     min_improvement: float = Field(0.0, ge=0, description="how much better the challenger must be")
 
