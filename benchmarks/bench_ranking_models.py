@@ -1,7 +1,7 @@
 """Top-N lists of the ranking models against popularity: ml-latest-small (random and temporal splits)
 and the default synthetic data.
 
-    .venv/bin/python benchmarks/bench_ranking_models.py --mirror ../shared/datasets     # the tables
+    .venv/bin/python benchmarks/bench_ranking_models.py --mirror <folder holding ml-latest-small/>   # the tables
     .venv/bin/python benchmarks/bench_ranking_models.py --datasets synthetic --models popularity cofi_ranking
     .venv/bin/python benchmarks/bench_ranking_models.py --tune        # validation figures behind the defaults
     .venv/bin/python benchmarks/bench_ranking_models.py --adam        # the same objective by Adam in TensorFlow
@@ -43,7 +43,9 @@ sys.path.insert(0, str(REPO))
 from pipeline.config import CofiRankingParams, Params, SyntheticParams  # noqa: E402
 from pipeline.errors import ModelSkipped  # noqa: E402
 from pipeline.evaluation.metrics import evaluate_model  # noqa: E402
-from pipeline.models.base import SeenItems  # noqa: E402
+from pipeline.config import EaseParams, GenreAffinityParams  # noqa: E402
+from pipeline.data.schema import RatingScale  # noqa: E402
+from pipeline.models.base import SeenItems, TrainingData  # noqa: E402
 from pipeline.models.baselines import PopularityModel  # noqa: E402
 from pipeline.models.cofi_ranking import CofiRankingModel  # noqa: E402
 from pipeline.models.ease import EaseModel  # noqa: E402
@@ -51,6 +53,11 @@ from pipeline.models.genre_affinity import GenreAffinityModel  # noqa: E402
 from pipeline.split import split_ratings  # noqa: E402
 
 RANGE = (0.5, 5.0)
+SCALE = RatingScale(*RANGE, 0.5)
+
+
+def data(train: pd.DataFrame, movies: pd.DataFrame) -> TrainingData:
+    return TrainingData(train, movies, SCALE)
 K, THRESHOLD, COLD = 10, 4.0, 5
 MEMORY_DATA = {"n_users": 40_000, "n_movies": 12_000, "min_user_ratings": 20, "seed": 7}  # bench_cofi.py's 5M shape
 
@@ -60,14 +67,14 @@ Fitter = Callable[[pd.DataFrame, pd.DataFrame, Params], Any]
 def fit_cofi_rating(train: pd.DataFrame, movies: pd.DataFrame, params: Params) -> Any:
     from pipeline.models.cofi import CofiModel
 
-    return CofiModel.fit(train, movies, params.cofi, RANGE, progress=False).with_ranking(params.ranking)
+    return CofiModel.fit(data(train, movies), params.cofi, progress=False).with_ranking(params.ranking)
 
 
 MODELS: dict[str, Fitter] = {
-    "popularity": lambda train, movies, params: PopularityModel.fit(train, movies, RANGE),
-    "genre_affinity": lambda train, movies, params: GenreAffinityModel.fit(train, movies, RANGE, params.evaluate.genre_affinity.prior),
-    "ease": lambda train, movies, params: EaseModel.fit(train, movies, RANGE, **params.evaluate.ease.model_dump()),
-    "cofi_ranking": lambda train, movies, params: CofiRankingModel.fit(train, movies, params.cofi_ranking, RANGE, progress=False),
+    "popularity": lambda train, movies, params: PopularityModel.fit(data(train, movies)),
+    "genre_affinity": lambda train, movies, params: GenreAffinityModel.fit(data(train, movies), params.evaluate.genre_affinity),
+    "ease": lambda train, movies, params: EaseModel.fit(data(train, movies), params.evaluate.ease),
+    "cofi_ranking": lambda train, movies, params: CofiRankingModel.fit(data(train, movies), params.cofi_ranking, progress=False),
     "cofi_rating": fit_cofi_rating,  # the rating model (pipeline/models/cofi.py) ranked with ranking.shrinkage
 }
 
@@ -187,16 +194,16 @@ def tune(mirror: Path | None, models: list[str]) -> None:
     candidates: dict[str, Fitter] = {"popularity": MODELS["popularity"]}
     if "cofi_ranking" in models:
         for label, variant in cofi_ranking_variants().items():
-            candidates[f"cofi_ranking, {label}"] = lambda t, m, p, v=variant: CofiRankingModel.fit(t, m, v, RANGE, progress=False)
+            candidates[f"cofi_ranking, {label}"] = lambda t, m, p, v=variant: CofiRankingModel.fit(data(t, m), v, progress=False)
     if "ease" in models:
         for lambda_ in (100.0, 200.0, 500.0, 1000.0):
             for threshold in (None, 4.0):
                 candidates[f"ease, lambda_ {lambda_:g}, positive_threshold {threshold}"] = (
-                    lambda t, m, p, l=lambda_, h=threshold: EaseModel.fit(t, m, RANGE, lambda_=l, positive_threshold=h)
+                    lambda t, m, p, l=lambda_, h=threshold: EaseModel.fit(data(t, m), EaseParams(lambda_=l, positive_threshold=h))
                 )
     if "genre_affinity" in models:
         for prior in (0.0, 1.0, 5.0, 20.0, 100.0, 1000.0):
-            candidates[f"genre_affinity, prior {prior:g}"] = lambda t, m, p, q=prior: GenreAffinityModel.fit(t, m, RANGE, q)
+            candidates[f"genre_affinity, prior {prior:g}"] = lambda t, m, p, q=prior: GenreAffinityModel.fit(data(t, m), GenreAffinityParams(prior=q))
     rows = []
     for label, fit in candidates.items():
         rows.append(run_model(label, fit, inner, validation, movies, params))
@@ -254,7 +261,7 @@ def adam(mirror: Path | None) -> None:
     import tensorflow  # noqa: F401
 
     print(f"import tensorflow: {time.perf_counter() - started:.1f} s")
-    rows = [run_model("ALS (defaults)", lambda t, m, p: CofiRankingModel.fit(t, m, params, RANGE, progress=False), inner, validation, movies, Params())]
+    rows = [run_model("ALS (defaults)", lambda t, m, p: CofiRankingModel.fit(data(t, m), params, progress=False), inner, validation, movies, Params())]
     for steps in (50, 200):
         for learning_rate in (0.003, 0.01, 0.03):
             label = f"Adam, {steps} full-batch steps, learning rate {learning_rate:g}"
@@ -283,7 +290,7 @@ def memory_child(n_ratings: int) -> None:
     params = CofiRankingParams()
     fits = {}
     for iterations in (1, 3):
-        model, wall, cpu = timed(lambda n=iterations: CofiRankingModel.fit(ratings, movies, params.model_copy(update={"iterations": n}), RANGE, progress=False))
+        model, wall, cpu = timed(lambda n=iterations: CofiRankingModel.fit(data(ratings, movies), params.model_copy(update={"iterations": n}), progress=False))
         fits[iterations] = (wall, cpu)
     print(json.dumps({
         "ratings": len(ratings), "users": int(ratings["user_id"].nunique()), "movies": len(movies),
