@@ -284,7 +284,7 @@ def test_the_gate_refuses_with_a_reason_and_registers_nothing(workdir, evaluatio
 def test_a_model_whose_training_dataset_is_not_recorded_is_refused(workdir, name):
     for model in TRAINED_MODELS:
         trained(model, global_mean(), **({"dataset_fingerprint": None} if model == name else {}))
-    evaluated(**{model: {"rmse": 2.0} for model in TRAINED_MODELS})
+    evaluated(**{model: {"rmse": 2.0, "ndcg_at_k": 0.5} for model in TRAINED_MODELS})
     run(params(), list(TRAINED_MODELS))
     result = promotion()
     assert result[name]["decision"] == "refused" and result[name]["version"] is None
