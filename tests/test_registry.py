@@ -93,6 +93,8 @@ def test_one_registered_name_per_model_and_data_source():
 class FakeModel:
     """A ranking model with fixed score rows per user (for hand-worked metrics)."""
 
+    predicts_ratings = True
+
     def __init__(self, movie_ids: list[int], rows: dict[int, list[float]], predictions: list[float] | None = None):
         self.catalogue = Catalogue(np.array(movie_ids, np.int64), np.array([f"m{m}" for m in movie_ids]))
         self.rows, self.predictions = rows, predictions
@@ -102,6 +104,9 @@ class FakeModel:
 
     def predict(self, pairs: pd.DataFrame) -> np.ndarray:
         return np.array(self.predictions, dtype=np.float64)
+
+    def with_ranking(self, ranking: object) -> FakeModel:
+        return self
 
 
 class FakePyfunc:
@@ -147,6 +152,8 @@ def test_ranking_metrics_follow_the_evaluate_protocol():
 def test_ranking_metrics_rank_with_the_ranking_params_as_evaluate_does():
     class Adjustable(FakeModel, SupportRanking):
         def with_ranking(self, ranking):
+            if ranking is None:
+                return self
             # user 2 now prefers 12 over 13: a miss at k=1
             return FakeModel([10, 11, 12, 13], {**self.rows, 2: [0.0, 9.0, ranking, 1.0]})
 
