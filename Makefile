@@ -23,7 +23,7 @@ LOCK_BUSY := 75
 help:
 	@echo "make run    - create .venv from uv.lock and run the pipeline (dvc repro)"
 	@echo "make test   - create .venv from uv.lock and run the test suite"
-	@echo "make retrain - pull outputs (when a DVC remote is set), retrain both models, evaluate, promote, push"
+	@echo "make retrain - pull outputs (when a DVC remote is set), retrain the models, evaluate, promote, push"
 	@echo "make plots  - write the DVC plots to dvc_plots/index.html (Vega inlined: opens offline)"
 
 .uv-bootstrap/bin/uv:
@@ -56,7 +56,7 @@ retrain-steps:
 	@if dvc remote default >/dev/null 2>&1; then echo "dvc pull --allow-missing"; dvc pull --allow-missing; \
 	else echo "no default DVC remote: nothing to pull"; fi
 	dvc repro features
-	dvc repro --force --single-item train_cofi train_content
+	dvc repro --force --single-item train_cofi train_content train_cofi_ranking
 	dvc repro
 	@if dvc remote default >/dev/null 2>&1; then echo "dvc push"; dvc push; else echo "no default DVC remote: nothing to push"; fi
 

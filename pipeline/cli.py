@@ -50,9 +50,13 @@ STAGES = {
     "split": ("pipeline.stages.split", "Divide ratings into data/split/{train,test}.parquet."),
     "features": ("pipeline.stages.features", "Compute user/movie features and scalers from train only."),
     "train-cofi": ("pipeline.stages.train_cofi", "Train collaborative filtering into models/cofi/ (MLflow run 'cofi')."),
+    "train-cofi-ranking": (
+        "pipeline.stages.train_cofi_ranking",
+        "Train collaborative filtering for top-N lists into models/cofi_ranking/ (MLflow run 'cofi_ranking').",
+    ),
     "train-content": ("pipeline.stages.train_content", "Train the two-tower content model into models/content/ (MLflow run 'content')."),
     "evaluate": ("pipeline.stages.evaluate", "Score both models and the baselines on the test split; write metrics, plots, report."),
-    "promote": ("pipeline.stages.promote", "Register the trained models in MLflow; move alias 'champion' when the challenger wins on promote.metric."),
+    "promote": ("pipeline.stages.promote", "Register the trained models in MLflow; move alias 'champion' when the challenger wins on promote.metric (ranking models: promote.ranking_metric)."),
 }
 
 
@@ -144,10 +148,17 @@ def recommend(
         str | None, typer.Option("--genres", help="a new user's genre tastes: 'Adventure=5,Fantasy=5' (content)")
     ] = None,
     n: Annotated[int, typer.Option("-n", min=1, help="how many movies")] = 10,
-    model: Annotated[str, typer.Option("--model", help="cofi or content")] = "cofi",
+    model: Annotated[str, typer.Option("--model", help="model family: cofi or content")] = "cofi",
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective",
+            help="ranking: the family's model trained for top-N lists (e.g. cofi_ranking), when trained; rating: the one trained on stars",
+        ),
+    ] = "ranking",
     include_seen: Annotated[bool, typer.Option("--include-seen", help="also list movies the user rated")] = False,
     raw: Annotated[
-        bool, typer.Option("--raw", help="rank by predicted rating alone, without params.yaml's `ranking` adjustment")
+        bool, typer.Option("--raw", help="a rating model: rank by predicted rating alone, without params.yaml's `ranking` adjustment")
     ] = False,
     as_json: JsonOption = False,
     models_dir: ModelsDir = Path("models"),
@@ -162,21 +173,27 @@ def recommend(
     def action() -> None:
         from pipeline import display
         from pipeline.models.base import RecommendsForGenres, RecommendsForRatings
-        from pipeline.models.loading import load_trained
+        from pipeline.models.loading import load_trained, model_for
+        from pipeline.models.ranking import for_lists
 
-        trained = load_trained(model, models_dir)
-        score = display.PREDICTED_STARS
-        if not raw:
+        name, note = model_for(model, objective, models_dir)
+        if note:
+            typer.echo(note, err=True)
+        trained = load_trained(name, models_dir)
+        if not trained.predicts_ratings:
+            trained, score = trained.with_ranking(None), display.RANKING_MODEL_SCORE
+        elif raw:
+            trained, score = trained.with_ranking(None), display.PREDICTED_STARS
+        else:
             ranking = _ranking(params_file)
-            trained = trained.with_ranking(ranking)
-            score = display.ranking_score(ranking)
+            trained, score = for_lists(trained, ranking), display.ranking_score(ranking)
         if user is not None:
             table = trained.recommend(user, n=n, exclude_seen=not include_seen)
-            heading = [f"Top {n} for user {user} ({model} model; {len(trained.seen.of(user))} movies rated in training):"]
-            query: dict[str, Any] = {"model": model, "user": user}
+            heading = [f"Top {n} for user {user} ({name} model; {len(trained.seen.of(user))} movies rated in training):"]
+            query: dict[str, Any] = {"model": name, "user": user}
         elif ratings is not None:
             if not isinstance(trained, RecommendsForRatings):
-                raise RecsysError(f"--ratings works with --model cofi, not {model}")
+                raise RecsysError(f"--ratings: the {name} model cannot fit a new user from ratings; use --model cofi")
             wanted = parse_assignments(ratings, "--ratings")
             resolved = [(key, _movie_id(trained.catalogue, key)) for key in wanted]
             table = trained.recommend_for_ratings({movie: wanted[key] for key, movie in resolved}, n=n)
@@ -185,16 +202,16 @@ def recommend(
                 for key, movie in resolved
             ]
             read = [f"  {r['title']} [id {r['movie_id']}] = {r['rating']:g}" for r in rated]
-            heading = ["Ratings read:", *read, f"Top {n} for these ratings ({model} model):"]
-            query = {"model": model, "ratings": rated}
+            heading = ["Ratings read:", *read, f"Top {n} for these ratings ({name} model):"]
+            query = {"model": name, "ratings": rated}
         else:
             if not isinstance(trained, RecommendsForGenres):
-                raise RecsysError(f"--genres works with --model content, not {model}")
+                raise RecsysError(f"--genres: the {name} model cannot describe a new user by genres; use --model content")
             tastes = parse_assignments(genres or "", "--genres")
             table = trained.recommend_for_genres(tastes, n=n)
             shown_tastes = ", ".join(f"{k}={v:g}" for k, v in tastes.items())
-            heading = [f"Top {n} for genre tastes {shown_tastes} ({model} model):"]
-            query = {"model": model, "genres": tastes}
+            heading = [f"Top {n} for genre tastes {shown_tastes} ({name} model):"]
+            query = {"model": name, "genres": tastes}
         _show(table, "score", score, trained, data_dir, as_json, heading, query)
 
     guarded(action)

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.choices import Source, SplitStrategy
 from pipeline.errors import ConfigError
-from pipeline.evaluation.metric_table import PROMOTION_METRICS
+from pipeline.evaluation.metric_table import PROMOTION_METRICS, RANKING_PROMOTION_METRICS
 
 PARAMS_FILE = "params.yaml"
 
@@ -287,6 +287,32 @@ class SparkParams(Section):
     conf: dict[str, str] = Field({}, description="more Spark settings, e.g. spark.executor.memory: 8g")
 
 
+class CofiRankingParams(Section):
+    """Collaborative filtering for top-N lists (pipeline/models/cofi_ranking.py): weighted matrix
+    factorization over every (user, movie) cell, trained by alternating least squares. Defaults chosen
+    on a validation slice carved from the ml-latest-small train split (benchmarks/bench_ranking_models.py)."""
+
+    num_features: int = Field(64, ge=1, description="k, the length of x_i and w_j")
+    lambda_: float = Field(0.02, ge=0, description="L2 strength, per row scaled by (its total confidence)^reg_exponent")
+    reg_exponent: float = Field(
+        1.0, ge=0, le=1, description="0: the same lambda for every row; 1: lambda times the row's total confidence (frequency-scaled)"
+    )
+    alpha: float = Field(3.0, ge=0, description="confidence of a positive: c = 1 + alpha * f(rating); every other cell has c = 1")
+    confidence: Literal["constant", "rating"] = Field(
+        "rating", description="f(rating): constant = 1 for every positive; rating = the rating in stars"
+    )
+    positive_threshold: float | None = Field(
+        4.0, allow_inf_nan=False, description="a training rating at least this is a positive; null = every training rating is"
+    )
+    iterations: int = Field(15, ge=1, description="ALS iterations (users, then movies)")
+    cg_steps: int = Field(
+        3, ge=0, description="conjugate-gradient steps per half-iteration, warm-started; 0 = exact solves (slower)"
+    )
+    movie_bias: bool = Field(False, description="learn a bias c_i per movie besides each user's bias b_j")
+    init_scale: float = Field(0.1, gt=0, description="x_i and w_j start as N(0, (init_scale / sqrt(k))^2); biases at 0")
+    seed: int = Field(1234, description="seed of the initialization")
+
+
 class ContentParams(Section):
     """Content-based two-tower network. Network defaults: the course's; batch size, validation and
     early stopping: measured on ml-latest-small (benchmarks/bench_content.py)."""
@@ -330,6 +356,26 @@ class BiasParams(Section):
     iterations: int = Field(10, ge=1, description="alternating closed-form passes (users, then movies)")
 
 
+class EaseParams(Section):
+    """EASE (pipeline/models/ease.py): a dense movies x movies item-item baseline for top-N lists."""
+
+    lambda_: float = Field(200.0, gt=0, description="L2 strength added to the diagonal of X^T X")
+    positive_threshold: float | None = Field(
+        None, allow_inf_nan=False, description="a training rating at least this counts as 1 in X; null = every training rating does"
+    )
+    max_movies: int = Field(
+        20_000, ge=1, description="movies with a positive in train above this skip EASE with a reason (float32 m x m: 1.6 GB at 20,000)"
+    )
+
+
+class GenreAffinityParams(Section):
+    """Genre-affinity baseline (pipeline/models/genre_affinity.py): ranks by the user's taste for the movie's genres."""
+
+    prior: float = Field(
+        1000.0, ge=0, description="pseudo-ratings shrinking a user's per-genre mean deviation toward 0 (their overall mean)"
+    )
+
+
 class EvaluateParams(Section):
     """Test-set metrics and the baselines they are compared with."""
 
@@ -339,6 +385,8 @@ class EvaluateParams(Section):
     plot_sample: int = Field(2000, ge=1, description="test ratings per model in plots/predictions_<model>.csv")
     seed: int = Field(0, description="seed of the plotted sample")
     bias: BiasParams = BiasParams()
+    ease: EaseParams = EaseParams()
+    genre_affinity: GenreAffinityParams = GenreAffinityParams()
 
 
 class RankingParams(Section):
@@ -360,7 +408,10 @@ class PromoteParams(Section):
     """Champion/challenger gate."""
 
     metric: Literal[PROMOTION_METRICS] = Field(  # type: ignore[valid-type]  # the promotable metrics of the one table
-        "rmse", description="the metric the challenger must beat the champion on (pipeline/evaluation/metric_table.py)"
+        "rmse", description="the metric a rating model's challenger must beat its champion on (pipeline/evaluation/metric_table.py)"
+    )
+    ranking_metric: Literal[RANKING_PROMOTION_METRICS] = Field(  # type: ignore[valid-type]
+        "ndcg_at_k", description="the metric a ranking model's challenger (it predicts no ratings) must beat its champion on"
     )
     min_improvement: float = Field(0.0, ge=0, description="how much better the challenger must be")
 
@@ -377,6 +428,7 @@ class Params(Section):
     split: SplitParams = SplitParams()
     features: FeaturesParams = FeaturesParams()
     cofi: CofiParams = CofiParams()
+    cofi_ranking: CofiRankingParams = CofiRankingParams()
     spark: SparkParams = SparkParams()
     content: ContentParams = ContentParams()
     evaluate: EvaluateParams = EvaluateParams()

@@ -43,3 +43,8 @@ def data_error(
     if shown:
         message += f" (e.g. {shown})"
     return DataError(message)
+
+
+class ModelSkipped(RecsysError):
+    """A model that cannot be fitted on this data within its configured limits (e.g. a dense matrix
+    larger than allowed): callers report it as skipped, with this message as the reason."""

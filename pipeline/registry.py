@@ -27,6 +27,7 @@ from pipeline.config import EvaluateParams
 from pipeline.errors import DataError, ModelError
 from pipeline.evaluation.metric_table import metric as metric_entry
 from pipeline.evaluation.metrics import evaluate_model, flat_metrics
+from pipeline.models.ranking import for_lists
 
 PREFIX = "recsys-"
 CHAMPION = "champion"
@@ -87,11 +88,19 @@ def decide(metric: str, challenger: float, champion: float | None, min_improveme
     return Decision("kept", f"{versus}: not better")
 
 
+def gate_metric(predicts_ratings: bool, metric: str, ranking_metric: str) -> str:
+    """What a model is judged by: a rating model by promote.metric, a ranking model (which
+    predicts no ratings) by promote.ranking_metric."""
+    return metric if predicts_ratings else ranking_metric
+
+
 def challenger_score(evaluation: Mapping[str, Any], model: str, metric: str, file: str = "metrics/evaluation.json") -> float:
     """The model's `metric` from evaluation.json, or Refused naming what is missing."""
     result = evaluation.get(model)
     if not isinstance(result, Mapping):
         raise Refused(f"{file}: no entry for '{model}' (its evaluation failed or did not run); not registering it")
+    if "skipped" in result:
+        raise Refused(f"{file}: '{model}' was skipped ({result['skipped']}); not registering it")
     value = result.get(metric)
     if value is None:
         raise Refused(f"{file}: '{model}' has no '{metric}' (the promote.metric); not registering it")
@@ -125,17 +134,19 @@ def score(
     test: pd.DataFrame,
     evaluate: EvaluateParams,
     ranking: Any = None,
+    new_movies_only: bool = False,
 ) -> float:
     """`metric` of a loaded pyfunc on this split, computed by the evaluate stage's `evaluate_model`.
 
     The same protocol as evaluate: candidates are the model's catalogue minus each user's training
     movies, relevance and k from `evaluate` (params.evaluate), ranked with `ranking` (params.ranking)
-    as evaluate ranks. Only the metric's kind (rating or ranking) is computed.
+    as evaluate ranks (a ranking model by its raw scores), the candidates of a cold_item split
+    (`new_movies_only`) as evaluate's. Only the metric's kind (rating or ranking) is computed.
     """
-    model = project_model(pyfunc_model).with_ranking(ranking)
+    model = for_lists(project_model(pyfunc_model), ranking)
     result, _ = evaluate_model(
         model, train, test, k=evaluate.k, relevance_threshold=evaluate.relevance_threshold,
-        cold_threshold=evaluate.cold_threshold, kinds=(metric_entry(metric).kind,),
+        cold_threshold=evaluate.cold_threshold, kinds=(metric_entry(metric).kind,), new_movies_only=new_movies_only,
     )
     value = flat_metrics(result, prefix="").get(metric)
     if value is None:

@@ -207,7 +207,8 @@ def log_artifact(path: str | os.PathLike[str], artifact_path: str | None = None)
 
 
 class RecsysPyfunc(mlflow.pyfunc.PythonModel):
-    """MLflow pyfunc over a project model: `predict(DataFrame[user_id, movie_id])` -> stars.
+    """MLflow pyfunc over a project model: `predict(DataFrame[user_id, movie_id])` -> the model's
+    predict(): stars for a rating model, ranking scores for a ranking model (cofi_ranking).
 
     The model's own files (npz/JSON/.keras) are the artifact `model_dir`; `model_config["loader"]`
     names its class as "module:Class", whose `load(dir)` rebuilds it.

@@ -58,6 +58,19 @@ def test_dvc_repro_builds_every_stage_output(reproduced):
         "data/features/scalers.json",
     ]:
         assert (repo / output).is_file(), output
+    for folder in ("models/cofi", "models/content", "models/cofi_ranking"):
+        assert any((repo / folder).iterdir()), folder
+    train = json.loads((repo / "metrics/train_cofi_ranking.json").read_text())
+    assert train["mlflow_run_id"] and train["model_uri"] and train["data_source"] == "synthetic"
+    assert (repo / "plots/cofi_ranking_cost.csv").is_file()
+    evaluation = json.loads((repo / "metrics/evaluation.json").read_text())
+    assert {"cofi", "content", "cofi_ranking", "popularity", "ease", "genre_affinity"} <= set(evaluation)
+    assert "rmse" not in evaluation["cofi_ranking"] and "ndcg_at_k" in evaluation["cofi_ranking"]
+    promotion = json.loads((repo / "metrics/promotion.json").read_text())
+    assert set(promotion) == {"cofi", "content", "cofi_ranking"}
+    assert (promotion["cofi"]["metric"], promotion["cofi_ranking"]["metric"]) == ("rmse", "ndcg_at_k")
+    assert promotion["cofi_ranking"]["registered_model"] == "recsys-cofi_ranking-synthetic"
+    assert "Rating vs ranking objective" in (repo / "reports/report.md").read_text()
     summary = json.loads((repo / "reports/validation/summary.json").read_text())
     assert summary["success"] is True
     meta = json.loads((repo / "data/raw/dataset.json").read_text())
@@ -151,3 +164,8 @@ def test_dvc_exp_run_on_real_movielens_through_the_mirror(tmp_path: Path, shared
     for model in (cofi, content):
         assert model["ndcg_at_k"] > popularity["ndcg_at_k"]
         assert model["precision_at_k"] > popularity["precision_at_k"]
+    # the ranking objective: EASE runs at its defaults here (about 17 s of CPU on this split)
+    ranking, ease = evaluation["cofi_ranking"], evaluation["ease"]
+    assert ranking["n_ranked_users"] == 599
+    assert ranking["ndcg_at_k"] >= 0.27 and ranking["coverage"] >= 0.05
+    assert "skipped" not in ease and ranking["ndcg_at_k"] >= ease["ndcg_at_k"]

@@ -42,6 +42,7 @@ METRICS = (
 )
 BY_NAME = {metric.name: metric for metric in METRICS}
 PROMOTION_METRICS = tuple(metric.name for metric in METRICS if metric.promotable)
+RANKING_PROMOTION_METRICS = tuple(metric.name for metric in METRICS if metric.promotable and metric.kind == RANKING)
 
 
 def metric(name: str) -> Metric:

@@ -6,7 +6,7 @@ the top-k lists (`top_k_items`: user_id, movie_id, rank 0-based) and the relevan
 test movie (a ranked user with no list, e.g. no candidate left, scores 0).
 
 Ranking protocol (README): candidates are all catalogue movies the user did not rate in train
-(`seen_items`); relevant = test rating >= threshold; binary relevance; ties in score go to the
+(`seen_items`), or, when the split holds out movies (cold_item), only the movies nobody rated in train; relevant = test rating >= threshold; binary relevance; ties in score go to the
 lower movie_id.
 - precision@k = hits in the top k / k (also when fewer than k candidates remain)
 - recall@k    = hits / number of relevant test movies
@@ -79,11 +79,14 @@ def top_k_items(
     user_ids: np.ndarray,
     k: int,
     block_cells: int = BLOCK_CELLS,
+    excluded: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Each user's k best unseen movies: DataFrame[user_id, movie_id, rank], best first.
 
     Scores come from `score_block(users)` (users x catalogue) one block of users at a time;
     memory is O(block_cells + users x k). Users with fewer than k candidates get shorter lists.
+    `excluded`: catalogue positions no user is offered (a bool per catalogue movie), besides each
+    user's own training movies.
     """
     user_ids = np.asarray(user_ids, dtype=np.int64)
     n_movies = len(catalogue)
@@ -96,7 +99,10 @@ def top_k_items(
             raise ModelError(f"score_block returned shape {scores.shape}, expected {(len(users), n_movies)}")
         if np.isnan(scores).any():
             raise ModelError(f"score_block returned {int(np.isnan(scores).sum())} NaN scores")
-        picks[start : start + len(users)] = top_n(scores, k, seen.mask(users, n_movies))
+        mask = seen.mask(users, n_movies)
+        if excluded is not None:
+            mask |= excluded[None, :]
+        picks[start : start + len(users)] = top_n(scores, k, mask)
     keep = picks >= 0
     return pd.DataFrame(
         {
@@ -261,6 +267,12 @@ def seen_items(train: pd.DataFrame, catalogue: Catalogue) -> SeenItems:
     return SeenItems.from_ratings(known, catalogue)
 
 
+def rated_in_train(train: pd.DataFrame, catalogue: Catalogue) -> np.ndarray:
+    """A bool per catalogue movie: True when it has at least one training rating."""
+    positions = catalogue.index(train[MOVIE].to_numpy(np.int64))
+    return np.bincount(positions[positions >= 0], minlength=len(catalogue)) > 0
+
+
 def evaluate_model(
     model: Recommender,
     train: pd.DataFrame,
@@ -273,6 +285,7 @@ def evaluate_model(
     block_cells: int = BLOCK_CELLS,
     cold: np.ndarray | None = None,
     kinds: Collection[str] = metric_table.KINDS,
+    new_movies_only: bool = False,
 ) -> tuple[dict[str, Any], np.ndarray | None]:
     """The evaluation.json object of one model, and its test predictions (None for ranking-only models).
 
@@ -281,6 +294,8 @@ def evaluate_model(
     stage computes it once for all models). Rating metrics are skipped when `model.predicts_ratings`
     is False. `cold`: the `cold_mask` of these ratings when already computed (it is the same for
     every model). `kinds`: which metrics to compute (metric_table.RATING, RANKING), all by default.
+    `new_movies_only` (split.strategy cold_item): the candidates are the movies without a training
+    rating, a new-releases shelf; every movie with one is excluded for every user and every model.
     """
     if len(test) == 0:
         raise DataError("test ratings: no rows, nothing to evaluate")
@@ -298,7 +313,8 @@ def evaluate_model(
     if metric_table.RANKING in kinds:
         seen = seen_items(train, model.catalogue) if seen is None else seen
         relevant = relevant_items(test, relevance_threshold)
-        top_k = top_k_items(model.score_block, model.catalogue, seen, ranked_users(relevant), k, block_cells)
+        excluded = rated_in_train(train, model.catalogue) if new_movies_only else None
+        top_k = top_k_items(model.score_block, model.catalogue, seen, ranked_users(relevant), k, block_cells, excluded)
         result.update(ranking_metrics(top_k, relevant, k, len(model.catalogue)))
     result["n_test_ratings"] = int(len(test))
     if "n_ranked_users" in result:

@@ -27,10 +27,20 @@ def metric_labels(k: int) -> dict[str, str]:
     return {**{metric.name: metric.header(k) for metric in METRICS}, **COUNTS}
 
 
+def evaluated(evaluation: Mapping[str, Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """The models with metrics (a skipped one's row is {"skipped": reason})."""
+    return {name: result for name, result in evaluation.items() if "skipped" not in result}
+
+
+def skipped_text(evaluation: Mapping[str, Mapping[str, Any]]) -> str:
+    """One sentence per skipped model, or ""."""
+    return " ".join(f"{name} was skipped: {result['skipped']}." for name, result in evaluation.items() if "skipped" in result)
+
+
 def metrics_table(evaluation: Mapping[str, Mapping[str, Any]], k: int) -> pd.DataFrame:
-    """One row per model (in `evaluation` order), one column per metric; missing values are NaN."""
+    """One row per evaluated model (in `evaluation` order), one column per metric; missing values are NaN."""
     rows = {}
-    for name, result in evaluation.items():
+    for name, result in evaluated(evaluation).items():
         cold = result.get("cold", {})
         flat = {key: value for key, value in result.items() if key != "cold"}
         flat.update({f"cold_{key}": value for key, value in cold.items()})
@@ -42,7 +52,9 @@ def metrics_table(evaluation: Mapping[str, Mapping[str, Any]], k: int) -> pd.Dat
     return table
 
 
-def _cell(value: float, column: str) -> str:
+def _cell(value: float | str, column: str) -> str:
+    if isinstance(value, str):
+        return value
     if pd.isna(value):
         return "-"
     if column in COUNTS.values():
@@ -62,9 +74,51 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown_report(evaluation: Mapping[str, Mapping[str, Any]], k: int, protocol: str) -> str:
-    """reports/report.md: a title, the protocol in one paragraph, the metrics table."""
-    return f"# Model evaluation\n\n{protocol}\n\n{markdown_table(metrics_table(evaluation, k))}"
+OBJECTIVE_COLUMNS = ("ndcg_at_k", "precision_at_k", "recall_at_k", "coverage", "rmse")
+REFERENCES = {"ease": "baseline (item-item, ranking)", "popularity": "baseline (most rated)"}
+WHY_RANKING = (
+    "Why a model trained on RMSE ranks poorly: it fits the stars of the movies people chose to rate and never "
+    "learns which movies a user would choose among all of them, so movies with a few high ratings score as well "
+    "as the favourites and dominate the top of its list (the support shrinkage of params.ranking only damps "
+    "this). A ranking objective compares each movie the user picked with all the movies the user did not pick, "
+    "which is what a top-N list is judged on."
+)
+
+
+def objectives_table(evaluation: Mapping[str, Mapping[str, Any]], k: int, families: Mapping[str, Mapping[str, str]]) -> pd.DataFrame:
+    """Each family's rating and ranking model side by side on the list metrics (and RMSE), with the
+    EASE and popularity rows for reference; only models present in `evaluation`."""
+    table = metrics_table(evaluation, k)
+    labels = metric_labels(k)
+    rows = [(name, f"{family}: {objective} objective") for family, names in families.items() for objective, name in names.items()]
+    rows += list(REFERENCES.items())
+    present = [(name, what) for name, what in rows if name in table.index]
+    out = table.loc[[name for name, _ in present], [labels[c] for c in OBJECTIVE_COLUMNS]]
+    out.insert(0, "objective", [what for _, what in present])
+    return out
+
+
+def objectives_markdown(evaluation: Mapping[str, Mapping[str, Any]], k: int, families: Mapping[str, Mapping[str, str]]) -> str:
+    """The two objectives section, or "" when no family has both models evaluated."""
+    table = objectives_table(evaluation, k, families)
+    if not any(all(name in table.index for name in names.values()) for names in families.values()):
+        return ""
+    return f"## Rating vs ranking objective\n\n{markdown_table(table)}\n{WHY_RANKING}\n"
+
+
+def markdown_report(
+    evaluation: Mapping[str, Mapping[str, Any]], k: int, protocol: str, families: Mapping[str, Mapping[str, str]] | None = None
+) -> str:
+    """reports/report.md: a title, the protocol in one paragraph, the metrics table, the skipped
+    models, and the rating vs ranking objective per family."""
+    skipped = skipped_text(evaluation)
+    parts = [f"# Model evaluation\n\n{protocol}\n\n{markdown_table(metrics_table(evaluation, k))}"]
+    if skipped:
+        parts.append(f"\n{skipped}\n")
+    objectives = objectives_markdown(evaluation, k, families or {})
+    if objectives:
+        parts.append(f"\n{objectives}")
+    return "".join(parts)
 
 
 # ---- figures --------------------------------------------------------------------------------
@@ -153,13 +207,21 @@ def html_report(
     protocol: str,
     curves: Mapping[str, pd.DataFrame],
     activity: pd.DataFrame,
+    families: Mapping[str, Mapping[str, str]] | None = None,
 ) -> str:
     """reports/report.html: one self-contained page (no external files, scripts or fonts)."""
     table = metrics_table(evaluation, k)
     labels = metric_labels(k)
+    skipped = skipped_text(evaluation)
     sections = [
         "<h2>Metrics</h2>",
         html_table(table),
+        f"<p>{html.escape(skipped)}</p>" if skipped else "",
+    ]
+    if objectives_markdown(evaluation, k, families or {}):
+        objectives = objectives_table(evaluation, k, families or {})
+        sections += ["<h2>Rating vs ranking objective</h2>", html_table(objectives), f"<p>{html.escape(WHY_RANKING)}</p>"]
+    sections += [
         "<h2>Models compared</h2>",
         _figure_html("RMSE on the test split", bar_chart(table, labels["rmse"], BY_NAME["rmse"].lower_is_better)),
         _figure_html(labels["ndcg_at_k"], bar_chart(table, labels["ndcg_at_k"], BY_NAME["ndcg_at_k"].lower_is_better)),

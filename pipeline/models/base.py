@@ -16,7 +16,7 @@ model needs besides its parameters to recommend; `top_n` ranks score blocks with
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
@@ -229,6 +229,23 @@ def top_n(scores: np.ndarray, n: int, exclude: np.ndarray | None = None) -> np.n
     if k < n:
         best = np.pad(best, ((0, 0), (0, n - k)), constant_values=-1)
     return best.astype(np.int64)
+
+
+def pair_scores(
+    score_block: Callable[[np.ndarray], np.ndarray], catalogue: Catalogue, users: np.ndarray, movies: np.ndarray, block_cells: int = 1 << 21
+) -> np.ndarray:
+    """score_block's value at each (user, movie) pair, a block of distinct users at a time; 0 for a
+    movie outside the catalogue. For ranking models whose predict() returns scores."""
+    out = np.zeros(len(users))
+    columns = catalogue.index(movies)
+    known = np.flatnonzero(columns >= 0)
+    distinct, row = np.unique(users[known], return_inverse=True)
+    step = max(1, block_cells // max(len(catalogue), 1))
+    for start in range(0, len(distinct), step):
+        block = score_block(distinct[start : start + step])
+        inside = (row >= start) & (row < start + step)
+        out[known[inside]] = block[row[inside] - start, columns[known[inside]]]
+    return out
 
 
 def recommendation_frame(catalogue: Catalogue, scores: np.ndarray, n: int, exclude: np.ndarray | None) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Load a trained model by name (`cofi`, `content`) from its folder under models/."""
+"""Load a trained model by name (`cofi`, `content`, `cofi_ranking`) from its folder under models/."""
 
 from __future__ import annotations
 
@@ -12,7 +12,16 @@ from pipeline.models.base import Recommender
 TRAINED_MODELS = {
     "cofi": "pipeline.models.cofi:CofiModel",
     "content": "pipeline.models.content:ContentModel",
+    "cofi_ranking": "pipeline.models.cofi_ranking:CofiRankingModel",
 }
+
+# Each model family's model per objective: `rating` fits the stars (RMSE), `ranking` fits which movies
+# a user picks (top-N lists). A name missing from TRAINED_MODELS is not part of the pipeline yet.
+FAMILIES: dict[str, dict[str, str]] = {
+    "cofi": {"rating": "cofi", "ranking": "cofi_ranking"},
+    "content": {"rating": "content", "ranking": "content_ranking"},
+}
+OBJECTIVES = ("rating", "ranking")
 
 
 def class_at(loader: str) -> type:
@@ -34,3 +43,24 @@ def load_trained(name: str, models_dir: str | Path = paths.MODELS) -> Recommende
     if not directory.is_dir() or not any(directory.iterdir()):
         raise ModelError(f"{directory}: no trained {name} model here (run `dvc repro` first)")
     return cls.load(directory)
+
+
+def is_trained(name: str, models_dir: str | Path = paths.MODELS) -> bool:
+    directory = Path(models_dir) / name
+    return name in TRAINED_MODELS and directory.is_dir() and any(directory.iterdir())
+
+
+def model_for(family: str, objective: str = "ranking", models_dir: str | Path = paths.MODELS) -> tuple[str, str | None]:
+    """(model name, a note or None) for a family's `objective`: the ranking model when it is trained,
+    else the rating model and a note saying so."""
+    if family not in FAMILIES:
+        raise ModelError(f"unknown model '{family}'; choose one of {', '.join(FAMILIES)}")
+    if objective not in OBJECTIVES:
+        raise ModelError(f"unknown objective '{objective}'; choose one of {', '.join(OBJECTIVES)}")
+    names = FAMILIES[family]
+    if objective == "rating" or is_trained(names["ranking"], models_dir):
+        return names[objective], None
+    return names["rating"], (
+        f"note: no trained {names['ranking']} model in {Path(models_dir) / names['ranking']}; "
+        f"listing by the {names['rating']} model's predicted ratings"
+    )

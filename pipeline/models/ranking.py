@@ -89,3 +89,10 @@ class SupportRanking:
             min_support=self.ranking.min_support,
         )
 
+
+
+def for_lists(model: Any, ranking: Any) -> Any:
+    """The model as its top-N lists are ranked: a rating model by support-adjusted scores
+    (`ranking`, params.yaml's section), a ranking model (predicts_ratings False) by its raw scores,
+    which its objective already fitted to what users pick."""
+    return model.with_ranking(ranking if model.predicts_ratings else None)

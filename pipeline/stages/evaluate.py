@@ -9,6 +9,7 @@ Metrics go into each trained model's MLflow run; each baseline gets a run of its
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pandas as pd
 from pipeline import paths
 from pipeline.config import Params
 from pipeline.data.schema import RATING, USER
-from pipeline.errors import DataError, ModelError
+from pipeline.errors import DataError, ModelError, ModelSkipped
 from pipeline.evaluation.metrics import (
     PREDICTION,
     cold_mask,
@@ -33,14 +34,28 @@ from pipeline.evaluation.report import html_report, markdown_report
 from pipeline.io import atomic_outputs, read_json, write_json
 from pipeline.models.base import Catalogue, Recommender, TrainingData
 from pipeline.models.baselines import BiasModel, GlobalMeanModel, PopularityModel
-from pipeline.models.loading import TRAINED_MODELS, class_at
+from pipeline.models.ease import EaseModel
+from pipeline.models.genre_affinity import GenreAffinityModel
+from pipeline.models.loading import FAMILIES, TRAINED_MODELS, class_at
+from pipeline.models.ranking import for_lists
 from pipeline.stages.inputs import check_trained_on, read_ratings, read_training_data, require
 
-LEARNING_CURVES = {"cofi": paths.PLOTS / "cofi_cost.csv", "content": paths.PLOTS / "content_loss.csv"}
+LEARNING_CURVES = {
+    "cofi": paths.PLOTS / "cofi_cost.csv",
+    "content": paths.PLOTS / "content_loss.csv",
+    "cofi_ranking": paths.PLOTS / "cofi_ranking_cost.csv",
+}
 EVALUATION = paths.METRICS / "evaluation.json"
 ERROR_BY_ACTIVITY = paths.PLOTS / "error_by_activity.csv"
 REPORT_HTML = paths.REPORTS / "report.html"
 REPORT_MD = paths.REPORTS / "report.md"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A baseline that was not fitted, and why (its evaluation.json row)."""
+
+    reason: str
 
 
 def predictions_path(name: str) -> Path:
@@ -83,32 +98,58 @@ def load_trained(name: str, loader: str, catalogue: Catalogue, dataset: Mapping[
     return model, str(info["mlflow_run_id"])
 
 
-def fit_baselines(data: TrainingData, params: Params) -> dict[str, Recommender]:
-    return {
-        "bias": BiasModel.fit(data, params.evaluate.bias),
-        "global_mean": GlobalMeanModel.fit(data),
-        "popularity": PopularityModel.fit(data),
+def fit_baselines(data: TrainingData, params: Params) -> dict[str, Recommender | Skipped]:
+    """Every baseline, or a Skipped reason for one that cannot be fitted within its limits (EASE's
+    dense movies x movies matrix beyond evaluate.ease.max_movies)."""
+    cfg = params.evaluate
+    fits = {
+        "bias": lambda: BiasModel.fit(data, cfg.bias),
+        "global_mean": lambda: GlobalMeanModel.fit(data),
+        "popularity": lambda: PopularityModel.fit(data),
+        "ease": lambda: EaseModel.fit(data, cfg.ease),
+        "genre_affinity": lambda: GenreAffinityModel.fit(data, cfg.genre_affinity),
     }
+    baselines: dict[str, Recommender | Skipped] = {}
+    for name, fit in fits.items():
+        try:
+            baselines[name] = fit()
+        except ModelSkipped as exc:
+            print(f"evaluate: {name} skipped: {exc}")
+            baselines[name] = Skipped(str(exc))
+    return baselines
+
+
+BASELINE_SECTIONS = ("bias", "ease", "genre_affinity")  # baselines with their own evaluate.<name> section
 
 
 def baseline_params(name: str, params: Params) -> dict[str, Any]:
-    logged: dict[str, Any] = {"evaluate": params.evaluate.model_dump(exclude={"bias"})}
-    if name == "bias":
-        logged["bias"] = params.evaluate.bias.model_dump()
+    logged: dict[str, Any] = {"evaluate": params.evaluate.model_dump(exclude=set(BASELINE_SECTIONS))}
+    if name in BASELINE_SECTIONS:
+        logged[name] = getattr(params.evaluate, name).model_dump()
     return logged
+
+
+def candidates_text(strategy: str) -> str:
+    if strategy == "cold_item":
+        return (
+            "candidates are only the movies nobody rated in train (a new-releases shelf: the test movies are "
+            "held out, so every movie with a training rating is excluded for every model and baseline)"
+        )
+    return "candidates are all movies not rated in train"
 
 
 def protocol_text(params: Params, n_train: int, n_test: int, dataset: Mapping[str, Any]) -> str:
     cfg = params.evaluate
     return (
         f"Data: {dataset.get('source', 'unknown')} split {params.split.strategy} "
-        f"({n_train:,} train / {n_test:,} test ratings). Ranking: for each user, candidates are all movies "
-        f"not rated in train; relevant = test rating >= {cfg.relevance_threshold}; users with at least one "
+        f"({n_train:,} train / {n_test:,} test ratings). Ranking: for each user, {candidates_text(params.split.strategy)}; "
+        f"relevant = test rating >= {cfg.relevance_threshold}; users with at least one "
         f"relevant test movie are ranked and metrics averaged over them, @{cfg.k}. Cold: test ratings whose "
-        f"user or movie has fewer than {cfg.cold_threshold} training ratings. cofi and content rank by "
+        f"user or movie has fewer than {cfg.cold_threshold} training ratings. The rating models (cofi, content) rank by "
         f"scores shrunk toward the user's mean by the movie's training support (ranking.shrinkage "
         f"{params.ranking.shrinkage:g}, popularity_weight {params.ranking.popularity_weight:g}, min_support "
-        f"{params.ranking.min_support}), as `recsys recommend` does; baselines rank by their raw scores."
+        f"{params.ranking.min_support}), as `recsys recommend` does; the ranking models (cofi_ranking) and the "
+        f"baselines rank by their raw scores."
     )
 
 
@@ -132,9 +173,11 @@ def plot_sample(n_test: int, size: int, seed: int) -> np.ndarray:
 
 
 def evaluate_all(
-    models: Mapping[str, Recommender], train: pd.DataFrame, test: pd.DataFrame, catalogue: Catalogue, params: Params
+    models: Mapping[str, Recommender | Skipped], train: pd.DataFrame, test: pd.DataFrame, catalogue: Catalogue, params: Params
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame], pd.DataFrame]:
-    """(evaluation.json content, predictions sample per rating model, error by activity of every rating model)."""
+    """(evaluation.json content, predictions sample per rating model, error by activity of every rating model).
+
+    A skipped model gets the row {"skipped": reason} instead of metrics."""
     cfg = params.evaluate
     seen = seen_items(train, catalogue)
     sample = plot_sample(len(test), cfg.plot_sample, cfg.seed)
@@ -144,9 +187,12 @@ def evaluate_all(
     samples: dict[str, pd.DataFrame] = {}
     activity = []
     for name, model in models.items():
+        if isinstance(model, Skipped):
+            evaluation[name] = {"skipped": model.reason}
+            continue
         result, predictions = evaluate_model(
             model, train, test, seen, k=cfg.k, relevance_threshold=cfg.relevance_threshold,
-            cold_threshold=cfg.cold_threshold, cold=cold,
+            cold_threshold=cfg.cold_threshold, cold=cold, new_movies_only=params.split.strategy == "cold_item",
         )
         evaluation[name] = result
         if predictions is None:
@@ -175,6 +221,8 @@ def log_to_mlflow(
     tracking.configure(experiment)
     extra = {"evaluate_k": params.evaluate.k, "evaluate_relevance_threshold": params.evaluate.relevance_threshold}
     for name, result in evaluation.items():
+        if "skipped" in result:
+            continue
         metrics = {**flat_metrics(result), **extra}
         run_id = run_ids.get(name)
         if run_id and tracking.run_exists(run_id):
@@ -191,19 +239,19 @@ def run(params: Params, trained: Mapping[str, str] = TRAINED_MODELS) -> None:
     """`trained` maps model name -> loader ("module:Class"); tests pass their own."""
     data, test, dataset = read_inputs()
     train, catalogue = data.ratings, Catalogue.from_movies(data.movies)
-    models: dict[str, Recommender] = {}
+    models: dict[str, Recommender | Skipped] = {}
     run_ids: dict[str, str] = {}
     for name, loader in trained.items():
         model, run_ids[name] = load_trained(name, loader, catalogue, dataset)
-        # rank exactly as `recsys recommend` does (params.ranking); predict() is unaffected
-        models[name] = model.with_ranking(params.ranking)
+        # rank exactly as `recsys recommend` does (a rating model by params.ranking); predict() is unaffected
+        models[name] = for_lists(model, params.ranking)
     models.update(fit_baselines(data, params))
 
     evaluation, samples, activity = evaluate_all(models, train, test, catalogue, params)
     protocol = protocol_text(params, len(train), len(test), dataset)
     k = params.evaluate.k
-    markdown = markdown_report(evaluation, k, protocol)
-    page = html_report(evaluation, k, protocol, read_curves(list(trained)), activity)
+    markdown = markdown_report(evaluation, k, protocol, FAMILIES)
+    page = html_report(evaluation, k, protocol, read_curves(list(trained)), activity, FAMILIES)
 
     finals = [EVALUATION, ERROR_BY_ACTIVITY, REPORT_HTML, REPORT_MD, *(predictions_path(n) for n in samples)]
     with atomic_outputs(*finals) as tmps:

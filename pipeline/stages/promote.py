@@ -25,7 +25,7 @@ from pipeline.data.schema import conform_ratings
 from pipeline.errors import ModelError, RecsysError, data_error
 from pipeline.evaluation.metrics import flat_metrics
 from pipeline.io import atomic_outputs, read_json
-from pipeline.models.loading import TRAINED_MODELS
+from pipeline.models.loading import TRAINED_MODELS, model_class
 from pipeline.registry import CHALLENGER, CHAMPION, Decision, Refused
 from pipeline.stages.inputs import check_trained_on, dataset_identity
 
@@ -42,6 +42,12 @@ class Candidate:
     run_id: str
     score: float
     tags: Mapping[str, str]
+
+
+def gate_metric(model: str, params: Params) -> str:
+    """promote.metric for a rating model, promote.ranking_metric for a ranking model."""
+    predicts_ratings = bool(getattr(model_class(model), "predicts_ratings", True)) if model in TRAINED_MODELS else True
+    return registry.gate_metric(predicts_ratings, params.promote.metric, params.promote.ranking_metric)
 
 
 def training_file(model: str) -> str:
@@ -103,7 +109,7 @@ def judge(
     client: Any, found: Candidate, params: Params, train: pd.DataFrame, test: pd.DataFrame, source: str
 ) -> dict[str, Any]:
     """Register the candidate as challenger, score the champion on this split, decide (no champion move yet)."""
-    metric, name = params.promote.metric, registry.registered_name(found.model, source)
+    metric, name = gate_metric(found.model, params), registry.registered_name(found.model, source)
     check_run_finished(client, found.run_id, found.model)
     version = registry.register(client, name, found.model_uri, found.run_id, found.tags)
     client.set_registered_model_alias(name, CHALLENGER, version.version)
@@ -117,7 +123,9 @@ def judge(
     else:
         try:
             loaded = tracking.load_model(f"models:/{name}/{champion.version}")
-            champion_score = registry.score(loaded, metric, train, test, params.evaluate, params.ranking)
+            champion_score = registry.score(
+                loaded, metric, train, test, params.evaluate, params.ranking, new_movies_only=params.split.strategy == "cold_item"
+            )
         except RecsysError as exc:
             raise RecsysError(f"{name} champion v{champion.version} cannot be scored on this test split: {exc}") from None
         decision = registry.decide(metric, found.score, champion_score, params.promote.min_improvement, champion.version)
@@ -157,9 +165,9 @@ def judge_all(client: Any, params: Params, models: list[str]) -> dict[str, Any]:
     train, test, dataset = read_split()
     source = dataset_identity(dataset)["data_source"]
     evaluation = read_json(EVALUATION)
-    metric = params.promote.metric
     results: dict[str, Any] = {}
     for model in models:
+        metric = gate_metric(model, params)
         try:
             results[model] = judge(client, candidate(model, evaluation, dataset, metric), params, train, test, source)
         except Refused as exc:

@@ -70,3 +70,28 @@ def test_learning_curves_plot_every_numeric_column_against_the_step_column():
     assert [line.get_label() for line in lines] == ["loss", "val_loss"]
     assert lines[0].get_xdata().tolist() == [1, 2]
     assert curve_figure("empty", pd.DataFrame({"epoch": []})) is None
+
+
+FAMILIES = {"cofi": {"rating": "cofi", "ranking": "cofi_ranking"}, "content": {"rating": "content", "ranking": "content_ranking"}}
+BOTH = {
+    **EVALUATION,
+    "cofi_ranking": {"precision_at_k": 0.22, "recall_at_k": 0.3, "ndcg_at_k": 0.31, "map_at_k": 0.2, "coverage": 0.05, "n_test_ratings": 20168},
+    "ease": {"skipped": "ease: 30,000 movies have a positive training rating, more than evaluate.ease.max_movies 20,000"},
+}  # fmt: skip
+
+
+def test_the_report_puts_each_familys_two_objectives_side_by_side_and_names_skipped_models():
+    markdown = markdown_report(BOTH, 10, "protocol", FAMILIES)
+    section = markdown.split("## Rating vs ranking objective")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows] == ["| model", "| cofi", "| cofi_ranking", "| popularity"]
+    assert "| cofi_ranking | cofi: ranking objective | 0.3100 |" in section
+    assert "never learns which movies a user would choose" in section
+    assert "ease was skipped: ease: 30,000 movies" in markdown and "| ease |" not in markdown
+    page = html_report(BOTH, 10, "protocol", {}, ACTIVITY, FAMILIES)
+    assert "Rating vs ranking objective" in page and "<td>cofi: ranking objective</td>" in page
+    assert "ease was skipped" in page
+
+
+def test_without_a_ranking_model_there_is_no_objectives_section():
+    assert "Rating vs ranking" not in markdown_report(EVALUATION, 10, "protocol", FAMILIES)

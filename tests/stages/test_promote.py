@@ -284,7 +284,7 @@ def test_the_gate_refuses_with_a_reason_and_registers_nothing(workdir, evaluatio
 def test_a_model_whose_training_dataset_is_not_recorded_is_refused(workdir, name):
     for model in TRAINED_MODELS:
         trained(model, global_mean(), **({"dataset_fingerprint": None} if model == name else {}))
-    evaluated(**{model: {"rmse": 2.0} for model in TRAINED_MODELS})
+    evaluated(**{model: {"rmse": 2.0, "ndcg_at_k": 0.5} for model in TRAINED_MODELS})
     run(params(), list(TRAINED_MODELS))
     result = promotion()
     assert result[name]["decision"] == "refused" and result[name]["version"] is None
@@ -348,3 +348,39 @@ def test_a_failure_between_two_alias_moves_says_which_moved(workdir, monkeypatch
     with pytest.raises(RecsysError, match=f"champion moved only for {COFI};"):
         run(params(), ["cofi", "content"])
     assert not PROMOTION.exists()
+
+
+def ranking_model():
+    from pipeline.config import CofiRankingParams
+    from pipeline.models.cofi_ranking import CofiRankingModel
+
+    return CofiRankingModel.fit(training_data(TRAIN, MOVIES), CofiRankingParams(num_features=2, iterations=2, positive_threshold=None))
+
+
+def test_a_ranking_model_has_its_own_champion_judged_by_the_ranking_metric(workdir):
+    trained("cofi_ranking", ranking_model())
+    evaluated(cofi_ranking={"ndcg_at_k": 0.5, "precision_at_k": 0.5})
+    run(params(), ["cofi_ranking"])
+    entry = promotion()["cofi_ranking"]
+    assert (entry["registered_model"], entry["metric"], entry["decision"]) == ("recsys-cofi_ranking-synthetic", "ndcg_at_k", "first")
+
+    trained("cofi_ranking", ranking_model())
+    evaluated(cofi_ranking={"ndcg_at_k": 0.0})
+    run(params(), ["cofi_ranking"])
+    entry = promotion()["cofi_ranking"]
+    # the champion is ranked again on this split: user 1's one relevant movie at rank 1 or not at all
+    assert entry["metric"] == "ndcg_at_k" and entry["champion_score"] in (0.0, 1.0)
+    assert entry["decision"] == "kept"
+
+    trained("cofi_ranking", ranking_model())
+    evaluated(cofi_ranking={"ndcg_at_k": 0.5})
+    run(params(ranking_metric="precision_at_k"), ["cofi_ranking"])
+    assert promotion()["cofi_ranking"]["metric"] == "precision_at_k"
+
+
+def test_a_skipped_evaluation_row_is_refused_with_its_reason(workdir):
+    trained("cofi", global_mean())
+    evaluated(cofi={"skipped": "too many movies"})
+    run(params(), ["cofi"])
+    entry = promotion()["cofi"]
+    assert entry["decision"] == "refused" and "skipped (too many movies)" in entry["reason"]
