@@ -250,7 +250,7 @@ def test_with_a_time_cutoff_users_and_movies_first_seen_after_it_are_cold():
     ratings = pd.concat([ratings, new_movie], ignore_index=True)  # movie 130 released last
     train, test = split_ratings(ratings, "time_cutoff", 0.3, 0, cutoff=1_000_000_060)
     assert not set(train["user_id"]) & {9, 10} and 130 not in set(train["movie_id"])
-    model = BiasModel.fit(train, tiny_movies(13))
+    model = BiasModel.fit(training_data(train, tiny_movies(13)))
     result, predictions = evaluate_model(
         model, train, test, SeenItems.from_ratings(train, model.catalogue), k=3, relevance_threshold=4.0, cold_threshold=1
     )
