@@ -108,10 +108,10 @@ def tensorflow_import_output() -> str:
 def test_recommend_is_quiet_and_verbose_brings_the_library_lines_back(reproduced):
     repo, _ = reproduced
     user = str(int(pd.read_parquet(repo / "data/split/train.parquet")["user_id"].iloc[0]))
-    quiet_run = tool(repo, "recsys", "recommend", "--model", "content", "--user", user, "-n", "3")
+    quiet_run = tool(repo, "recsys", "recommend", "--model", "content", "--objective", "rating", "--user", user, "-n", "3")
     assert noise_lines(quiet_run.stdout + quiet_run.stderr) == [] and quiet_run.stderr == ""
     assert quiet_run.stdout.startswith(f"Top 3 for user {user} (content model;")
-    verbose_run = tool(repo, "recsys", "--verbose", "recommend", "--model", "content", "--user", user, "-n", "3")
+    verbose_run = tool(repo, "recsys", "--verbose", "recommend", "--model", "content", "--objective", "rating", "--user", user, "-n", "3")
     assert verbose_run.stdout == quiet_run.stdout
     if not noise_lines(tensorflow_import_output()):
         pytest.skip("this TensorFlow build prints nothing when imported")

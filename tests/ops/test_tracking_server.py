@@ -80,7 +80,7 @@ def test_every_run_with_its_params_tags_and_full_curves_is_on_the_server(scenari
     experiment = client.get_experiment_by_name("recsys")
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     names = sorted(run.info.run_name for run in runs)
-    assert names == sorted([*TRAINED_MODELS, "bias", "global_mean", "popularity"] * 2)
+    assert names == sorted([*TRAINED_MODELS, "bias", "global_mean", "popularity", "ease", "genre_affinity"] * 2)
     fingerprint = scenario.read("data/raw/dataset.json")["fingerprint"]
     evaluation = scenario.read("metrics/evaluation.json")
     for round_, trained in enumerate(scenario.trainings):
