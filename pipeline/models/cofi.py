@@ -195,6 +195,22 @@ def movie_means(movie_idx: np.ndarray, ratings: np.ndarray, n_movies: int, shrin
     return np.where(counts + shrinkage > 0, means, global_mean), global_mean
 
 
+def check_new_ratings(
+    ratings: Mapping[int, float], catalogue: Catalogue, rating_range: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(movie_ids, values) of a new user's {movie_id: rating}, or a DataError naming unknown movies or
+    ratings outside the range (the check of every model that folds in a new user from ratings)."""
+    movie_ids = np.fromiter((int(m) for m in ratings), np.int64, len(ratings))
+    values = np.fromiter((float(v) for v in ratings.values()), np.float64, len(ratings))
+    unknown = movie_ids[catalogue.index(movie_ids) < 0]
+    if len(unknown):
+        raise data_error("new user's ratings", "are for movies not in the catalogue", column=MOVIE, count=len(unknown), examples=unknown)
+    low, high = rating_range
+    bad = ~np.isfinite(values) | (values < low) | (values > high)
+    if bad.any():
+        raise data_error("new user's ratings", f"are outside the rating range {low:g}..{high:g}", column=RATING, count=int(bad.sum()), examples=values[bad])
+    return movie_ids, values
+
 # ---- training (TensorFlow) ----------------------------------------------------------------------
 
 
@@ -560,7 +576,7 @@ class CofiModel(SupportRanking):
         one training used: lambda on w (b unpenalised, as in the course), times the number of
         ratings under `cost: mean`. No rating of a trained movie gives w = 0, b = 0.
         """
-        movie_ids, values = self._check_new_ratings(ratings)
+        movie_ids, values = check_new_ratings(ratings, self.catalogue, self.rating_range)
         rows = index_of(movie_ids, self.movie_ids)
         rows, values = rows[rows >= 0], values[rows >= 0]
         k = self.params.num_features
@@ -572,18 +588,6 @@ class CofiModel(SupportRanking):
         penalty = np.sqrt(lam) * np.eye(k + 1)[:k]
         solution = np.linalg.lstsq(np.vstack([design, penalty]), np.concatenate([target, np.zeros(k)]), rcond=None)[0]
         return solution[:k], float(solution[k])
-
-    def _check_new_ratings(self, ratings: Mapping[int, float]) -> tuple[np.ndarray, np.ndarray]:
-        movie_ids = np.fromiter((int(m) for m in ratings), np.int64, len(ratings))
-        values = np.fromiter((float(v) for v in ratings.values()), np.float64, len(ratings))
-        unknown = movie_ids[self.catalogue.index(movie_ids) < 0]
-        if len(unknown):
-            raise data_error("new user's ratings", "are for movies not in the catalogue", column=MOVIE, count=len(unknown), examples=unknown)
-        low, high = self.rating_range
-        bad = ~np.isfinite(values) | (values < low) | (values > high)
-        if bad.any():
-            raise data_error("new user's ratings", f"are outside the rating range {low:g}..{high:g}", column=RATING, count=int(bad.sum()), examples=values[bad])
-        return movie_ids, values
 
     def recommend_for_ratings(self, ratings: Mapping[int, float], n: int = 10) -> pd.DataFrame:
         """Top movies for a new user described by {movie_id: rating}, the rated movies excluded."""

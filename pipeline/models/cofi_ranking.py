@@ -74,7 +74,7 @@ from pipeline.models.base import (
     save_arrays,
     seen_exclusion,
 )
-from pipeline.models.cofi import check_train
+from pipeline.models.cofi import check_new_ratings, check_train
 from pipeline.models.ranking import SupportRanking
 
 FORMAT = "cofi-ranking-1"
@@ -446,7 +446,7 @@ class CofiRankingModel(SupportRanking):
     def fit_new_user(self, ratings: Mapping[int, float]) -> tuple[np.ndarray, float]:
         """(w, b) minimizing J for one more user with the movies held fixed: the exact solve of one
         user's normal equations (the positives among `ratings` by the training threshold and confidence)."""
-        movie_ids, values = self._check_new_ratings(ratings)
+        movie_ids, values = check_new_ratings(ratings, self.catalogue, self.rating_range)
         positive = np.ones(len(values), bool) if self.params.positive_threshold is None else values >= self.params.positive_threshold
         movie_pos = self.catalogue.index(movie_ids[positive])
         keys, first = np.unique(movie_pos, return_index=True)
@@ -457,18 +457,6 @@ class CofiRankingModel(SupportRanking):
         row = solve_side(self._unknown_user()[None, :], self._V, cells, masks["user_free"], masks["penalized"], lambdas, 0)[0]
         k = self.params.num_features
         return row[:k], float(row[k])
-
-    def _check_new_ratings(self, ratings: Mapping[int, float]) -> tuple[np.ndarray, np.ndarray]:
-        movie_ids = np.fromiter((int(m) for m in ratings), np.int64, len(ratings))
-        values = np.fromiter((float(v) for v in ratings.values()), np.float64, len(ratings))
-        unknown = movie_ids[self.catalogue.index(movie_ids) < 0]
-        if len(unknown):
-            raise data_error("new user's ratings", "are for movies not in the catalogue", column=MOVIE, count=len(unknown), examples=unknown)
-        low, high = self.rating_range
-        bad = ~np.isfinite(values) | (values < low) | (values > high)
-        if bad.any():
-            raise data_error("new user's ratings", f"are outside the rating range {low:g}..{high:g}", column=RATING, count=int(bad.sum()), examples=values[bad])
-        return movie_ids, values
 
     def recommend_for_ratings(self, ratings: Mapping[int, float], n: int = 10) -> pd.DataFrame:
         """Top movies for a new user described by {movie_id: rating}, the rated movies excluded."""
