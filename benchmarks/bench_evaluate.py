@@ -52,6 +52,7 @@ STAGE = """
 import sys, time
 sys.path.insert(0, {bench!r})
 from pipeline.config import load_params
+from pipeline.paths import DEFAULT_LAYOUT
 from pipeline.stages import evaluate
 core = evaluate.evaluate_all
 def timed(*args, **kwargs):
@@ -60,7 +61,7 @@ def timed(*args, **kwargs):
     print("CORE", time.perf_counter() - start, file=sys.stderr)
     return result
 evaluate.evaluate_all = timed
-evaluate.run(load_params(), trained={{"random": "bench_evaluate:RandomFactorModel"}})
+evaluate.run(load_params(), DEFAULT_LAYOUT, trained={{"random": "bench_evaluate:RandomFactorModel"}})
 """
 IMPORTS_ONLY = "import pipeline.stages.evaluate, pipeline.tracking, matplotlib.figure"
 

@@ -79,10 +79,12 @@ def _run_stage(module_name: str, params_file: Path) -> None:
 
     def action() -> None:
         from pipeline.memory import check_stage_memory
+        from pipeline.paths import DEFAULT_LAYOUT
 
         params = load_params(params_file)
-        check_stage_memory(module_name.rsplit(".", 1)[-1], params)  # too large for data.max_memory_gb: stop now
-        importlib.import_module(module_name).run(params)
+        # too large for data.max_memory_gb: stop now; DVC runs every stage at the repository root
+        check_stage_memory(module_name.rsplit(".", 1)[-1], params, DEFAULT_LAYOUT.raw_meta)
+        importlib.import_module(module_name).run(params, layout=DEFAULT_LAYOUT)
 
     guarded(action)
 

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import paths
 from pipeline.data.schema import GENRE_SEPARATOR, GENRES, MOVIE, TITLE, YEAR
 from pipeline.features import AVG_RATING, MOVIES_FILE, N_RATINGS
+from pipeline.paths import DEFAULT_LAYOUT
 
 MEAN_RATING = "mean_rating"
 DETAIL_COLUMNS = (YEAR, GENRES, N_RATINGS, MEAN_RATING)
@@ -111,8 +111,9 @@ def read_details(catalogue: Any, seen: Any, data_dir: Path) -> Details:
     (the model's SeenItems), from the pipeline's movies and features tables under `data_dir` (data/)."""
     movie_ids = catalogue.movie_ids
     support = np.bincount(seen.indices, minlength=len(catalogue))
-    movies_file = data_dir / paths.RAW_MOVIES.relative_to(paths.DATA)
-    features_file = data_dir / paths.FEATURES.relative_to(paths.DATA) / MOVIES_FILE
+    layout = DEFAULT_LAYOUT  # where the files are below its data/ folder
+    movies_file = data_dir / layout.raw_movies.relative_to(layout.data)
+    features_file = data_dir / layout.features.relative_to(layout.data) / MOVIES_FILE
     movies = pd.read_parquet(movies_file, columns=[MOVIE, YEAR, GENRES]) if movies_file.is_file() else None
     features = pd.read_parquet(features_file, columns=[MOVIE, N_RATINGS, AVG_RATING]) if features_file.is_file() else None
     return movie_details(movie_ids, support, movies, features, movies_file=str(movies_file), features_file=str(features_file))

@@ -80,10 +80,8 @@ def dataset_ratings(stage: str, params: Params, meta_file: Path) -> tuple[int, s
     return n, str(meta_file)
 
 
-def check_stage_memory(stage: str, params: Params, meta_file: Path | None = None) -> None:
-    """The guard run before a stage: dataset size from the params (ingest) or dataset.json."""
-    from pipeline import paths
-
-    found = dataset_ratings(stage, params, meta_file or paths.RAW_META)
+def check_stage_memory(stage: str, params: Params, meta_file: Path) -> None:
+    """The guard run before a stage: dataset size from the params (ingest) or `meta_file` (dataset.json)."""
+    found = dataset_ratings(stage, params, meta_file)
     if found is not None:
         check_memory(stage, found[0], params.data.max_memory_gb, found[1])

@@ -11,13 +11,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.config import CofiParams, SyntheticParams
 from pipeline.data import movielens
 from pipeline.data.schema import GENRES, MOVIE, RATING, TIMESTAMP, TITLE, USER, YEAR, RatingScale
+from pipeline.data.synthetic import generate
 from pipeline.errors import DataError
+from pipeline.features import build_features, save_features
+from pipeline.io import write_json
 from pipeline.models.base import TrainingData
+from pipeline.models.cofi import CofiModel
+from pipeline.paths import Layout
 
 SCALE = RatingScale(0.5, 5.0, 0.5)  # MovieLens' half stars, as the synthetic source writes them
 T = 1_000_000_000  # a plausible rating time (2001)
+DATASET = {"source": "synthetic", **SCALE.to_meta(), "fingerprint": "f00d"}  # a dataset.json
 
 
 # ---- ratings and movies ---------------------------------------------------------------------------
@@ -101,6 +108,60 @@ def clean_movies() -> pd.DataFrame:
 def training_data(ratings: pd.DataFrame, movies: pd.DataFrame, **fields) -> TrainingData:
     """What a model is fitted on, on the half-star scale unless `scale=` says otherwise."""
     return TrainingData(ratings, movies, fields.pop("scale", SCALE), **fields)
+
+
+# ---- trained models -----------------------------------------------------------------------------
+
+
+def tiny_cofi(ratings: pd.DataFrame, movies: pd.DataFrame) -> CofiModel:
+    """A collaborative filtering model trained in a fraction of a second (3 features, 5 iterations)."""
+    return CofiModel.fit(training_data(ratings, movies), CofiParams(num_features=3, iterations=5))
+
+
+# ---- a pipeline folder ------------------------------------------------------------------------------
+
+
+def layout_with(
+    root: Path,
+    *,
+    ratings: pd.DataFrame | None = None,
+    train: pd.DataFrame | None = None,
+    test: pd.DataFrame | None = None,
+    movies: pd.DataFrame | None = None,
+    dataset: dict | None = None,
+) -> Layout:
+    """Layout(root) holding the given stage outputs at their paths (raw ratings, split, movies, dataset.json)."""
+    layout = Layout(root)
+    frames = {layout.raw_ratings: ratings, layout.train: train, layout.test: test, layout.raw_movies: movies}
+    for path, frame in frames.items():
+        if frame is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_parquet(path, index=False)
+    if dataset is not None:
+        write_json(layout.raw_meta, dataset)
+    return layout
+
+
+def training_layout(root: Path, dataset: dict = DATASET) -> Layout:
+    """What a training stage reads, in Layout(root): a train split of low_rank_ratings (12 users,
+    15 movies), the movies and dataset.json."""
+    ratings, movies = low_rank_ratings(n_users=12, n_movies=15)
+    return layout_with(root, train=ratings, movies=movies, dataset=dataset)
+
+
+def content_layout(root: Path, dataset: dict = DATASET) -> Layout:
+    """What train_content reads, in Layout(root): a train split of a small synthetic dataset (30
+    users, 80 movies, 720 ratings), its movies, dataset.json and the features stage's output."""
+    ratings, movies = generate(SyntheticParams(n_users=30, n_movies=80, n_ratings=900, min_user_ratings=20, seed=5))
+    train = ratings.sample(frac=0.8, random_state=0).reset_index(drop=True)
+    layout = layout_with(root, train=train, movies=movies, dataset=dataset)
+    save_features(build_features(train, movies, 0.0), layout.features)
+    return layout
+
+
+def training_outputs(layout: Layout, name: str) -> tuple[Path, Path, Path]:
+    """What the training stage of model `name` writes: its folder, metrics file and learning curve."""
+    return layout.model_dir(name), layout.training_metrics(name), layout.learning_curve(name)
 
 
 # ---- MovieLens release files -------------------------------------------------------------------

@@ -12,14 +12,14 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import STAGES, app
-from pipeline.config import CofiParams, ContentParams, RankingParams, SyntheticParams
+from pipeline.config import ContentParams, RankingParams, SyntheticParams
 from pipeline.data.schema import MOVIE
 from pipeline.data.synthetic import generate
 from pipeline.errors import data_error
 from pipeline.features import build_features, save_features
 from pipeline.models.cofi import CofiModel
 from pipeline.models.content import ContentModel
-from tests.factories import low_rank_ratings, training_data
+from tests.factories import low_rank_ratings, tiny_cofi, training_data
 
 runner = CliRunner()
 
@@ -61,8 +61,7 @@ def test_data_errors_name_file_column_count_and_examples():
 # ---- recommend: the lists follow params.yaml's ranking, --raw the predicted ratings ------------------
 @pytest.fixture(scope="module")
 def cofi_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, CofiModel]:
-    train, movies = low_rank_ratings()
-    model = CofiModel.fit(training_data(train, movies), CofiParams(num_features=3, iterations=5))
+    model = tiny_cofi(*low_rank_ratings())
     models_dir = tmp_path_factory.mktemp("models")
     model.save(models_dir / "cofi")
     return models_dir, model
@@ -110,7 +109,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     movies.to_parquet(root / "data" / "raw" / "movies.parquet", index=False)
     features = build_features(train, movies, 0.0)
     save_features(features, root / "data" / "features")
-    CofiModel.fit(training_data(train, movies), CofiParams(num_features=3, iterations=5)).save(root / "models" / "cofi")
+    tiny_cofi(train, movies).save(root / "models" / "cofi")
     content = ContentParams(user_layers=[4], item_layers=[4], embedding_dim=2, epochs=2, batch_size=256, validation_fraction=0.0, patience=None)
     ContentModel.fit(training_data(train, movies, features=features), content).save(root / "models" / "content")
     return root, train, movies

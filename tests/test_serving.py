@@ -12,10 +12,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline import registry, tracking
-from pipeline.config import CofiParams
 from pipeline.data.schema import MOVIE, USER
-from pipeline.models.cofi import CofiModel
-from tests.factories import low_rank_ratings, training_data
+from tests.factories import low_rank_ratings, tiny_cofi
 from tests.servers import BIN, HOST, free_port, serving
 
 pytestmark = pytest.mark.slow
@@ -32,7 +30,7 @@ def invoke(url: str, rows: pd.DataFrame) -> list[float]:
 def test_the_cofi_champion_serves_the_ratings_its_predict_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)  # the sqlite store keeps artifacts in ./mlruns
     ratings, movies = low_rank_ratings(n_users=12, n_movies=15)
-    model = CofiModel.fit(training_data(ratings, movies), CofiParams(num_features=3, iterations=5))
+    model = tiny_cofi(ratings, movies)
     with tracking.start_run("cofi", "serving-test", "cofi", {"fingerprint": "f", "source": "synthetic"}) as run_id:
         uri = tracking.log_model(model, "cofi", example=ratings[[USER, MOVIE]].head(3))
     name = registry.registered_name("cofi", "synthetic")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from pipeline import paths
 from pipeline.errors import ModelError
 from pipeline.models.base import Recommender
+from pipeline.paths import DEFAULT_LAYOUT
 
 TRAINED_MODELS = {
     "cofi": "pipeline.models.cofi:CofiModel",
@@ -36,7 +36,7 @@ def model_class(name: str) -> type:
     return class_at(TRAINED_MODELS[name])
 
 
-def load_trained(name: str, models_dir: str | Path = paths.MODELS) -> Recommender:
+def load_trained(name: str, models_dir: str | Path = DEFAULT_LAYOUT.models) -> Recommender:
     """The model trained by the pipeline, or a ModelError naming the missing folder."""
     cls = model_class(name)
     directory = Path(models_dir) / name
@@ -45,12 +45,12 @@ def load_trained(name: str, models_dir: str | Path = paths.MODELS) -> Recommende
     return cls.load(directory)
 
 
-def is_trained(name: str, models_dir: str | Path = paths.MODELS) -> bool:
+def is_trained(name: str, models_dir: str | Path = DEFAULT_LAYOUT.models) -> bool:
     directory = Path(models_dir) / name
     return name in TRAINED_MODELS and directory.is_dir() and any(directory.iterdir())
 
 
-def model_for(family: str, objective: str = "ranking", models_dir: str | Path = paths.MODELS) -> tuple[str, str | None]:
+def model_for(family: str, objective: str = "ranking", models_dir: str | Path = DEFAULT_LAYOUT.models) -> tuple[str, str | None]:
     """(model name, a note or None) for a family's `objective`: the ranking model when it is trained,
     else the rating model and a note saying so."""
     if family not in FAMILIES:

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import paths
 from pipeline.config import Params
 from pipeline.data.schema import RATING, USER
 from pipeline.errors import DataError, ModelError, ModelSkipped
@@ -38,17 +37,8 @@ from pipeline.models.ease import EaseModel
 from pipeline.models.genre_affinity import GenreAffinityModel
 from pipeline.models.loading import FAMILIES, TRAINED_MODELS, class_at
 from pipeline.models.ranking import for_lists
-from pipeline.stages.inputs import check_trained_on, read_ratings, read_training_data, require
-
-LEARNING_CURVES = {
-    "cofi": paths.PLOTS / "cofi_cost.csv",
-    "content": paths.PLOTS / "content_loss.csv",
-    "cofi_ranking": paths.PLOTS / "cofi_ranking_cost.csv",
-}
-EVALUATION = paths.METRICS / "evaluation.json"
-ERROR_BY_ACTIVITY = paths.PLOTS / "error_by_activity.csv"
-REPORT_HTML = paths.REPORTS / "report.html"
-REPORT_MD = paths.REPORTS / "report.md"
+from pipeline.paths import Layout
+from pipeline.stages.inputs import check_trained_on, read_ratings, read_training_data
 
 
 @dataclass(frozen=True)
@@ -58,13 +48,9 @@ class Skipped:
     reason: str
 
 
-def predictions_path(name: str) -> Path:
-    return paths.PLOTS / f"predictions_{name}.csv"
-
-
-def training_info(name: str) -> dict[str, Any]:
+def training_info(name: str, layout: Layout) -> dict[str, Any]:
     """metrics/train_<name>.json, which must hold the training run's `mlflow_run_id`."""
-    path = paths.METRICS / f"train_{name}.json"
+    path = layout.training_metrics(name)
     if not path.is_file():
         raise ModelError(f"{path}: not found; train the {name} model first (dvc repro train_{name})")
     info = read_json(path)
@@ -73,28 +59,30 @@ def training_info(name: str) -> dict[str, Any]:
     return info
 
 
-def check_catalogue(model: Recommender, catalogue: Catalogue, folder: Path) -> None:
+def check_catalogue(model: Recommender, catalogue: Catalogue, folder: Path, movies_file: Path) -> None:
     """The model's catalogue must be the movies of data/raw/movies.parquet, else it was trained on other data."""
     ours = model.catalogue
     same = len(ours) == len(catalogue) and np.array_equal(ours.movie_ids, catalogue.movie_ids)
     if not same:
         unknown = np.setdiff1d(ours.movie_ids, catalogue.movie_ids)
-        example = f" (e.g. movie_id {unknown[0]} is not in {paths.RAW_MOVIES})" if len(unknown) else ""
+        example = f" (e.g. movie_id {unknown[0]} is not in {movies_file})" if len(unknown) else ""
         raise ModelError(
             f"{folder}: trained on another dataset: its catalogue has {len(ours)} movies, "
-            f"{paths.RAW_MOVIES} has {len(catalogue)}{example}; retrain it (dvc repro)"
+            f"{movies_file} has {len(catalogue)}{example}; retrain it (dvc repro)"
         )
 
 
-def load_trained(name: str, loader: str, catalogue: Catalogue, dataset: Mapping[str, Any]) -> tuple[Recommender, str]:
+def load_trained(
+    name: str, loader: str, catalogue: Catalogue, dataset: Mapping[str, Any], layout: Layout
+) -> tuple[Recommender, str]:
     """(model, its training run id), or a ModelError naming the folder that is missing or mismatched."""
-    folder = paths.MODELS / name
+    folder = layout.model_dir(name)
     if not folder.is_dir():
         raise ModelError(f"{folder}: model folder not found; train it first (dvc repro train_{name})")
-    info = training_info(name)
-    check_trained_on(info, dataset, name)
+    info = training_info(name, layout)
+    check_trained_on(info, dataset, name, layout)
     model = class_at(loader).load(folder)
-    check_catalogue(model, catalogue, folder)
+    check_catalogue(model, catalogue, folder, layout.raw_movies)
     return model, str(info["mlflow_run_id"])
 
 
@@ -153,15 +141,15 @@ def protocol_text(params: Params, n_train: int, n_test: int, dataset: Mapping[st
     )
 
 
-def read_inputs() -> tuple[TrainingData, pd.DataFrame, dict[str, Any]]:
+def read_inputs(layout: Layout) -> tuple[TrainingData, pd.DataFrame, dict[str, Any]]:
     """(train ratings, movies and scale, test ratings, dataset.json)."""
-    data, meta = read_training_data()
-    require(paths.TEST)
-    test = read_ratings(paths.TEST)
+    data, meta = read_training_data(layout)
+    layout.require(layout.test)
+    test = read_ratings(layout.test)
     if len(test) == 0:
-        raise DataError(f"{paths.TEST}: no rows; the test split is empty, nothing to evaluate")
+        raise DataError(f"{layout.test}: no rows; the test split is empty, nothing to evaluate")
     if len(data.ratings) == 0:
-        raise DataError(f"{paths.TRAIN}: no rows; nothing to fit the baselines on")
+        raise DataError(f"{layout.train}: no rows; nothing to fit the baselines on")
     return data, test, meta
 
 
@@ -207,8 +195,9 @@ def evaluate_all(
     return evaluation, samples, table
 
 
-def read_curves(names: list[str]) -> dict[str, pd.DataFrame]:
-    return {name: pd.read_csv(LEARNING_CURVES[name]) for name in names if name in LEARNING_CURVES and LEARNING_CURVES[name].is_file()}
+def read_curves(names: list[str], layout: Layout) -> dict[str, pd.DataFrame]:
+    """The learning curves the training stages wrote, for the models that have one."""
+    return {name: pd.read_csv(layout.learning_curve(name)) for name in names if layout.learning_curve(name).is_file()}
 
 
 def log_to_mlflow(
@@ -235,14 +224,14 @@ def log_to_mlflow(
             tracking.log_metrics(metrics, run_id=new_run)
 
 
-def run(params: Params, trained: Mapping[str, str] = TRAINED_MODELS) -> None:
+def run(params: Params, layout: Layout, trained: Mapping[str, str] = TRAINED_MODELS) -> None:
     """`trained` maps model name -> loader ("module:Class"); tests pass their own."""
-    data, test, dataset = read_inputs()
+    data, test, dataset = read_inputs(layout)
     train, catalogue = data.ratings, Catalogue.from_movies(data.movies)
     models: dict[str, Recommender | Skipped] = {}
     run_ids: dict[str, str] = {}
     for name, loader in trained.items():
-        model, run_ids[name] = load_trained(name, loader, catalogue, dataset)
+        model, run_ids[name] = load_trained(name, loader, catalogue, dataset, layout)
         # rank exactly as `recsys recommend` does (a rating model by params.ranking); predict() is unaffected
         models[name] = for_lists(model, params.ranking)
     models.update(fit_baselines(data, params))
@@ -251,16 +240,16 @@ def run(params: Params, trained: Mapping[str, str] = TRAINED_MODELS) -> None:
     protocol = protocol_text(params, len(train), len(test), dataset)
     k = params.evaluate.k
     markdown = markdown_report(evaluation, k, protocol, FAMILIES)
-    page = html_report(evaluation, k, protocol, read_curves(list(trained)), activity, FAMILIES)
+    page = html_report(evaluation, k, protocol, read_curves(list(trained), layout), activity, FAMILIES)
 
-    finals = [EVALUATION, ERROR_BY_ACTIVITY, REPORT_HTML, REPORT_MD, *(predictions_path(n) for n in samples)]
+    finals = [layout.evaluation, layout.error_by_activity, layout.report_html, layout.report_md, *map(layout.predictions, samples)]
     with atomic_outputs(*finals) as tmps:
         out = dict(zip(finals, tmps, strict=True))
-        write_json(out[EVALUATION], evaluation)
-        activity.to_csv(out[ERROR_BY_ACTIVITY], index=False)
-        out[REPORT_HTML].write_text(page, encoding="utf-8")
-        out[REPORT_MD].write_text(markdown, encoding="utf-8")
+        write_json(out[layout.evaluation], evaluation)
+        activity.to_csv(out[layout.error_by_activity], index=False)
+        out[layout.report_html].write_text(page, encoding="utf-8")
+        out[layout.report_md].write_text(markdown, encoding="utf-8")
         for name, sample in samples.items():
-            sample.to_csv(out[predictions_path(name)], index=False, float_format="%.4f")
+            sample.to_csv(out[layout.predictions(name)], index=False, float_format="%.4f")
         log_to_mlflow(evaluation, run_ids, params, dataset)
     print(markdown)

@@ -11,20 +11,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import io, paths
 from pipeline.data.schema import MOVIE, RATING, RATINGS_COLUMNS, TIMESTAMP, USER, RatingScale, conform_movies, conform_ratings
 from pipeline.errors import DataError, ModelError
 from pipeline.io import atomic_outputs, read_json, write_json
-from pipeline.models.base import TrainingData
+from pipeline.models.base import Recommender, TrainingData
+from pipeline.paths import DEFAULT_LAYOUT, Layout
 
 MODEL_COLUMNS = (USER, MOVIE, RATING)  # what training and evaluation read: timestamps stay on disk
-MADE_BY = {paths.TRAIN: "split", paths.TEST: "split", paths.RAW_RATINGS: "ingest", paths.RAW_MOVIES: "ingest", paths.RAW_META: "ingest"}
-
-
-def require(*files: Path) -> None:
-    """A DataError naming the first missing input and the stage that makes it."""
-    for path in files:
-        io.require(path, MADE_BY.get(path, "previous"))
 
 
 def read_ratings(path: Path, columns: Sequence[str] = MODEL_COLUMNS) -> pd.DataFrame:
@@ -47,41 +40,36 @@ def read_ratings(path: Path, columns: Sequence[str] = MODEL_COLUMNS) -> pd.DataF
     return conform_ratings(pd.read_parquet(path), str(path))[list(columns)]
 
 
-def read_movies() -> pd.DataFrame:
-    return conform_movies(pd.read_parquet(paths.RAW_MOVIES), str(paths.RAW_MOVIES))
+def read_movies(layout: Layout) -> pd.DataFrame:
+    return conform_movies(pd.read_parquet(layout.raw_movies), str(layout.raw_movies))
 
 
-def read_training_data() -> tuple[TrainingData, dict[str, Any]]:
+def read_training_data(layout: Layout) -> tuple[TrainingData, dict[str, Any]]:
     """(what the models are fitted on, dataset.json): the train ratings, the movies and the rating
     scale, each checked against the data contract."""
-    require(paths.TRAIN, paths.RAW_MOVIES, paths.RAW_META)
-    meta = read_json(paths.RAW_META)
-    scale = rating_scale(meta)
-    dataset_identity(meta)
-    return TrainingData(read_ratings(paths.TRAIN), read_movies(), scale, source=str(paths.TRAIN)), meta
+    layout.require(layout.train, layout.raw_movies, layout.raw_meta)
+    meta = read_json(layout.raw_meta)
+    scale = RatingScale.from_meta(meta, str(layout.raw_meta))
+    dataset_identity(meta, layout.raw_meta)
+    return TrainingData(read_ratings(layout.train), read_movies(layout), scale, source=str(layout.train)), meta
 
 
-def rating_scale(dataset: Mapping[str, Any]) -> RatingScale:
-    """The rating scale recorded in dataset.json, or a DataError naming the file."""
-    return RatingScale.from_meta(dataset, str(paths.RAW_META))
-
-
-def dataset_identity(dataset: Mapping[str, Any]) -> dict[str, str]:
-    """What every training stage records in metrics/train_<name>.json about its data, from dataset.json:
-    `dataset_fingerprint` and `data_source`; a DataError naming the file when either is missing."""
+def dataset_identity(dataset: Mapping[str, Any], file: Path = DEFAULT_LAYOUT.raw_meta) -> dict[str, str]:
+    """What every training stage records in metrics/train_<name>.json about its data, from dataset.json
+    (`file`): `dataset_fingerprint` and `data_source`; a DataError naming the file when either is missing."""
     for key in ("fingerprint", "source"):
         value = dataset.get(key)
         if not isinstance(value, str) or not value:
-            raise DataError(f"{paths.RAW_META}: needs a non-empty string '{key}' (got {value!r}); re-run the ingest stage")
+            raise DataError(f"{file}: needs a non-empty string '{key}' (got {value!r}); re-run the ingest stage")
     return {"dataset_fingerprint": dataset["fingerprint"], "data_source": dataset["source"]}
 
 
-def check_trained_on(info: Mapping[str, Any], dataset: Mapping[str, Any], name: str) -> None:
+def check_trained_on(info: Mapping[str, Any], dataset: Mapping[str, Any], name: str, layout: Layout) -> None:
     """A ModelError unless metrics/train_<name>.json records the fingerprint of the current dataset.
 
     A missing fingerprint is an error too: which data trained the model is then unknown."""
-    file = paths.METRICS / f"train_{name}.json"
-    recorded, current = info.get("dataset_fingerprint"), dataset_identity(dataset)["dataset_fingerprint"]
+    file = layout.training_metrics(name)
+    recorded, current = info.get("dataset_fingerprint"), dataset_identity(dataset, layout.raw_meta)["dataset_fingerprint"]
     if not recorded:
         raise ModelError(
             f"{file}: no 'dataset_fingerprint', so the data the {name} model was trained on is unknown; "
@@ -90,13 +78,13 @@ def check_trained_on(info: Mapping[str, Any], dataset: Mapping[str, Any], name: 
     if recorded != current:
         raise ModelError(
             f"{file}: the {name} model was trained on another dataset (fingerprint {str(recorded)[:12]}, "
-            f"{paths.RAW_META} has {current[:12]}); retrain it (dvc repro)"
+            f"{layout.raw_meta} has {current[:12]}); retrain it (dvc repro)"
         )
 
 
-def save_trained(model: Any, metrics: Mapping[str, Any], curve: pd.DataFrame, name: str, curve_file: Path) -> None:
-    """models/<name>/, metrics/train_<name>.json and the curve CSV, all or nothing."""
-    outputs = (paths.MODELS / name, paths.METRICS / f"train_{name}.json", curve_file)
+def save_trained(model: Recommender, metrics: Mapping[str, Any], curve: pd.DataFrame, name: str, layout: Layout) -> None:
+    """models/<name>/, metrics/train_<name>.json and the learning curve's CSV, all or nothing."""
+    outputs = (layout.model_dir(name), layout.training_metrics(name), layout.learning_curve(name))
     with atomic_outputs(*outputs) as (model_dir, metrics_file, curve_csv):
         model.save(model_dir)
         write_json(metrics_file, metrics)

@@ -12,25 +12,22 @@ alias moves, so a tracking server that dies on the way leaves the champions as t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from pipeline import paths, registry, tracking
+from pipeline import registry, tracking
 from pipeline.config import Params
 from pipeline.data.schema import conform_ratings
-from pipeline.errors import ModelError, RecsysError, data_error
+from pipeline.errors import ModelError, RecsysError
 from pipeline.evaluation.metrics import flat_metrics
-from pipeline.io import atomic_outputs, read_json
+from pipeline.io import read_json, write_json
 from pipeline.models.loading import TRAINED_MODELS, model_class
+from pipeline.paths import DEFAULT_LAYOUT, Layout
 from pipeline.registry import CHALLENGER, CHAMPION, Decision, Refused
 from pipeline.stages.inputs import check_trained_on, dataset_identity
-
-EVALUATION = paths.METRICS / "evaluation.json"
-PROMOTION = paths.METRICS / "promotion.json"
 
 
 @dataclass(frozen=True)
@@ -50,14 +47,10 @@ def gate_metric(model: str, params: Params) -> str:
     return registry.gate_metric(predicts_ratings, params.promote.metric, params.promote.ranking_metric)
 
 
-def training_file(model: str) -> str:
-    return str(paths.METRICS / f"train_{model}.json")
-
-
-def candidate(model: str, evaluation: Mapping[str, Any], dataset: Mapping[str, Any], metric: str) -> Candidate:
+def candidate(model: str, evaluation: Mapping[str, Any], dataset: Mapping[str, Any], metric: str, layout: Layout) -> Candidate:
     """The model's registration request, or Refused saying why it must not be registered."""
-    score = registry.challenger_score(evaluation, model, metric, str(EVALUATION))
-    file = training_file(model)
+    score = registry.challenger_score(evaluation, model, metric, str(layout.evaluation))
+    file = str(layout.training_metrics(model))
     try:
         info = read_json(file)
     except (OSError, ValueError):
@@ -66,11 +59,11 @@ def candidate(model: str, evaluation: Mapping[str, Any], dataset: Mapping[str, A
     if missing:
         raise Refused(f"{file}: no '{missing[0]}'; retrain the {model} model (dvc repro --force train_{model})")
     try:
-        check_trained_on(info, dataset, model)
+        check_trained_on(info, dataset, model, layout)
     except ModelError as exc:
         raise Refused(f"{exc}; not registering it") from None
     tags = {
-        **dataset_identity(dataset),
+        **dataset_identity(dataset, layout.raw_meta),
         "promote_metric": metric,
         **{key: f"{value:.6g}" for key, value in flat_metrics(evaluation[model]).items()},
     }
@@ -83,13 +76,11 @@ def check_run_finished(client: Any, run_id: str, model: str) -> None:
         raise Refused(f"MLflow run {run_id} of {model} is {status}, not FINISHED; not registering it")
 
 
-def read_split() -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    for path, stage in ((paths.TRAIN, "split"), (paths.TEST, "split"), (paths.RAW_META, "ingest"), (EVALUATION, "evaluate")):
-        if not path.is_file():
-            raise data_error(str(path), f"not found; run the {stage} stage first")
-    train = conform_ratings(pd.read_parquet(paths.TRAIN), str(paths.TRAIN))
-    test = conform_ratings(pd.read_parquet(paths.TEST), str(paths.TEST))
-    return train, test, read_json(paths.RAW_META)
+def read_split(layout: Layout) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    layout.require(layout.train, layout.test, layout.raw_meta, layout.evaluation)
+    train = conform_ratings(pd.read_parquet(layout.train), str(layout.train))
+    test = conform_ratings(pd.read_parquet(layout.test), str(layout.test))
+    return train, test, read_json(layout.raw_meta)
 
 
 def first_decision(client: Any, found: Candidate, metric: str, source: str) -> Decision:
@@ -160,16 +151,16 @@ def refused(model: str, metric: str, reason: str, source: str) -> dict[str, Any]
     }
 
 
-def judge_all(client: Any, params: Params, models: list[str]) -> dict[str, Any]:
+def judge_all(client: Any, params: Params, models: list[str], layout: Layout) -> dict[str, Any]:
     """Register and judge every model; no champion moves yet."""
-    train, test, dataset = read_split()
-    source = dataset_identity(dataset)["data_source"]
-    evaluation = read_json(EVALUATION)
+    train, test, dataset = read_split(layout)
+    source = dataset_identity(dataset, layout.raw_meta)["data_source"]
+    evaluation = read_json(layout.evaluation)
     results: dict[str, Any] = {}
     for model in models:
         metric = gate_metric(model, params)
         try:
-            results[model] = judge(client, candidate(model, evaluation, dataset, metric), params, train, test, source)
+            results[model] = judge(client, candidate(model, evaluation, dataset, metric, layout), params, train, test, source)
         except Refused as exc:
             results[model] = refused(model, metric, str(exc), source)
     return results
@@ -188,7 +179,7 @@ def summary(results: Mapping[str, Any]) -> str:
     return "\n".join(f"promote {model}: {entry['decision']}: {entry['reason']}" for model, entry in results.items())
 
 
-def run(params: Params, models: list[str] | None = None) -> None:
+def run(params: Params, models: list[str] | None = None, layout: Layout = DEFAULT_LAYOUT) -> None:
     """`models` defaults to every trained model (cofi, content); tests pass their own."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -202,7 +193,7 @@ def run(params: Params, models: list[str] | None = None) -> None:
     try:
         tracking.configure(params.mlflow.experiment)
         client = MlflowClient()
-        results = judge_all(client, params, models or list(TRAINED_MODELS))
+        results = judge_all(client, params, models or list(TRAINED_MODELS), layout)
         move_champions(client, results, moved)
     except (MlflowException, RequestException) as exc:
         text = str(exc).strip()
@@ -210,8 +201,7 @@ def run(params: Params, models: list[str] | None = None) -> None:
         aliases = f"champion moved only for {', '.join(moved)}" if moved else "no champion alias moved"
         raise RecsysError(
             f"promote: MLflow at {where} failed ({text.splitlines()[0] if text else type(exc).__name__}); "
-            f"{aliases}; {PROMOTION} not written"
+            f"{aliases}; {layout.promotion} not written"
         ) from None
-    with atomic_outputs(PROMOTION) as (tmp,):
-        tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_json(layout.promotion, results)
     print(summary(results))

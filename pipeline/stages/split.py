@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import pandas as pd
 
-from pipeline import paths
 from pipeline.config import Params
 from pipeline.data.schema import TIMESTAMP, conform_ratings
 from pipeline.io import atomic_outputs
+from pipeline.paths import Layout
 from pipeline.split import split_ratings
-from pipeline.stages.inputs import require
 
 
-def run(params: Params) -> None:
-    require(paths.RAW_RATINGS)
-    ratings = conform_ratings(pd.read_parquet(paths.RAW_RATINGS), str(paths.RAW_RATINGS))
+def run(params: Params, layout: Layout) -> None:
+    layout.require(layout.raw_ratings)
+    ratings = conform_ratings(pd.read_parquet(layout.raw_ratings), str(layout.raw_ratings))
     cfg = params.split
     train, test = split_ratings(
-        ratings, cfg.strategy, cfg.test_size, cfg.seed, file=str(paths.RAW_RATINGS), cutoff=cfg.cutoff_seconds()
+        ratings, cfg.strategy, cfg.test_size, cfg.seed, file=str(layout.raw_ratings), cutoff=cfg.cutoff_seconds()
     )
-    with atomic_outputs(paths.TRAIN, paths.TEST) as (train_tmp, test_tmp):
+    with atomic_outputs(layout.train, layout.test) as (train_tmp, test_tmp):
         train.to_parquet(train_tmp, index=False)
         test.to_parquet(test_tmp, index=False)
     print(f"split ({cfg.strategy}, test_size {cfg.test_size}, seed {cfg.seed}): {len(train)} train, {len(test)} test ratings")

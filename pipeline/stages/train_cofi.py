@@ -12,17 +12,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import paths
 from pipeline.config import Params
 from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.models.base import TrainingData
 from pipeline.models.cofi import CofiModel
+from pipeline.paths import Layout
 from pipeline.stages.training import Curves, TrainingSpec, train
 
 NAME = "cofi"
-MODEL_DIR = paths.MODELS / NAME
-METRICS_FILE = paths.METRICS / "train_cofi.json"
-COST_CSV = paths.PLOTS / "cofi_cost.csv"
 
 
 def cost_table(model: CofiModel) -> pd.DataFrame:
@@ -30,12 +27,12 @@ def cost_table(model: CofiModel) -> pd.DataFrame:
     return pd.DataFrame({"iteration": model.history.cost_steps(), "cost": model.history.cost})
 
 
-def fit(data: TrainingData, params: Params) -> CofiModel:
+def fit(data: TrainingData, params: Params, layout: Layout) -> CofiModel:
     """The model of `cofi.engine`: Adam in TensorFlow, or ALS on Spark reading the train split."""
     if params.cofi.engine == "spark":
         from pipeline.models.cofi_spark import fit_spark
 
-        return fit_spark(data, params.cofi, params.spark, paths.TRAIN)
+        return fit_spark(data, params.cofi, params.spark, layout.train)
     return CofiModel.fit(data, params.cofi)
 
 
@@ -92,7 +89,6 @@ def summary(metrics: Mapping[str, Any]) -> str:
 
 SPEC = TrainingSpec(
     name=NAME,
-    curve_file=COST_CSV,
     logged_params=logged_params,
     fit=fit,
     curves=curves,
@@ -103,5 +99,5 @@ SPEC = TrainingSpec(
 )
 
 
-def run(params: Params) -> None:
-    train(SPEC, params)
+def run(params: Params, layout: Layout) -> None:
+    train(SPEC, params, layout)

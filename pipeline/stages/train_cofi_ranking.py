@@ -12,16 +12,13 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline import paths
 from pipeline.config import Params
 from pipeline.models.base import TrainingData
 from pipeline.models.cofi_ranking import CofiRankingModel
+from pipeline.paths import Layout
 from pipeline.stages.training import Curves, TrainingSpec, curve_figure, train
 
 NAME = "cofi_ranking"
-MODEL_DIR = paths.MODELS / NAME
-METRICS_FILE = paths.METRICS / f"train_{NAME}.json"
-COST_CSV = paths.PLOTS / f"{NAME}_cost.csv"
 
 
 def curves(model: CofiRankingModel) -> Curves:
@@ -44,9 +41,8 @@ def summary(metrics: Mapping[str, Any]) -> str:
 
 SPEC = TrainingSpec(
     name=NAME,
-    curve_file=COST_CSV,
     logged_params=lambda params: {NAME: params.cofi_ranking.model_dump()},
-    fit=lambda data, params: CofiRankingModel.fit(data, params.cofi_ranking),
+    fit=lambda data, params, layout: CofiRankingModel.fit(data, params.cofi_ranking),
     curves=curves,
     train_metrics=train_metrics,
     figure=lambda c: curve_figure(c.table, "cost", "collaborative filtering for top-N lists: weighted cost per iteration"),
@@ -55,5 +51,5 @@ SPEC = TrainingSpec(
 )
 
 
-def run(params: Params) -> None:
-    train(SPEC, params)
+def run(params: Params, layout: Layout) -> None:
+    train(SPEC, params, layout)

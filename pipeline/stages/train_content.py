@@ -19,19 +19,17 @@ from typing import Any
 import keras
 import pandas as pd
 
-from pipeline import paths, tracking
+from pipeline import tracking
 from pipeline.config import Params
 from pipeline.data.schema import MOVIE, USER
 from pipeline.features import load_features
 from pipeline.models.base import TrainingData
 from pipeline.models.content import ContentModel
 from pipeline.models.distributed import MULTI_WORKER, WorkerTask, worker_task
+from pipeline.paths import Layout
 from pipeline.stages.inputs import dataset_identity, read_training_data, save_trained
 
 NAME = "content"
-MODEL_DIR = paths.MODELS / NAME
-METRICS_FILE = paths.METRICS / "train_content.json"
-LOSS_CSV = paths.PLOTS / "content_loss.csv"
 CURVES = ("loss", "val_loss")
 
 Flush = Callable[[dict[str, list[float]], list[int]], None]
@@ -129,15 +127,15 @@ def summary_text(model: ContentModel) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(params: Params) -> None:
+def run(params: Params, layout: Layout) -> None:
     # TF_CONFIG is read here only; the model and the strategy are handed the parsed task
     task = worker_task(os.environ.get("TF_CONFIG")) if params.content.distribute == MULTI_WORKER else None
     if task is not None and not task.is_chief:
-        run_worker(params, task)
+        run_worker(params, task, layout)
         return
     extra: list[keras.callbacks.Callback] = [] if task is None else [EpochLine(task)]
     tracking.check_reachable()  # an unreachable tracking server fails here, before any training
-    data, meta = read_training_data_and_features()
+    data, meta = read_training_data_and_features(layout)
     train = data.ratings
     with tracking.start_run(NAME, params.mlflow.experiment, NAME, meta) as run_id:
         tracking.log_params({"content": params.content.model_dump(), "features": params.features.model_dump()})
@@ -151,7 +149,7 @@ def run(params: Params) -> None:
         tracking.log_figure(learning_curve(table), "content_loss.png")
         tracking.log_text(summary_text(model), "model_summary.txt")
         metrics["model_uri"] = tracking.log_model(model, NAME, example=train[[USER, MOVIE]].head(5).reset_index(drop=True))
-        save_trained(model, metrics, table, NAME, LOSS_CSV)
+        save_trained(model, metrics, table, NAME, layout)
     print(
         f"content: {metrics['epochs_run']} epochs in {metrics['seconds']:.1f} s, kept epoch {metrics['best_epoch']} "
         f"(loss {metrics['loss']:.4f}, val_loss {_fmt(metrics['val_loss'])}); "
@@ -159,18 +157,18 @@ def run(params: Params) -> None:
     )
 
 
-def run_worker(params: Params, task: WorkerTask) -> None:
+def run_worker(params: Params, task: WorkerTask, layout: Layout) -> None:
     """A non-chief worker: trains its part of every batch in step with the others, writes nothing."""
-    data, _ = read_training_data_and_features()
+    data, _ = read_training_data_and_features(layout)
     model = ContentModel.fit(data, params.content, task=task, callbacks=[EpochLine(task)])
     with tempfile.TemporaryDirectory() as scratch:
         model.save(scratch)  # the usual Keras multi-worker pattern: every worker saves, only the chief's copy is kept
     print(f"content: worker {task.index} of {len(task.workers)} done; worker 0 ({task.workers[0]}) writes the model")
 
 
-def read_training_data_and_features() -> tuple[TrainingData, dict[str, Any]]:
-    data, meta = read_training_data()
-    return dataclasses.replace(data, features=load_features(paths.FEATURES)), meta
+def read_training_data_and_features(layout: Layout) -> tuple[TrainingData, dict[str, Any]]:
+    data, meta = read_training_data(layout)
+    return dataclasses.replace(data, features=load_features(layout.features)), meta
 
 
 def _fmt(value: float | None) -> str:

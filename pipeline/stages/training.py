@@ -2,8 +2,8 @@
 its figure, the pyfunc model), then models/<name>/, metrics/train_<name>.json and the curve CSV
 written together (nothing when training fails).
 
-A stage describes its model with a `TrainingSpec` and calls `train(spec, params)`; adding a model
-to the pipeline is one spec, one stage module and one dvc.yaml stage.
+A stage describes its model with a `TrainingSpec` and calls `train(spec, params, layout)`; adding a
+model to the pipeline is one spec, one stage module and one dvc.yaml stage.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from pipeline import paths, tracking
+from pipeline import tracking
 from pipeline.config import Params
 from pipeline.data.schema import MOVIE, USER
 from pipeline.models.base import TrainingData
+from pipeline.paths import Layout
 from pipeline.stages.inputs import dataset_identity, read_training_data, save_trained
 
 
@@ -35,10 +35,9 @@ class Curves:
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    name: str  # models/<name>/, metrics/train_<name>.json, the MLflow run and model family
-    curve_file: Path  # plots/<...>.csv, a DVC plot
+    name: str  # models/<name>/, metrics/train_<name>.json, plots/<name>_<curve>.csv, the MLflow run and model family
     logged_params: Callable[[Params], dict[str, Any]]  # the params.yaml sections the fit reads
-    fit: Callable[[TrainingData, Params], Any]
+    fit: Callable[[TrainingData, Params, Layout], Any]
     curves: Callable[[Any], Curves]
     train_metrics: Callable[[Any, TrainingData], dict[str, Any]]  # besides seconds, sizes, run id, data
     figure: Callable[[Curves], Any]  # a matplotlib Figure, logged as <name>_<curve>.png
@@ -46,10 +45,10 @@ class TrainingSpec:
     summary: Callable[[Mapping[str, Any]], str]  # the line printed at the end
 
 
-def train(spec: TrainingSpec, params: Params) -> dict[str, Any]:
-    """Fit, log and save the model of `spec`; returns metrics/train_<name>.json's content."""
+def train(spec: TrainingSpec, params: Params, layout: Layout) -> dict[str, Any]:
+    """Fit, log and save the model of `spec` in `layout`; returns metrics/train_<name>.json's content."""
     tracking.check_reachable()  # an unreachable tracking server fails here, before any training
-    data, meta = read_training_data()
+    data, meta = read_training_data(layout)
     ratings = data.ratings
     with tracking.start_run(spec.name, params.mlflow.experiment, spec.name, meta) as run_id:
         tracking.log_params(
@@ -61,7 +60,7 @@ def train(spec: TrainingSpec, params: Params) -> dict[str, Any]:
             }
         )
         started = time.perf_counter()
-        model = spec.fit(data, params)
+        model = spec.fit(data, params, layout)
         seconds = time.perf_counter() - started
         tracking.log_params({"parameter_count": model.parameter_count})
         curves = spec.curves(model)
@@ -71,13 +70,13 @@ def train(spec: TrainingSpec, params: Params) -> dict[str, Any]:
             "seconds": round(seconds, 3),
             "parameter_count": model.parameter_count,
             "mlflow_run_id": run_id,
-            **dataset_identity(meta),
+            **dataset_identity(meta, layout.raw_meta),
         }
         tracking.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and k != "parameter_count"})
         tracking.log_figure(spec.figure(curves), spec.figure_file)
         example = ratings[[USER, MOVIE]].head(5).reset_index(drop=True)
         metrics["model_uri"] = tracking.log_model(model, spec.name, example=example)
-        save_trained(model, metrics, curves.table, spec.name, spec.curve_file)
+        save_trained(model, metrics, curves.table, spec.name, layout)
     print(spec.summary(metrics))
     return metrics
 
@@ -92,7 +91,3 @@ def curve_figure(table: pd.DataFrame, column: str, title: str, ylabel: str = "co
     axes.set(xlabel="iteration", ylabel=ylabel, title=title)
     axes.legend(loc="upper right")
     return figure
-
-
-def metrics_path(name: str) -> Path:
-    return paths.METRICS / f"train_{name}.json"

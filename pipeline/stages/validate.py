@@ -14,7 +14,6 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline import paths
 from pipeline.config import Params
 from pipeline.data.schema import RatingScale
 from pipeline.data.validation import (
@@ -28,12 +27,11 @@ from pipeline.data.validation import (
 from pipeline.data.validation_page import write_page
 from pipeline.errors import DataError, data_error
 from pipeline.io import atomic_outputs, read_json
-from pipeline.stages.inputs import require
+from pipeline.paths import Layout
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
     """Read a raw parquet file as it is on disk (no conforming: validation judges it)."""
-    require(path)
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
@@ -41,21 +39,20 @@ def read_parquet(path: Path) -> pd.DataFrame:
 
 
 def read_meta(path: Path) -> Any:
-    require(path)
     try:
         return read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise data_error(str(path), f"not valid JSON ({exc})") from None
 
 
-def suite_files() -> dict[str, str]:
+def suite_files(layout: Layout) -> dict[str, str]:
     """The file each suite checks."""
-    return {RATINGS_SUITE: str(paths.RAW_RATINGS), MOVIES_SUITE: str(paths.RAW_MOVIES)}
+    return {RATINGS_SUITE: str(layout.raw_ratings), MOVIES_SUITE: str(layout.raw_movies)}
 
 
-def failure_report(outcome: ValidationOutcome, report_dir: Path) -> str:
+def failure_report(outcome: ValidationOutcome, layout: Layout) -> str:
     """The DataError text: a header pointing at the reports, then one line per failed expectation."""
-    files = suite_files()
+    files, report_dir = suite_files(layout), layout.validation_reports
     header = (
         f"data validation failed: {len(outcome.failures)} of {len(outcome.checks)} expectations "
         f"(details: {report_dir / SUMMARY_FILE}, {report_dir / 'index.html'})"
@@ -63,12 +60,13 @@ def failure_report(outcome: ValidationOutcome, report_dir: Path) -> str:
     return header + "\n" + failure_message(outcome, files)
 
 
-def run(params: Params) -> None:
-    ratings = read_parquet(paths.RAW_RATINGS)
-    movies = read_parquet(paths.RAW_MOVIES)
-    scale = RatingScale.from_meta(read_meta(paths.RAW_META), str(paths.RAW_META))
-    with atomic_outputs(paths.VALIDATION_REPORTS) as (tmp,):
+def run(params: Params, layout: Layout) -> None:
+    layout.require(layout.raw_ratings, layout.raw_movies, layout.raw_meta)
+    ratings = read_parquet(layout.raw_ratings)
+    movies = read_parquet(layout.raw_movies)
+    scale = RatingScale.from_meta(read_meta(layout.raw_meta), str(layout.raw_meta))
+    with atomic_outputs(layout.validation_reports) as (tmp,):
         outcome = validate_to_reports(ratings, movies, scale, params.validate_params, tmp)
-        write_page(tmp, suite_files())  # in place of the Data Docs' index page, which needs a network
+        write_page(tmp, suite_files(layout))  # in place of the Data Docs' index page, which needs a network
     if not outcome.success:
-        raise DataError(failure_report(outcome, paths.VALIDATION_REPORTS))
+        raise DataError(failure_report(outcome, layout))

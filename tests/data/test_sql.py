@@ -16,7 +16,7 @@ from pipeline.config import ColumnsParams, DataParams, FilesParams, Params, Spli
 from pipeline.data.ids import hash_id
 from pipeline.data.sources import load_dataset
 from pipeline.errors import DataError
-from pipeline.paths import RAW, RAW_ID_MAP, RAW_META, RAW_MOVIES, RAW_RATINGS, TEST, TRAIN
+from pipeline.paths import ID_MAP_MOVIES, ID_MAP_USERS, Layout
 from pipeline.stages import ingest, split
 from tests import postgres
 from tests.servers import HOST
@@ -73,25 +73,24 @@ def as_files(tmp_path: Path, ratings: pd.DataFrame, movies: pd.DataFrame) -> Dat
     return DataParams(source="files", files=FilesParams(ratings=str(tmp_path / "r.csv"), movies=str(tmp_path / "m.csv")), columns=COLUMNS)
 
 
-def raw_bytes() -> dict[Path, bytes]:
-    files = [RAW_RATINGS, RAW_MOVIES, RAW_META, RAW_ID_MAP / "users.parquet", RAW_ID_MAP / "movies.parquet"]
+def raw_bytes(layout: Layout) -> dict[Path, bytes]:
+    files = [layout.raw_ratings, layout.raw_movies, layout.raw_meta, layout.raw_id_map / ID_MAP_USERS, layout.raw_id_map / ID_MAP_MOVIES]
     return {path: path.read_bytes() for path in files}
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def layout(tmp_path) -> Layout:
+    return Layout(tmp_path)
 
 
 # ---- SQLite: no server -----------------------------------------------------------------------
 
 
-def test_sqlite_gives_the_same_data_as_the_same_tables_in_files(workdir, monkeypatch):
+def test_sqlite_gives_the_same_data_as_the_same_tables_in_files(layout, monkeypatch):
     ratings, movies = sample_tables()
-    monkeypatch.setenv(ENV, f"sqlite:///{sqlite_database(workdir / 'own.db', ratings, movies)}")
+    monkeypatch.setenv(ENV, f"sqlite:///{sqlite_database(layout.root / 'own.db', ratings, movies)}")
     from_sql = load_dataset(sql_params())
-    from_files = load_dataset(as_files(workdir, ratings, movies))
+    from_files = load_dataset(as_files(layout.root, ratings, movies))
     order = from_files.ratings.sort_values(["user_id", "movie_id", "timestamp", "rating"]).index
     assert from_sql.ratings.equals(from_files.ratings.loc[order].reset_index(drop=True))  # sorted by content
     assert from_sql.movies.equals(from_files.movies)
@@ -99,20 +98,20 @@ def test_sqlite_gives_the_same_data_as_the_same_tables_in_files(workdir, monkeyp
     assert from_sql.movies["year"].tolist()[:4] == [1991, 1992, 1993, 1994]  # null column values: from the title
 
 
-def test_ingest_on_an_unchanged_table_writes_byte_identical_files(workdir, monkeypatch):
+def test_ingest_on_an_unchanged_table_writes_byte_identical_files(layout, monkeypatch):
     ratings, movies = sample_tables()
-    monkeypatch.setenv(ENV, f"sqlite:///{sqlite_database(workdir / 'own.db', ratings, movies)}")
-    ingest.run(Params(data=sql_params()))
-    first = raw_bytes()
+    monkeypatch.setenv(ENV, f"sqlite:///{sqlite_database(layout.root / 'own.db', ratings, movies)}")
+    ingest.run(Params(data=sql_params()), layout)
+    first = raw_bytes(layout)
     shuffled = sql_params(ratings_query=RATINGS_QUERY + " ORDER BY random()", movies_query=MOVIES_QUERY + " ORDER BY random()")
-    ingest.run(Params(data=shuffled))  # the database may return rows in any order
-    assert raw_bytes() == first
-    meta = json.loads(RAW_META.read_text())
+    ingest.run(Params(data=shuffled), layout)  # the database may return rows in any order
+    assert raw_bytes(layout) == first
+    meta = json.loads(layout.raw_meta.read_text())
     assert meta["source"] == "sql" and meta["ids"] == {"user_id": "hashed", "movie_id": "source"}
-    with sqlite3.connect(workdir / "own.db") as db:  # one rating changes: so do the outputs
+    with sqlite3.connect(layout.root / "own.db") as db:  # one rating changes: so do the outputs
         db.execute("UPDATE ratings SET stars = CASE WHEN stars = 5.0 THEN 4.5 ELSE 5.0 END WHERE rowid = 1")
-    ingest.run(Params(data=sql_params()))
-    assert RAW_RATINGS.read_bytes() != first[RAW_RATINGS]
+    ingest.run(Params(data=sql_params()), layout)
+    assert layout.raw_ratings.read_bytes() != first[layout.raw_ratings]
 
 
 def test_an_unset_url_variable_is_named(monkeypatch):
@@ -128,30 +127,31 @@ def test_a_malformed_url_is_reported_without_echoing_it(monkeypatch):
     assert PASSWORD not in str(info.value)
 
 
-def test_a_missing_sqlite_file_is_named_and_not_created(workdir, monkeypatch):
+def test_a_missing_sqlite_file_is_named_and_not_created(layout, monkeypatch):
+    monkeypatch.chdir(layout.root)  # the URL names a file relative to the working directory
     monkeypatch.setenv(ENV, "sqlite:///missing.db")
     with pytest.raises(DataError, match=r"^sqlite:///missing\.db: database file missing\.db not found$"):
         load_dataset(sql_params())
-    assert not (workdir / "missing.db").exists()
+    assert not (layout.root / "missing.db").exists()
 
 
-def test_a_missing_table_is_named(workdir, monkeypatch):
+def test_a_missing_table_is_named(layout, monkeypatch):
     ratings, movies = sample_tables()
-    monkeypatch.setenv(ENV, f"sqlite:///{sqlite_database(workdir / 'own.db', ratings, movies)}")
+    monkeypatch.setenv(ENV, f"sqlite:///{sqlite_database(layout.root / 'own.db', ratings, movies)}")
     with pytest.raises(DataError, match=r"own\.db \(ratings query\): failed: no such table: rating$"):
         load_dataset(sql_params(ratings_query="SELECT * FROM rating"))
 
 
-def test_a_mapping_naming_absent_columns_lists_the_query_columns(workdir, monkeypatch):
+def test_a_mapping_naming_absent_columns_lists_the_query_columns(layout, monkeypatch):
     ratings, movies = sample_tables()
-    monkeypatch.setenv(ENV, f"sqlite:///{sqlite_database(workdir / 'own.db', ratings, movies)}")
+    monkeypatch.setenv(ENV, f"sqlite:///{sqlite_database(layout.root / 'own.db', ratings, movies)}")
     with pytest.raises(DataError, match=r"\(ratings query\): has no column who \(data\.columns\.user\); its columns are uid, item, stars, rated_at$"):
         load_dataset(sql_params(ratings_query="SELECT who AS uid, item, stars, rated_at FROM ratings"))
 
 
-def test_a_query_returning_nothing_is_named(workdir, monkeypatch):
+def test_a_query_returning_nothing_is_named(layout, monkeypatch):
     ratings, movies = sample_tables()
-    monkeypatch.setenv(ENV, f"sqlite:///{sqlite_database(workdir / 'own.db', ratings, movies)}")
+    monkeypatch.setenv(ENV, f"sqlite:///{sqlite_database(layout.root / 'own.db', ratings, movies)}")
     with pytest.raises(DataError, match=r"\(movies query\): returned no rows"):
         load_dataset(sql_params(movies_query=MOVIES_QUERY + " WHERE 0"))
 
@@ -218,24 +218,24 @@ def postgres_db():
         yield server, ratings, movies
 
 
-def test_postgres_ingest_and_time_split(postgres_db, workdir, monkeypatch, capsys):
+def test_postgres_ingest_and_time_split(postgres_db, layout, monkeypatch, capsys):
     server, ratings, movies = postgres_db
     monkeypatch.setenv(ENV, server.url("movies"))
-    ingest.run(Params(data=sql_params()))
-    first = raw_bytes()
-    expected = load_dataset(as_files(workdir, ratings, movies))
-    stored = pd.read_parquet(RAW_RATINGS)
+    ingest.run(Params(data=sql_params()), layout)
+    first = raw_bytes(layout)
+    expected = load_dataset(as_files(layout.root, ratings, movies))
+    stored = pd.read_parquet(layout.raw_ratings)
     assert sorted(map(tuple, stored.to_numpy().tolist())) == sorted(map(tuple, expected.ratings.to_numpy().tolist()))
-    assert pd.read_parquet(RAW_MOVIES)["title"].tolist() == expected.movies["title"].tolist()
+    assert pd.read_parquet(layout.raw_movies)["title"].tolist() == expected.movies["title"].tolist()
     cutoff = "2021-01-01"
-    split.run(Params(split=SplitParams(strategy="time_cutoff", cutoff=cutoff)))
-    train, test = pd.read_parquet(TRAIN), pd.read_parquet(TEST)
+    split.run(Params(split=SplitParams(strategy="time_cutoff", cutoff=cutoff)), layout)
+    train, test = pd.read_parquet(layout.train), pd.read_parquet(layout.test)
     moment = pd.Timestamp(cutoff, tz="UTC").timestamp()
     assert (train["timestamp"] < moment).all() and (test["timestamp"] >= moment).all() and len(train) + len(test) == 48
     shuffled = sql_params(ratings_query=RATINGS_QUERY + " ORDER BY random()")
-    ingest.run(Params(data=shuffled))
-    assert raw_bytes() == first  # content-addressed: DVC sees no change downstream
-    output = capsys.readouterr().out + "".join(p.read_text(errors="replace") for p in RAW.rglob("*") if p.is_file())
+    ingest.run(Params(data=shuffled), layout)
+    assert raw_bytes(layout) == first  # content-addressed: DVC sees no change downstream
+    output = capsys.readouterr().out + "".join(p.read_text(errors="replace") for p in layout.raw.rglob("*") if p.is_file())
     assert PASSWORD not in output
 
 

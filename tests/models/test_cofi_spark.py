@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import paths, tracking
+from pipeline import tracking
 from pipeline.config import CofiParams, SparkParams, parse_params
 from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.errors import ConfigError, DataError, ModelError, RecsysError
@@ -32,9 +32,8 @@ from pipeline.models.cofi_spark import (
     master_endpoints,
     reg_param,
 )
-from pipeline.stages.train_cofi import COST_CSV, METRICS_FILE, MODEL_DIR, run
-from tests.factories import SCALE, low_rank_ratings, training_data
-from tests.stages.test_train_cofi import workdir  # noqa: F401  (a fixture: tiny inputs in a temporary folder)
+from pipeline.stages.train_cofi import run
+from tests.factories import SCALE, low_rank_ratings, training_data, training_layout, training_outputs
 
 pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 CONF = {
@@ -246,17 +245,19 @@ def stage_params(**cofi) -> object:
     return parse_params({"cofi": {"num_features": 3, "iterations": 3, **cofi}, "spark": spark, "mlflow": {"experiment": "spark-test"}})
 
 
-def test_the_stage_on_spark_writes_what_the_tensorflow_engine_writes(session, workdir):
-    run(stage_params())
-    tf_metrics, tf_curve = json.loads(METRICS_FILE.read_text()), pd.read_csv(COST_CSV)
+def test_the_stage_on_spark_writes_what_the_tensorflow_engine_writes(session, tmp_path):
+    layout = training_layout(tmp_path)
+    model_dir, metrics_file, cost_csv = training_outputs(layout, "cofi")
+    run(stage_params(), layout)
+    tf_metrics, tf_curve = json.loads(metrics_file.read_text()), pd.read_csv(cost_csv)
 
-    run(stage_params(engine="spark", log_cost_every=1))
-    metrics, curve = json.loads(METRICS_FILE.read_text()), pd.read_csv(COST_CSV)
+    run(stage_params(engine="spark", log_cost_every=1), layout)
+    metrics, curve = json.loads(metrics_file.read_text()), pd.read_csv(cost_csv)
     assert metrics.keys() == tf_metrics.keys() and list(curve.columns) == list(tf_curve.columns)
     assert curve["iteration"].tolist() == [0, 1, 2] and metrics["iterations_run"] == 3
     assert np.all(np.diff(curve["cost"]) <= 1e-9)  # ALS never raises its objective, which is the mean-cost J
-    model = CofiModel.load(MODEL_DIR)
-    train = pd.read_parquet(paths.TRAIN)
+    model = CofiModel.load(model_dir)
+    train = pd.read_parquet(layout.train)
     data = encode(train)
     normalised = data.ratings - model.means[data.movie_idx]
     final = cost_j(model.factors["X"].astype(float), model.factors["W"].astype(float), data, normalised, model.params)
@@ -271,11 +272,12 @@ def test_the_stage_on_spark_writes_what_the_tensorflow_engine_writes(session, wo
     np.testing.assert_allclose([m.value for m in history], curve["cost"])
 
 
-def test_the_stage_with_an_unreachable_master_names_it_and_writes_nothing(workdir):
+def test_the_stage_with_an_unreachable_master_names_it_and_writes_nothing(tmp_path):
+    layout = training_layout(tmp_path)
     master = f"spark://127.0.0.1:{closed_port()}"
     params = parse_params(
         {"cofi": {"engine": "spark"}, "spark": {"master": master, "connect_timeout_seconds": 2}, "mlflow": {"experiment": "spark-test"}}
     )
     with pytest.raises(RecsysError, match=f"Spark master {master} cannot be reached"):
-        run(params)
-    assert not any(path.exists() for path in (MODEL_DIR, METRICS_FILE, COST_CSV))
+        run(params, layout)
+    assert not any(path.exists() for path in training_outputs(layout, "cofi"))

@@ -18,24 +18,23 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from pipeline import paths
 from pipeline.config import ContentParams, SyntheticParams, parse_params
 from pipeline.data.schema import MOVIE, USER
 from pipeline.data.synthetic import generate
 from pipeline.errors import ConfigError
-from pipeline.features import build_features, load_features, save_features
+from pipeline.features import build_features, load_features
 from pipeline.models.content import ContentModel
 from pipeline.models.content_input import rating_batches
 from pipeline.models.distributed import WorkerTask, worker_failure, worker_task
+from pipeline.paths import Layout
 from pipeline.stages import train_content
-from tests.factories import training_data
+from tests.factories import content_layout, training_data, training_outputs
 
 REPO = Path(__file__).resolve().parents[2]
 CONTENT = {
     "user_layers": [8], "item_layers": [8], "embedding_dim": 4, "learning_rate": 0.05, "epochs": 5,
     "batch_size": 64, "validation_fraction": 0.2, "patience": None, "seed": 3,
 }  # fmt: skip
-OUTPUTS = (train_content.MODEL_DIR, train_content.METRICS_FILE, train_content.LOSS_CSV)
 STARTUP = 90  # seconds for a worker to import TensorFlow, join the cluster and train a few epochs
 
 
@@ -73,11 +72,13 @@ def test_missing_or_malformed_tf_config_is_a_config_error_saying_what_is_wrong(v
         worker_task(value)
 
 
-def test_multi_worker_training_without_tf_config_fails_before_reading_anything(monkeypatch):
+def test_multi_worker_training_without_tf_config_fails_before_training(monkeypatch, tmp_path):
     monkeypatch.delenv("TF_CONFIG", raising=False)
+    layout = content_layout(tmp_path)
     params = parse_params({"content": {**CONTENT, "distribute": "multi_worker"}})
     with pytest.raises(ConfigError, match="content.distribute is multi_worker but TF_CONFIG is not set"):
-        train_content.run(params)
+        train_content.run(params, layout)
+    assert not any(path.exists() for path in training_outputs(layout, "content"))
 
 
 def test_the_model_trains_under_the_strategy_only_when_handed_a_worker_task():
@@ -145,16 +146,7 @@ def free_ports(n: int) -> list[int]:
 
 def make_workdir(directory: Path, content: dict) -> Path:
     """The split, movies, dataset.json and features a train_content stage reads, and params.yaml."""
-    directory.mkdir()
-    ratings, movies = generate(SyntheticParams(n_users=30, n_movies=80, n_ratings=900, min_user_ratings=20, seed=5))
-    train = ratings.sample(frac=0.8, random_state=0).reset_index(drop=True)
-    (directory / paths.RAW).mkdir(parents=True)
-    (directory / paths.SPLIT).mkdir(parents=True)
-    movies.to_parquet(directory / paths.RAW_MOVIES, index=False)
-    train.to_parquet(directory / paths.TRAIN, index=False)
-    meta = {"source": "synthetic", "rating_min": 0.5, "rating_max": 5.0, "rating_step": 0.5, "fingerprint": "abc123"}
-    (directory / paths.RAW_META).write_text(json.dumps(meta))
-    save_features(build_features(train, movies, 0.0), directory / paths.FEATURES)
+    content_layout(directory)
     (directory / "params.yaml").write_text(yaml.safe_dump({"content": content, "mlflow": {"experiment": "multi-worker"}}))
     return directory
 
@@ -207,23 +199,22 @@ def cluster_factory(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_two_workers_train_like_one_and_only_the_chief_writes(cluster_factory, monkeypatch):
+def test_two_workers_train_like_one_and_only_the_chief_writes(cluster_factory):
     cluster = cluster_factory({**CONTENT, "distribute": "multi_worker", "collective_timeout": 60})
     cluster.start()
     for i in (0, 1):
         assert cluster.wait(i, STARTUP) == 0, cluster.output(i, "stderr")[-3000:]
-    chief, worker = cluster.dirs
-    assert all((chief / path).exists() for path in OUTPUTS)
-    assert not any((worker / path).exists() for path in OUTPUTS)  # the other worker trains but keeps nothing
+    chief, worker = (Layout(directory) for directory in cluster.dirs)
+    assert all(path.exists() for path in training_outputs(chief, "content"))
+    assert not any(path.exists() for path in training_outputs(worker, "content"))  # the other worker trains but keeps nothing
     assert "content: worker 1 of 2 done; worker 0 (127.0.0.1:" in cluster.output(1)
     assert f"content: worker 0 of 2: epoch {CONTENT['epochs']}: loss" in cluster.output(0)
 
     # the same training on one worker, in this process
-    monkeypatch.chdir(chief)
-    train = pd.read_parquet(paths.TRAIN)
-    movies = pd.read_parquet(paths.RAW_MOVIES)
-    single = ContentModel.fit(training_data(train, movies, features=load_features(paths.FEATURES)), ContentParams(**CONTENT))
-    distributed = ContentModel.load(train_content.MODEL_DIR)
+    train = pd.read_parquet(chief.train)
+    movies = pd.read_parquet(chief.raw_movies)
+    single = ContentModel.fit(training_data(train, movies, features=load_features(chief.features)), ContentParams(**CONTENT))
+    distributed = ContentModel.load(chief.model_dir("content"))
 
     # Every global batch of 64 is split 32/32 between the workers and their mean gradients are
     # all-reduced: the same update as one worker up to float32 summation order (measured: 7e-7
@@ -233,7 +224,7 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(cluster_factory, m
     # The logged epoch losses agree less closely (measured: up to 3.3%) though the weights are the
     # same: Keras weights each batch's loss by the length of the first input, here the batch's
     # distinct users, and a worker's half of a batch holds more than half of them.
-    metrics = json.loads(train_content.METRICS_FILE.read_text())
+    metrics = json.loads(chief.training_metrics("content").read_text())
     assert metrics["epochs_run"] == CONTENT["epochs"]
     np.testing.assert_allclose(distributed.history["loss"], single.history["loss"], rtol=0.05)
     np.testing.assert_allclose(distributed.history["val_loss"], single.history["val_loss"], rtol=0.05)
@@ -254,4 +245,4 @@ def test_a_worker_that_dies_fails_the_chief_with_a_clear_error_and_no_model(clus
     assert time.monotonic() - killed < 60
     error = cluster.output(0, "stderr")
     assert f"error: multi-worker training stopped on worker 0 ({cluster.addresses[0]}): lost worker 1 ({cluster.addresses[1]}); no model was written" in error
-    assert not any((cluster.dirs[0] / path).exists() for path in OUTPUTS)
+    assert not any(path.exists() for path in training_outputs(Layout(cluster.dirs[0]), "content"))

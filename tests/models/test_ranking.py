@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.config import CofiParams, RankingParams
+from pipeline.config import RankingParams
 from pipeline.models.base import top_n
-from pipeline.models.cofi import CofiModel
 from pipeline.models.ranking import adjust_scores
-from tests.factories import low_rank_ratings, training_data
+from tests.factories import low_rank_ratings, tiny_cofi
 
 SCORES = np.array([[5.0, 4.0, 3.0]])  # the user's mean score is 4
 SUPPORT = np.array([1, 100, 10])
@@ -58,7 +57,7 @@ def test_mismatched_shapes_and_impossible_settings_are_refused():
 def cofi_pair():
     """(a model, the same model ranked with shrinkage 20, its training ratings)."""
     train, movies = low_rank_ratings()
-    raw = CofiModel.fit(training_data(train, movies), CofiParams(num_features=3, iterations=5))
+    raw = tiny_cofi(train, movies)
     return raw, raw.with_ranking(RankingParams(shrinkage=20, popularity_weight=0.0, min_support=0)), train
 
 

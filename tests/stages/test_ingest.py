@@ -16,25 +16,32 @@ from pipeline.config import DataParams, Params, SyntheticParams, load_params
 from pipeline.data import movielens
 from pipeline.data.sources import fingerprint
 from pipeline.errors import DataError
-from tests.factories import offline_download
-from pipeline.paths import RAW, RAW_META, RAW_MOVIES, RAW_RATINGS
+from pipeline.paths import ID_MAP_MOVIES, ID_MAP_USERS, Layout
 from pipeline.stages import ingest
+from tests.factories import offline_download
 
 SMALL = Params(data=DataParams(synthetic=SyntheticParams(n_users=30, n_movies=100, n_ratings=1_000)))
 
 
 @pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def layout(tmp_path, monkeypatch) -> Layout:
     monkeypatch.delenv("RECSYS_DATA_MIRROR", raising=False)
     monkeypatch.setattr(movielens, "download", offline_download)
-    return tmp_path
+    return Layout(tmp_path)
 
 
-def test_synthetic_ingest_writes_contract_files_and_metadata(workdir):
-    ingest.run(SMALL)
-    ratings, movies = pd.read_parquet(RAW_RATINGS), pd.read_parquet(RAW_MOVIES)
-    meta = json.loads(RAW_META.read_text())
+@pytest.fixture
+def at_root(layout, monkeypatch) -> Layout:
+    """For the tests that run `recsys ingest` or read own files named relative to the working
+    directory: the command works at the repository root, here the layout's."""
+    monkeypatch.chdir(layout.root)
+    return layout
+
+
+def test_synthetic_ingest_writes_contract_files_and_metadata(layout):
+    ingest.run(SMALL, layout)
+    ratings, movies = pd.read_parquet(layout.raw_ratings), pd.read_parquet(layout.raw_movies)
+    meta = json.loads(layout.raw_meta.read_text())
     assert meta == {
         "source": "synthetic",
         "rating_min": 0.5,
@@ -47,46 +54,46 @@ def test_synthetic_ingest_writes_contract_files_and_metadata(workdir):
     }
     assert list(ratings.columns) == ["user_id", "movie_id", "rating", "timestamp"]
     assert str(movies["year"].dtype) == "Int64"
-    assert sorted(p.name for p in RAW.iterdir()) == ["dataset.json", "movies.parquet", "ratings.parquet"]
+    assert sorted(p.name for p in layout.raw.iterdir()) == ["dataset.json", "movies.parquet", "ratings.parquet"]
 
 
-def test_ingest_is_byte_for_byte_repeatable(workdir):
-    ingest.run(SMALL)
-    first = {p: p.read_bytes() for p in (RAW_RATINGS, RAW_MOVIES, RAW_META)}
-    ingest.run(SMALL)
+def test_ingest_is_byte_for_byte_repeatable(layout):
+    ingest.run(SMALL, layout)
+    first = {p: p.read_bytes() for p in (layout.raw_ratings, layout.raw_movies, layout.raw_meta)}
+    ingest.run(SMALL, layout)
     assert {p: p.read_bytes() for p in first} == first
 
 
-def test_ml_latest_small_through_the_shared_mirror(workdir, shared_datasets):
-    ingest.run(Params(data=DataParams(source="ml-latest-small", mirror=str(shared_datasets))))
-    meta = json.loads(RAW_META.read_text())
+def test_ml_latest_small_through_the_shared_mirror(layout, shared_datasets):
+    ingest.run(Params(data=DataParams(source="ml-latest-small", mirror=str(shared_datasets))), layout)
+    meta = json.loads(layout.raw_meta.read_text())
     assert (meta["n_ratings"], meta["n_users"], meta["n_movies"]) == (100_836, 610, 9_742)
     assert (meta["rating_min"], meta["rating_max"], meta["rating_step"]) == (0.5, 5.0, 0.5)
-    assert len(pd.read_parquet(RAW_RATINGS)) == 100_836
+    assert len(pd.read_parquet(layout.raw_ratings)) == 100_836
 
 
-def _old_outputs():
-    RAW.mkdir(parents=True)
-    for path in (RAW_RATINGS, RAW_MOVIES, RAW_META):
+def _old_outputs(layout):
+    layout.raw.mkdir(parents=True)
+    for path in (layout.raw_ratings, layout.raw_movies, layout.raw_meta):
         path.write_text(f"old {path.name}")
 
 
-def _assert_old_outputs_untouched():
-    assert sorted(p.name for p in RAW.iterdir()) == ["dataset.json", "movies.parquet", "ratings.parquet"]
-    for path in (RAW_RATINGS, RAW_MOVIES, RAW_META):
+def _assert_old_outputs_untouched(layout):
+    assert sorted(p.name for p in layout.raw.iterdir()) == ["dataset.json", "movies.parquet", "ratings.parquet"]
+    for path in (layout.raw_ratings, layout.raw_movies, layout.raw_meta):
         assert path.read_text() == f"old {path.name}"
 
 
-def test_failed_load_leaves_previous_outputs_untouched(workdir):
-    _old_outputs()
+def test_failed_load_leaves_previous_outputs_untouched(layout):
+    _old_outputs(layout)
     with pytest.raises(DataError, match="ml-1m.zip"):
-        ingest.run(Params(data=DataParams(source="ml-1m", cache_dir=str(workdir / "cache"))))
-    _assert_old_outputs_untouched()
+        ingest.run(Params(data=DataParams(source="ml-1m", cache_dir=str(layout.root / "cache"))), layout)
+    _assert_old_outputs_untouched(layout)
 
 
-def test_failure_while_writing_leaves_previous_outputs_untouched(workdir, monkeypatch):
+def test_failure_while_writing_leaves_previous_outputs_untouched(layout, monkeypatch):
     """ratings.parquet is already written to its temporary path when writing movies.parquet fails."""
-    _old_outputs()
+    _old_outputs(layout)
     real_to_parquet = pd.DataFrame.to_parquet
     calls = []
 
@@ -98,19 +105,20 @@ def test_failure_while_writing_leaves_previous_outputs_untouched(workdir, monkey
 
     monkeypatch.setattr(pd.DataFrame, "to_parquet", to_parquet_then_disk_full)
     with pytest.raises(OSError, match="disk full"):
-        ingest.run(SMALL)
+        ingest.run(SMALL, layout)
     assert len(calls) == 2
-    _assert_old_outputs_untouched()
+    _assert_old_outputs_untouched(layout)
 
 
-def test_cli_offline_error_is_one_line_and_exit_1(workdir):
-    (workdir / "params.yaml").write_text("data:\n  source: ml-100k\n  cache_dir: cache\n")
+def test_cli_offline_error_is_one_line_and_exit_1(at_root):
+    layout = at_root
+    (layout.root / "params.yaml").write_text("data:\n  source: ml-100k\n  cache_dir: cache\n")
     result = CliRunner().invoke(app, ["ingest", "--params", "params.yaml"])
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert lines[-1].startswith("error: ") and "https://files.grouplens.org/datasets/movielens/ml-100k.zip" in lines[-1]
     assert "RECSYS_DATA_MIRROR" in lines[-1]
-    assert not RAW.exists()
+    assert not layout.raw.exists()
 
 
 # ---- own data (data.source files | sql) -------------------------------------------------------
@@ -118,7 +126,8 @@ def test_cli_offline_error_is_one_line_and_exit_1(workdir):
 OWN_RATINGS = "uid,item,stars,when\nalice,1,4.5,2020-01-01\nbob,2,3,1600000000\nalice,2,5,2021-03-04T10:00:00Z\n"
 OWN_MOVIES = "item,name,tags\n1,Heat (1995),Action|Crime\n2,Babylon 5,\n"
 OWN_COLUMNS = {"user": "uid", "movie": "item", "rating": "stars", "timestamp": "when", "title": "name", "genres": "tags"}
-ID_MAPS = (RAW / "id_map" / "users.parquet", RAW / "id_map" / "movies.parquet")
+def id_maps(layout: Layout) -> tuple[Path, Path]:
+    return layout.raw_id_map / ID_MAP_USERS, layout.raw_id_map / ID_MAP_MOVIES
 
 
 def own_params(workdir, ratings=OWN_RATINGS, movies=OWN_MOVIES, **data) -> Path:
@@ -131,25 +140,27 @@ def own_params(workdir, ratings=OWN_RATINGS, movies=OWN_MOVIES, **data) -> Path:
     return file
 
 
-def test_own_files_ingest_writes_the_contract_and_the_id_maps(workdir):
-    result = CliRunner().invoke(app, ["ingest", "--params", str(own_params(workdir))])
+def test_own_files_ingest_writes_the_contract_and_the_id_maps(at_root):
+    layout = at_root
+    result = CliRunner().invoke(app, ["ingest", "--params", str(own_params(layout.root))])
     assert result.exit_code == 0, result.output
-    assert sorted(p.relative_to(RAW).as_posix() for p in RAW.rglob("*.*")) == [
+    assert sorted(p.relative_to(layout.raw).as_posix() for p in layout.raw.rglob("*.*")) == [
         "dataset.json", "id_map/movies.parquet", "id_map/users.parquet", "movies.parquet", "ratings.parquet",
     ]  # fmt: skip
-    meta = json.loads(RAW_META.read_text())
+    meta = json.loads(layout.raw_meta.read_text())
     assert (meta["source"], meta["n_ratings"], meta["n_users"], meta["n_movies"]) == ("files", 3, 2, 2)
     assert meta["ids"] == {"user_id": "hashed", "movie_id": "source"}
-    users = pd.read_parquet(ID_MAPS[0])
-    ratings = pd.read_parquet(RAW_RATINGS).merge(users, on="user_id")
+    users = pd.read_parquet(id_maps(layout)[0])
+    ratings = pd.read_parquet(layout.raw_ratings).merge(users, on="user_id")
     assert ratings["source_id"].tolist() == ["alice", "bob", "alice"]
 
 
-def test_a_later_run_without_id_maps_removes_the_stale_ones(workdir):
-    ingest.run(load_params(own_params(workdir)))
-    assert ID_MAPS[0].is_file()
-    ingest.run(SMALL)
-    assert not (RAW / "id_map").exists()
+def test_a_later_run_without_id_maps_removes_the_stale_ones(at_root):
+    layout = at_root  # data.files are relative to the working directory
+    ingest.run(load_params(own_params(layout.root)), layout)
+    assert id_maps(layout)[0].is_file()
+    ingest.run(SMALL, layout)
+    assert not layout.raw_id_map.exists()
 
 
 def _sqlite(workdir) -> str:
@@ -199,45 +210,47 @@ BAD_OWN_INPUT = {
 
 
 @pytest.mark.parametrize("case", list(BAD_OWN_INPUT))
-def test_bad_own_input_is_one_error_exit_1_and_nothing_written(workdir, monkeypatch, case):
+def test_bad_own_input_is_one_error_exit_1_and_nothing_written(at_root, monkeypatch, case):
+    layout = at_root
     make_params, make_url, expected = BAD_OWN_INPUT[case]
-    params = make_params(workdir)
+    params = make_params(layout.root)
     if make_url is not None:
-        monkeypatch.setenv("RECSYS_TEST_DB", make_url(workdir))
-    _old_outputs()
-    (RAW / "id_map").mkdir()
-    ID_MAPS[0].write_text("old users.parquet")
+        monkeypatch.setenv("RECSYS_TEST_DB", make_url(layout.root))
+    _old_outputs(layout)
+    layout.raw_id_map.mkdir()
+    id_maps(layout)[0].write_text("old users.parquet")
     result = CliRunner().invoke(app, ["ingest", "--params", str(params)])
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.output
     assert "hunter2" not in result.output
-    assert ID_MAPS[0].read_text() == "old users.parquet" and not ID_MAPS[1].exists()
-    (RAW / "id_map" / "users.parquet").unlink()
-    (RAW / "id_map").rmdir()
-    _assert_old_outputs_untouched()
+    assert id_maps(layout)[0].read_text() == "old users.parquet" and not id_maps(layout)[1].exists()
+    (layout.raw_id_map / ID_MAP_USERS).unlink()
+    layout.raw_id_map.rmdir()
+    _assert_old_outputs_untouched(layout)
 
 
-def test_ml_latest_small_as_own_files_equals_the_movielens_source(workdir, shared_datasets):
+def test_ml_latest_small_as_own_files_equals_the_movielens_source(at_root, shared_datasets):
     """The same release given as a team's export (renamed columns, text user ids, ';' genres) gives
     the same data/raw as data.source ml-latest-small, once the user ids are mapped back."""
     release = shared_datasets / "ml-latest-small"
     ratings = pd.read_csv(release / "ratings.csv")
     ratings.assign(userId="u" + ratings["userId"].astype(str)).rename(
         columns={"userId": "account", "movieId": "film", "rating": "stars", "timestamp": "rated_at"}
-    ).to_csv(workdir / "ratings.csv", index=False)
+    ).to_csv(at_root.root / "ratings.csv", index=False)
     movies = pd.read_csv(release / "movies.csv", keep_default_na=False)
     movies.assign(genres=movies["genres"].str.replace("|", ";")).rename(columns={"movieId": "film", "title": "name"}).to_csv(
-        workdir / "movies.csv", index=False
+        at_root.root / "movies.csv", index=False
     )
     columns = {"user": "account", "movie": "film", "rating": "stars", "timestamp": "rated_at", "title": "name"}
     own = {"source": "files", "files": {"ratings": "ratings.csv", "movies": "movies.csv"}, "columns": columns,
            "genre_separator": ";"}  # fmt: skip
-    ingest.run(Params(data=DataParams(**own)))
-    got_ratings, got_movies, got_meta = pd.read_parquet(RAW_RATINGS), pd.read_parquet(RAW_MOVIES), json.loads(RAW_META.read_text())
-    users = pd.read_parquet(ID_MAPS[0]).set_index("user_id")["source_id"]
-    ingest.run(Params(data=DataParams(source="ml-latest-small", mirror=str(shared_datasets))))
-    want_ratings, want_movies, want_meta = pd.read_parquet(RAW_RATINGS), pd.read_parquet(RAW_MOVIES), json.loads(RAW_META.read_text())
+    layout = at_root  # data.files are relative to the working directory when not read from a params file
+    ingest.run(Params(data=DataParams(**own)), layout)
+    got_ratings, got_movies, got_meta = pd.read_parquet(layout.raw_ratings), pd.read_parquet(layout.raw_movies), json.loads(layout.raw_meta.read_text())
+    users = pd.read_parquet(id_maps(layout)[0]).set_index("user_id")["source_id"]
+    ingest.run(Params(data=DataParams(source="ml-latest-small", mirror=str(shared_datasets))), layout)
+    want_ratings, want_movies, want_meta = pd.read_parquet(layout.raw_ratings), pd.read_parquet(layout.raw_movies), json.loads(layout.raw_meta.read_text())
     mapped_back = users.reindex(got_ratings["user_id"]).str.removeprefix("u").astype("int64").to_numpy()
     assert got_ratings.assign(user_id=mapped_back).equals(want_ratings)
     assert got_movies.equals(want_movies)  # whole-number movie ids kept; years from titles; genres re-joined

@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from pipeline import paths, registry, tracking
+from pipeline import registry, tracking
 from pipeline.cli import app
 from pipeline.config import BiasParams, CofiParams, parse_params
 from pipeline.errors import RecsysError
@@ -25,13 +25,15 @@ from pipeline.models.base import Catalogue
 from pipeline.models.baselines import BiasModel, GlobalMeanModel
 from pipeline.models.cofi import CofiModel
 from pipeline.models.loading import TRAINED_MODELS
+from pipeline.paths import DEFAULT_LAYOUT as LAYOUT
 from pipeline.split import split_ratings
 from pipeline.stages import evaluate
 from pipeline.stages.inputs import dataset_identity
-from pipeline.stages.promote import PROMOTION, run
+from pipeline.stages.promote import run
 from tests.factories import low_rank_ratings, training_data
 from tests.servers import HOST, free_port
 
+PROMOTION = LAYOUT.promotion  # relative: the tests run in a temporary folder, as the CLI does at the root
 EXPERIMENT = "promote-test"
 DATASET = {"source": "synthetic", "rating_min": 0.5, "rating_max": 5.0, "rating_step": 0.5, "fingerprint": "f00d"}
 COFI = registry.registered_name("cofi", "synthetic")
@@ -56,11 +58,11 @@ TEST = frame([(1, 12, 5.0), (2, 12, 1.0)])
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
-    for folder in (paths.RAW, paths.SPLIT, paths.METRICS):
+    for folder in (LAYOUT.raw, LAYOUT.split, LAYOUT.metrics):
         folder.mkdir(parents=True)
-    paths.RAW_META.write_text(json.dumps(DATASET))
-    TRAIN.to_parquet(paths.TRAIN, index=False)
-    TEST.to_parquet(paths.TEST, index=False)
+    LAYOUT.raw_meta.write_text(json.dumps(DATASET))
+    TRAIN.to_parquet(LAYOUT.train, index=False)
+    TEST.to_parquet(LAYOUT.test, index=False)
     return tmp_path
 
 
@@ -75,25 +77,25 @@ def bias() -> BiasModel:
 def dataset(**changes) -> dict:
     """Write data/raw/dataset.json: DATASET with `changes` (e.g. another source or fingerprint)."""
     meta = {**DATASET, **changes}
-    paths.RAW_META.write_text(json.dumps(meta))
+    LAYOUT.raw_meta.write_text(json.dumps(meta))
     return meta
 
 
 def trained(name: str, model, status: str = "FINISHED", **info) -> str:
     """Log `model` in a training run of `name` and write metrics/train_<name>.json as the training
     stages do (with the current dataset.json's fingerprint and source); returns the model URI."""
-    meta = json.loads(paths.RAW_META.read_text())
+    meta = json.loads(LAYOUT.raw_meta.read_text())
     with tracking.start_run(name, EXPERIMENT, name, meta) as run_id:
         uri = tracking.log_model(model, name)
     if status != "FINISHED":
         MlflowClient().set_terminated(run_id, status)
     record = {"mlflow_run_id": run_id, "model_uri": uri, **dataset_identity(meta), **info}
-    (paths.METRICS / f"train_{name}.json").write_text(json.dumps({k: v for k, v in record.items() if v is not None}))
+    LAYOUT.training_metrics(name).write_text(json.dumps({k: v for k, v in record.items() if v is not None}))
     return uri
 
 
 def evaluated(**results: dict) -> None:
-    (paths.METRICS / "evaluation.json").write_text(json.dumps(results))
+    LAYOUT.evaluation.write_text(json.dumps(results))
 
 
 def promotion() -> dict:
@@ -176,8 +178,8 @@ def test_each_data_source_keeps_its_own_champion_and_never_scores_another_source
 
     # a real MovieLens run: other users and movies, its own test split
     dataset(source="ml-latest-small", fingerprint="beef")
-    frame([(7, 70, 4.0), (7, 71, 3.0), (8, 70, 2.0)]).to_parquet(paths.TRAIN, index=False)
-    frame([(7, 72, 4.0), (8, 72, 2.0)]).to_parquet(paths.TEST, index=False)
+    frame([(7, 70, 4.0), (7, 71, 3.0), (8, 70, 2.0)]).to_parquet(LAYOUT.train, index=False)
+    frame([(7, 72, 4.0), (8, 72, 2.0)]).to_parquet(LAYOUT.test, index=False)
     trained("cofi", bias())
     evaluated(cofi={"rmse": 0.9})
     run(params(), ["cofi"])
@@ -191,8 +193,8 @@ def test_each_data_source_keeps_its_own_champion_and_never_scores_another_source
 
     # back on synthetic data: the synthetic champion is the one compared, the real one is untouched
     dataset()
-    TRAIN.to_parquet(paths.TRAIN, index=False)
-    TEST.to_parquet(paths.TEST, index=False)
+    TRAIN.to_parquet(LAYOUT.train, index=False)
+    TEST.to_parquet(LAYOUT.test, index=False)
     trained("cofi", bias())
     evaluated(cofi={"rmse": 0.0})
     run(params(), ["cofi"])
@@ -207,15 +209,15 @@ def test_promote_scores_the_champion_with_the_evaluate_stages_numbers(workdir):
     """The champion's score computed by promote equals what the evaluate stage wrote for the same model and split."""
     ratings, movies = low_rank_ratings(n_users=12, n_movies=15)
     train, test = split_ratings(ratings, "random", 0.3, 0)
-    train.to_parquet(paths.TRAIN, index=False)
-    test.to_parquet(paths.TEST, index=False)
-    movies.to_parquet(paths.RAW_MOVIES, index=False)
+    train.to_parquet(LAYOUT.train, index=False)
+    test.to_parquet(LAYOUT.test, index=False)
+    movies.to_parquet(LAYOUT.raw_movies, index=False)
     model = CofiModel.fit(training_data(train, movies), CofiParams(num_features=3, iterations=5))
-    model.save(paths.MODELS / "cofi")
+    model.save(LAYOUT.model_dir("cofi"))
     trained("cofi", model)
     stage = parse_params({"evaluate": {"k": 3}, "mlflow": {"experiment": EXPERIMENT}})
-    evaluate.run(stage, trained={"cofi": "pipeline.models.cofi:CofiModel"})  # rmse and the ranked lists (ranking params)
-    written = json.loads(evaluate.EVALUATION.read_text())["cofi"]
+    evaluate.run(stage, LAYOUT, trained={"cofi": "pipeline.models.cofi:CofiModel"})  # rmse and the ranked lists (ranking params)
+    written = json.loads(LAYOUT.evaluation.read_text())["cofi"]
     run(stage, ["cofi"])  # v1 becomes champion
     for metric in ("rmse", "ndcg_at_k", "map_at_k"):
         judged = parse_params({"promote": {"metric": metric}, "evaluate": {"k": 3}, "mlflow": {"experiment": EXPERIMENT}})

@@ -12,37 +12,30 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import paths, tracking
+from pipeline import tracking
 from pipeline.config import parse_params
 from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.errors import DataError, ModelError
 from pipeline.models.cofi import CofiModel
-from pipeline.stages.train_cofi import COST_CSV, METRICS_FILE, MODEL_DIR, run
-from tests.factories import low_rank_ratings
+from pipeline.paths import Layout
+from pipeline.stages.train_cofi import run
+from tests.factories import training_layout, training_outputs
 
 K, ITERATIONS = 3, 6
 PARAMS = parse_params({"cofi": {"num_features": K, "iterations": ITERATIONS}, "mlflow": {"experiment": "cofi-test"}})
 DATASET = {"source": "synthetic", "rating_min": 0.5, "rating_max": 5.0, "rating_step": 0.5, "fingerprint": "c0ffee"}
-OUTPUTS = (MODEL_DIR, METRICS_FILE, COST_CSV)
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    ratings, movies = low_rank_ratings(n_users=12, n_movies=15)
-    for folder in (paths.RAW, paths.SPLIT):
-        folder.mkdir(parents=True)
-    movies.to_parquet(paths.RAW_MOVIES, index=False)
-    ratings.to_parquet(paths.TRAIN, index=False)
-    paths.RAW_META.write_text(json.dumps(DATASET))
-    return tmp_path
+def layout(tmp_path: Path) -> Layout:
+    return training_layout(tmp_path, DATASET)
 
 
-def test_writes_model_metrics_cost_curve_and_an_mlflow_run(workdir):
-    run(PARAMS)
-    train = pd.read_parquet(paths.TRAIN)
-    model = CofiModel.load(MODEL_DIR)
-    metrics = json.loads(METRICS_FILE.read_text())
+def test_writes_model_metrics_cost_curve_and_an_mlflow_run(layout):
+    run(PARAMS, layout)
+    train = pd.read_parquet(layout.train)
+    model = CofiModel.load(layout.model_dir("cofi"))
+    metrics = json.loads(layout.training_metrics("cofi").read_text())
     n_users, n_movies = train[USER].nunique(), train[MOVIE].nunique()
     assert metrics["iterations_run"] == ITERATIONS
     assert metrics["parameter_count"] == (n_users + n_movies) * K + n_users
@@ -51,7 +44,7 @@ def test_writes_model_metrics_cost_curve_and_an_mlflow_run(workdir):
     assert metrics["train_rmse"] == pytest.approx(expected_rmse)
     assert metrics["seconds"] > 0
     assert (metrics["dataset_fingerprint"], metrics["data_source"]) == ("c0ffee", "synthetic")
-    curve = pd.read_csv(COST_CSV)
+    curve = pd.read_csv(layout.learning_curve("cofi"))
     assert list(curve.columns) == ["iteration", "cost"]
     assert curve["iteration"].tolist() == list(range(ITERATIONS))
     np.testing.assert_allclose(curve["cost"], model.history.cost)
@@ -76,53 +69,53 @@ def test_writes_model_metrics_cost_curve_and_an_mlflow_run(workdir):
     assert "cofi_cost.png" in artifacts
 
 
-def test_the_logged_pyfunc_predicts_clipped_stars_with_fallbacks(workdir):
-    run(PARAMS)
-    run_id = json.loads(METRICS_FILE.read_text())["mlflow_run_id"]
+def test_the_logged_pyfunc_predicts_clipped_stars_with_fallbacks(layout):
+    run(PARAMS, layout)
+    run_id = json.loads(layout.training_metrics("cofi").read_text())["mlflow_run_id"]
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/cofi")
-    train = pd.read_parquet(paths.TRAIN)
+    train = pd.read_parquet(layout.train)
     pairs = pd.concat([train[[USER, MOVIE]].head(5), pd.DataFrame({USER: [999_999], MOVIE: [999_999]})], ignore_index=True)
     predicted = np.asarray(pyfunc.predict(pairs))
-    np.testing.assert_allclose(predicted, CofiModel.load(MODEL_DIR).predict(pairs))
+    np.testing.assert_allclose(predicted, CofiModel.load(layout.model_dir("cofi")).predict(pairs))
     assert predicted[-1] == pytest.approx(train[RATING].mean())
     assert ((predicted >= 0.5) & (predicted <= 5.0)).all()
 
 
-def test_a_diverging_cost_leaves_the_previous_outputs_untouched(workdir):
-    run(PARAMS)
-    before = {path: sorted(p.read_bytes() for p in ([path] if path.is_file() else path.rglob("*"))) for path in OUTPUTS}
+def test_a_diverging_cost_leaves_the_previous_outputs_untouched(layout):
+    run(PARAMS, layout)
+    before = {path: sorted(p.read_bytes() for p in ([path] if path.is_file() else path.rglob("*"))) for path in training_outputs(layout, "cofi")}
     diverging = parse_params({"cofi": {"num_features": K, "learning_rate": 1e20}, "mlflow": {"experiment": "cofi-test"}})
     with pytest.raises(ModelError, match="cost became"):
-        run(diverging)
-    after = {path: sorted(p.read_bytes() for p in ([path] if path.is_file() else path.rglob("*"))) for path in OUTPUTS}
+        run(diverging, layout)
+    after = {path: sorted(p.read_bytes() for p in ([path] if path.is_file() else path.rglob("*"))) for path in training_outputs(layout, "cofi")}
     assert after == before
 
 
-def test_nan_ratings_stop_the_stage_naming_the_file_and_nothing_is_written(workdir):
-    train = pd.read_parquet(paths.TRAIN)
+def test_nan_ratings_stop_the_stage_naming_the_file_and_nothing_is_written(layout):
+    train = pd.read_parquet(layout.train)
     train.loc[2, RATING] = np.nan
-    train.to_parquet(paths.TRAIN, index=False)
+    train.to_parquet(layout.train, index=False)
     with pytest.raises(DataError, match=r"data/split/train.parquet: column 'rating': 1 row"):
-        run(PARAMS)
-    assert not any(path.exists() for path in OUTPUTS)
+        run(PARAMS, layout)
+    assert not any(path.exists() for path in training_outputs(layout, "cofi"))
 
 
-def test_an_empty_train_split_is_a_clear_error(workdir):
-    pd.read_parquet(paths.TRAIN).iloc[:0].to_parquet(paths.TRAIN, index=False)
+def test_an_empty_train_split_is_a_clear_error(layout):
+    pd.read_parquet(layout.train).iloc[:0].to_parquet(layout.train, index=False)
     with pytest.raises(DataError, match="train.parquet: no ratings"):
-        run(PARAMS)
-    assert not any(path.exists() for path in OUTPUTS)
+        run(PARAMS, layout)
+    assert not any(path.exists() for path in training_outputs(layout, "cofi"))
 
 
-def test_missing_inputs_name_the_stage_to_run(workdir):
-    paths.TRAIN.unlink()
+def test_missing_inputs_name_the_stage_to_run(layout):
+    layout.train.unlink()
     with pytest.raises(DataError, match="train.parquet: not found; run the split stage"):
-        run(PARAMS)
+        run(PARAMS, layout)
 
 
 @pytest.mark.parametrize("key", ["fingerprint", "source"])
-def test_a_dataset_json_without_fingerprint_or_source_stops_before_training(workdir, key):
-    paths.RAW_META.write_text(json.dumps({k: v for k, v in DATASET.items() if k != key}))
+def test_a_dataset_json_without_fingerprint_or_source_stops_before_training(layout, key):
+    layout.raw_meta.write_text(json.dumps({k: v for k, v in DATASET.items() if k != key}))
     with pytest.raises(DataError, match=rf"data/raw/dataset.json: needs a non-empty string '{key}' \(got None\); re-run the ingest stage"):
-        run(PARAMS)
-    assert not any(path.exists() for path in OUTPUTS)
+        run(PARAMS, layout)
+    assert not any(path.exists() for path in training_outputs(layout, "cofi"))

@@ -11,44 +11,33 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import paths
-from pipeline.config import SyntheticParams, parse_params
+from pipeline.config import parse_params
 from pipeline.data.schema import MOVIE, USER
-from pipeline.data.synthetic import generate
 from pipeline.errors import DataError
-from pipeline.features import build_features, save_features
 from pipeline.models.content import ContentModel
+from pipeline.paths import Layout
 from pipeline.stages import train_content
 from pipeline.stages.train_content import CurveLogger, loss_table
+from tests.factories import content_layout, training_outputs
 
 CONTENT = {
     "user_layers": [8], "item_layers": [8], "embedding_dim": 4, "learning_rate": 0.05,
     "epochs": 12, "batch_size": 64, "validation_fraction": 0.2, "patience": 1, "seed": 3,
 }  # fmt: skip
 PARAMS = {"content": CONTENT, "mlflow": {"experiment": "stage-test"}}
-OUTPUTS = (train_content.MODEL_DIR, train_content.METRICS_FILE, train_content.LOSS_CSV)
+DATASET = {"source": "synthetic", "rating_min": 0.5, "rating_max": 5.0, "rating_step": 0.5, "fingerprint": "abc123"}
 
 
 @pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    ratings, movies = generate(SyntheticParams(n_users=30, n_movies=80, n_ratings=900, min_user_ratings=20, seed=5))
-    train = ratings.sample(frac=0.8, random_state=0).reset_index(drop=True)
-    paths.RAW.mkdir(parents=True)
-    paths.SPLIT.mkdir(parents=True)
-    movies.to_parquet(paths.RAW_MOVIES, index=False)
-    train.to_parquet(paths.TRAIN, index=False)
-    meta = {"source": "synthetic", "rating_min": 0.5, "rating_max": 5.0, "rating_step": 0.5, "fingerprint": "abc123"}
-    paths.RAW_META.write_text(json.dumps(meta))
-    save_features(build_features(train, movies, 0.0), paths.FEATURES)
-    return tmp_path
+def layout(tmp_path: Path) -> Layout:
+    return content_layout(tmp_path, DATASET)
 
 
-def test_stage_writes_model_metrics_curve_and_one_tracked_run(workdir: Path):
-    train_content.run(parse_params(PARAMS))
+def test_stage_writes_model_metrics_curve_and_one_tracked_run(layout: Layout):
+    train_content.run(parse_params(PARAMS), layout)
 
-    metrics = json.loads(train_content.METRICS_FILE.read_text())
-    curve = pd.read_csv(train_content.LOSS_CSV)
+    metrics = json.loads(layout.training_metrics("content").read_text())
+    curve = pd.read_csv(layout.learning_curve("content"))
     assert list(curve.columns) == ["epoch", "loss", "val_loss"]
     assert curve["epoch"].tolist() == list(range(1, metrics["epochs_run"] + 1))
     assert metrics["epochs_run"] < CONTENT["epochs"]  # patience 1 stopped it
@@ -59,8 +48,8 @@ def test_stage_writes_model_metrics_curve_and_one_tracked_run(workdir: Path):
     # what evaluate and promote check: the same keys as train_cofi.json (one helper writes both)
     assert (metrics["dataset_fingerprint"], metrics["data_source"]) == ("abc123", "synthetic")
 
-    model = ContentModel.load(train_content.MODEL_DIR)
-    assert {p.name for p in train_content.MODEL_DIR.iterdir()} == {"content.keras", "content.npz", "content.json"}
+    model = ContentModel.load(layout.model_dir("content"))
+    assert {p.name for p in layout.model_dir("content").iterdir()} == {"content.keras", "content.npz", "content.json"}
 
     client = MlflowClient()
     run = client.get_run(metrics["mlflow_run_id"])
@@ -73,35 +62,35 @@ def test_stage_writes_model_metrics_curve_and_one_tracked_run(workdir: Path):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"content_loss.png", "model_summary.txt"} <= artifacts
 
-    train = pd.read_parquet(paths.TRAIN)
+    train = pd.read_parquet(layout.train)
     pairs = pd.concat([train[[USER, MOVIE]].head(5), pd.DataFrame({USER: [-1], MOVIE: [-1]})], ignore_index=True)
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/content")
     np.testing.assert_allclose(pyfunc.predict(pairs), model.predict(pairs), rtol=1e-6)
 
 
-def test_missing_features_is_a_data_error_and_writes_nothing(workdir: Path):
+def test_missing_features_is_a_data_error_and_writes_nothing(layout: Layout):
     for name in ("scalers.json",):
-        (paths.FEATURES / name).unlink()
+        (layout.features / name).unlink()
     with pytest.raises(DataError, match="scalers.json: not found"):
-        train_content.run(parse_params(PARAMS))
-    assert not any(path.exists() for path in OUTPUTS)
+        train_content.run(parse_params(PARAMS), layout)
+    assert not any(path.exists() for path in training_outputs(layout, "content"))
 
 
-def test_a_bad_features_table_fails_before_anything_is_written(workdir: Path):
-    users = pd.read_parquet(paths.FEATURES / "users.parquet")
+def test_a_bad_features_table_fails_before_anything_is_written(layout: Layout):
+    users = pd.read_parquet(layout.features / "users.parquet")
     users.loc[0, "avg_Drama"] = np.nan
-    users.to_parquet(paths.FEATURES / "users.parquet", index=False)
+    users.to_parquet(layout.features / "users.parquet", index=False)
     with pytest.raises(DataError, match="column 'avg_Drama'"):
-        train_content.run(parse_params(PARAMS))
-    assert not any(path.exists() for path in OUTPUTS)
+        train_content.run(parse_params(PARAMS), layout)
+    assert not any(path.exists() for path in training_outputs(layout, "content"))
 
 
-def test_a_dataset_json_without_a_fingerprint_stops_before_training(workdir: Path):
-    meta = json.loads(paths.RAW_META.read_text())
-    paths.RAW_META.write_text(json.dumps({k: v for k, v in meta.items() if k != "fingerprint"}))
+def test_a_dataset_json_without_a_fingerprint_stops_before_training(layout: Layout):
+    meta = json.loads(layout.raw_meta.read_text())
+    layout.raw_meta.write_text(json.dumps({k: v for k, v in meta.items() if k != "fingerprint"}))
     with pytest.raises(DataError, match="data/raw/dataset.json: needs a non-empty string 'fingerprint'"):
-        train_content.run(parse_params(PARAMS))
-    assert not any(path.exists() for path in OUTPUTS)
+        train_content.run(parse_params(PARAMS), layout)
+    assert not any(path.exists() for path in training_outputs(layout, "content"))
 
 
 def test_curve_logger_hands_over_epochs_in_batches():

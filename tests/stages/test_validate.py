@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -10,79 +11,80 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline import paths
 from pipeline.config import parse_params
+from pipeline.data.schema import RatingScale
+from pipeline.data.validation import movies_expectations, ratings_expectations
 from pipeline.errors import DataError
-from pipeline.io import write_json
+from pipeline.paths import Layout
 from pipeline.stages import validate as validate_stage
-from tests.factories import clean_movies, clean_ratings
+from tests.factories import clean_movies, clean_ratings, layout_with
 
 PARAMS = parse_params({"validate": {"min_ratings": 6, "min_movies": 3, "min_users": 3}})
 META = {"source": "test", "rating_min": 0.5, "rating_max": 5.0, "rating_step": 0.5}
 
 
-def write_raw(ratings: pd.DataFrame, movies: pd.DataFrame, meta: dict | None = None) -> None:
-    paths.RAW.mkdir(parents=True, exist_ok=True)
-    ratings.to_parquet(paths.RAW_RATINGS, index=False)
-    movies.to_parquet(paths.RAW_MOVIES, index=False)
-    write_json(paths.RAW_META, META if meta is None else meta)
+def write_raw(root: Path, ratings: pd.DataFrame, movies: pd.DataFrame, meta: dict | None = None) -> Layout:
+    return layout_with(root, ratings=ratings, movies=movies, dataset=META if meta is None else meta)
 
 
-def summary() -> dict:
-    return json.loads((paths.VALIDATION_REPORTS / "summary.json").read_text(encoding="utf-8"))
+def n_expectations() -> int:
+    """How many expectations the two suites hold (counted, so adding one does not break the tests)."""
+    scale = RatingScale.from_meta(META)
+    return len(ratings_expectations(scale, PARAMS.validate_params, [])) + len(movies_expectations(PARAMS.validate_params))
 
 
-def test_clean_data_writes_summary_and_data_docs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    write_raw(clean_ratings(), clean_movies())
-    validate_stage.run(PARAMS)
-    report = summary()
+def summary(layout: Layout) -> dict:
+    return json.loads((layout.validation_reports / "summary.json").read_text(encoding="utf-8"))
+
+
+def test_clean_data_writes_summary_and_data_docs(tmp_path: Path) -> None:
+    layout = write_raw(tmp_path, clean_ratings(), clean_movies())
+    validate_stage.run(PARAMS, layout)
+    report = summary(layout)
     assert report["success"] is True
     assert report["counts"] == {"n_ratings": 6, "n_users": 3, "n_rated_movies": 3, "n_movies": 3}
     assert set(report["suites"]) == {"ratings", "movies"}
-    page = (paths.VALIDATION_REPORTS / "index.html").read_text(encoding="utf-8")
-    assert "<title>Data validation: passed</title>" in page and "27 of 27 expectations passed" in page
+    page = (layout.validation_reports / "index.html").read_text(encoding="utf-8")
+    n = n_expectations()
+    assert "<title>Data validation: passed</title>" in page and f"{n} of {n} expectations passed" in page
     assert "https://" not in page  # our own page, not the Data Docs index that loads from CDNs
-    assert (paths.VALIDATION_REPORTS / "expectations" / "ratings.html").is_file()
+    assert (layout.validation_reports / "expectations" / "ratings.html").is_file()
     assert '<a href="expectations/ratings.html">' in page
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "reports"]  # GX leaves nothing else behind
 
 
-def test_failing_data_raises_readable_error_and_keeps_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    write_raw(clean_ratings().assign(rating=[4.0, 7.0, 5.0, 0.5, 2.0, 1.5]), clean_movies())
+def test_failing_data_raises_readable_error_and_keeps_the_report(tmp_path: Path) -> None:
+    layout = write_raw(tmp_path, clean_ratings().assign(rating=[4.0, 7.0, 5.0, 0.5, 2.0, 1.5]), clean_movies())
     with pytest.raises(DataError) as caught:
-        validate_stage.run(PARAMS)
+        validate_stage.run(PARAMS, layout)
     lines = str(caught.value).splitlines()
+    reports = layout.validation_reports
     assert lines == [
-        "data validation failed: 1 of 27 expectations "
-        "(details: reports/validation/summary.json, reports/validation/index.html)",
-        "data/raw/ratings.parquet: column 'rating': 1 row outside the scale 0.5..5 in steps of 0.5 (e.g. 7.0) "
+        f"data validation failed: 1 of {n_expectations()} expectations "
+        f"(details: {reports / 'summary.json'}, {reports / 'index.html'})",
+        f"{layout.raw_ratings}: column 'rating': 1 row outside the scale 0.5..5 in steps of 0.5 (e.g. 7.0) "
         "[expect_column_values_to_be_in_set]",
     ]
-    assert summary()["success"] is False
-    assert summary()["suites"]["ratings"]["failed"] == 1
-    page = (paths.VALIDATION_REPORTS / "index.html").read_text(encoding="utf-8")
-    assert "26 of 27 expectations passed, 1 failed." in page and '<td class="number">1</td>' in page
+    assert summary(layout)["success"] is False
+    assert summary(layout)["suites"]["ratings"]["failed"] == 1
+    page = (layout.validation_reports / "index.html").read_text(encoding="utf-8")
+    n = n_expectations()
+    assert f"{n - 1} of {n} expectations passed, 1 failed." in page and '<td class="number">1</td>' in page
 
 
-def test_scale_comes_from_dataset_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    write_raw(clean_ratings(), clean_movies(), {**META, "rating_min": 1.0, "rating_step": 1.0})
+def test_scale_comes_from_dataset_json(tmp_path: Path) -> None:
+    layout = write_raw(tmp_path, clean_ratings(), clean_movies(), {**META, "rating_min": 1.0, "rating_step": 1.0})
     with pytest.raises(DataError, match=r"3 rows outside the scale 1..5 in steps of 1 \(e.g. 3.5, 0.5, 1.5\)"):
-        validate_stage.run(PARAMS)
+        validate_stage.run(PARAMS, layout)
 
 
-@pytest.mark.parametrize("missing", [paths.RAW_RATINGS, paths.RAW_MOVIES, paths.RAW_META])
-def test_missing_input_names_the_file_and_writes_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, missing: Path
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    write_raw(clean_ratings(), clean_movies())
-    missing.unlink()
-    with pytest.raises(DataError, match=f"^{missing}: not found; run the ingest stage first"):
-        validate_stage.run(PARAMS)
-    assert not paths.REPORTS.exists()
+@pytest.mark.parametrize("missing", ["raw_ratings", "raw_movies", "raw_meta"])
+def test_missing_input_names_the_file_and_writes_nothing(tmp_path: Path, missing: str) -> None:
+    layout = write_raw(tmp_path, clean_ratings(), clean_movies())
+    getattr(layout, missing).unlink()
+    with pytest.raises(DataError, match=f"^{re.escape(str(getattr(layout, missing)))}: not found; run the ingest stage first"):
+        validate_stage.run(PARAMS, layout)
+    assert not layout.reports.exists()
 
 
 @pytest.mark.parametrize(
@@ -92,33 +94,30 @@ def test_missing_input_names_the_file_and_writes_nothing(
         ("{not json", "not valid JSON"),
     ],
 )
-def test_bad_dataset_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str, message: str) -> None:
-    monkeypatch.chdir(tmp_path)
-    write_raw(clean_ratings(), clean_movies())
-    paths.RAW_META.write_text(content, encoding="utf-8")
-    with pytest.raises(DataError, match=f"^data/raw/dataset.json: {message}"):
-        validate_stage.run(PARAMS)
+def test_bad_dataset_json(tmp_path: Path, content: str, message: str) -> None:
+    layout = write_raw(tmp_path, clean_ratings(), clean_movies())
+    layout.raw_meta.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError, match=f"^{re.escape(str(layout.raw_meta))}: {message}"):
+        validate_stage.run(PARAMS, layout)
 
 
-def test_corrupt_parquet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    write_raw(clean_ratings(), clean_movies())
-    paths.RAW_MOVIES.write_bytes(b"PAR1 truncated")
-    with pytest.raises(DataError, match=r"^data/raw/movies.parquet: not a readable parquet file"):
-        validate_stage.run(PARAMS)
+def test_corrupt_parquet(tmp_path: Path) -> None:
+    layout = write_raw(tmp_path, clean_ratings(), clean_movies())
+    layout.raw_movies.write_bytes(b"PAR1 truncated")
+    with pytest.raises(DataError, match=f"^{re.escape(str(layout.raw_movies))}: not a readable parquet file"):
+        validate_stage.run(PARAMS, layout)
 
 
 def test_the_reports_of_the_same_data_and_params_are_byte_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two runs, the second with the clock a year later: the same reports/validation tree, byte for byte."""
-    monkeypatch.chdir(tmp_path)
-    write_raw(clean_ratings(), clean_movies())
-    validate_stage.run(PARAMS)
-    first = tree(paths.VALIDATION_REPORTS)
-    shutil.rmtree(paths.VALIDATION_REPORTS)
+    layout = write_raw(tmp_path, clean_ratings(), clean_movies())
+    validate_stage.run(PARAMS, layout)
+    first = tree(layout.validation_reports)
+    shutil.rmtree(layout.validation_reports)
     clock = time.time
     monkeypatch.setattr(time, "time", lambda: clock() + 365 * 86_400)
-    validate_stage.run(PARAMS)
-    second = tree(paths.VALIDATION_REPORTS)
+    validate_stage.run(PARAMS, layout)
+    second = tree(layout.validation_reports)
     assert sorted(first) == sorted(second)
     assert [name for name in sorted(first) if first[name] != second[name]] == []
 
