@@ -313,9 +313,8 @@ class CofiRankingParams(Section):
     seed: int = Field(1234, description="seed of the initialization")
 
 
-class ContentParams(Section):
-    """Content-based two-tower network. Network defaults: the course's; batch size, validation and
-    early stopping: measured on ml-latest-small (benchmarks/bench_content.py)."""
+class TowerParams(Section):
+    """The shape of the user and movie towers (pipeline/models/content.py, build_tower); the course's."""
 
     user_layers: list[Annotated[int, Field(ge=1)]] = Field(
         [256, 128], min_length=1, description="hidden units of the user tower (relu)"
@@ -324,6 +323,12 @@ class ContentParams(Section):
         [256, 128], min_length=1, description="hidden units of the movie tower (relu)"
     )
     embedding_dim: int = Field(32, ge=1, description="length of v_u and v_m (linear output, L2-normalised)")
+
+
+class ContentParams(TowerParams):
+    """Content-based two-tower network. Network defaults: the course's; batch size, validation and
+    early stopping: measured on ml-latest-small (benchmarks/bench_content.py)."""
+
     learning_rate: float = Field(0.01, gt=0, description="Adam learning rate")
     epochs: int = Field(30, ge=1, description="most training epochs (early stopping may end sooner)")
     batch_size: int = Field(1024, ge=1, description="ratings per mini-batch (the course used 32)")
@@ -345,6 +350,47 @@ class ContentParams(Section):
     def _early_stopping_needs_validation(self) -> ContentParams:
         if self.patience is not None and self.validation_fraction == 0:
             raise ValueError("patience needs validation_fraction > 0 (early stopping watches val_loss); set patience: null")
+        return self
+
+
+class ContentRankingParams(TowerParams):
+    """The content towers trained for top-N lists (pipeline/models/content_retrieval.py): a softmax
+    over in-batch negatives with a log-popularity correction. Defaults chosen on a validation slice
+    of the ml-latest-small train split (benchmarks/bench_content_retrieval.py --validation)."""
+
+    positive_threshold: float = Field(
+        4.0, ge=0, description="training ratings at least this are the positive interactions; 0 = every training rating"
+    )
+    temperature: float = Field(0.1, gt=0, description="logits = v_u . v_m / temperature (v_u, v_m unit vectors)")
+    logq_correction: bool = Field(True, description="subtract log q(m), the movie's share of the positives, from its logits")
+    popularity_prior: float = Field(
+        0.25, ge=0, description="scores = v_u . v_m / temperature + this * log q(m) (0 = the logits alone)"
+    )
+    id_dim: int = Field(
+        32, ge=0, description="length of the movie-id embedding fed to the movie tower (0 = none, and no history bag)"
+    )
+    id_dropout: float = Field(
+        0.2, ge=0, lt=1, description="share of a batch's movies whose id embedding is replaced by the unknown-movie row"
+    )
+    history: bool = Field(True, description="the user tower also reads a bag of the id embeddings of the user's rated movies")
+    history_length: int = Field(
+        256, ge=1, description="most rated movies in a user's training bag (a seeded random subset); serving uses all"
+    )
+    history_dropout: float = Field(
+        0.25, ge=0, lt=1, description="share of the movies left out of each training bag (as a user's test movies are)"
+    )
+    blank_history: float = Field(
+        0.2, ge=0, lt=1, description="share of training rows whose bag is emptied (how a user without ratings looks)"
+    )
+    epochs: int = Field(10, ge=1, description="passes over the positive interactions")
+    batch_size: int = Field(256, ge=2, description="positives per step; the other rows' movies are the negatives")
+    learning_rate: float = Field(0.005, gt=0, description="Adam learning rate")
+    seed: int = Field(1, description="seed of initialization, shuffling and dropout")
+
+    @model_validator(mode="after")
+    def _history_needs_ids(self) -> ContentRankingParams:
+        if self.history and self.id_dim == 0:
+            raise ValueError("history needs id_dim > 0 (the history bag averages movie-id embeddings); set history: false")
         return self
 
 
@@ -431,6 +477,7 @@ class Params(Section):
     cofi_ranking: CofiRankingParams = CofiRankingParams()
     spark: SparkParams = SparkParams()
     content: ContentParams = ContentParams()
+    content_ranking: ContentRankingParams = ContentRankingParams()
     evaluate: EvaluateParams = EvaluateParams()
     ranking: RankingParams = RankingParams()
     promote: PromoteParams = PromoteParams()

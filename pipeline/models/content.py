@@ -131,6 +131,31 @@ def tower_parameter_counts(network: keras.Model) -> dict[str, int]:
     }
 
 
+def genre_feature_row(
+    prefs: Mapping[str, float], no_history_raw: np.ndarray, user_columns: Sequence[str], rating_range: tuple[float, float]
+) -> np.ndarray:
+    """Raw user features of a new user from stated genre ratings, e.g. {"Adventure": 5}.
+
+    Starts from the no-history user (n_ratings 0, every average = the training mean) and sets
+    each stated genre's average: unstated genres say nothing, so they keep the training mean.
+    Genre names match case-insensitively; unknown names and ratings outside the range are errors.
+    """
+    if not prefs:
+        raise RecsysError(f"give at least one genre rating, e.g. Adventure=5; genres: {', '.join(GENRE_VOCABULARY)}")
+    by_name = {g.casefold(): g for g in GENRE_VOCABULARY}
+    unknown = [name for name in prefs if str(name).strip().casefold() not in by_name]
+    if unknown:
+        raise RecsysError(f"unknown genre(s) {', '.join(map(repr, unknown))}; valid genres: {', '.join(GENRE_VOCABULARY)}")
+    row = np.array(no_history_raw, dtype=np.float64, copy=True)
+    low, high = rating_range
+    for name, value in prefs.items():
+        rating = float(value)
+        if not (np.isfinite(rating) and low <= rating <= high):
+            raise RecsysError(f"genre {name}: rating {value!r} is outside the rating range {low:g}..{high:g}")
+        row[list(user_columns).index(f"avg_{by_name[str(name).strip().casefold()]}")] = rating
+    return row
+
+
 # ---- the model ----------------------------------------------------------------------------
 
 
@@ -330,26 +355,8 @@ class ContentModel(SupportRanking):
         return recommendation_frame(self.catalogue, scores, n, seen_exclusion(self.seen, user_id, len(self.catalogue), exclude_seen))
 
     def genre_user_row(self, prefs: Mapping[str, float]) -> np.ndarray:
-        """Raw user features of a new user from stated genre ratings, e.g. {"Adventure": 5}.
-
-        Starts from the no-history user (n_ratings 0, every average = the training mean) and sets
-        each stated genre's average: unstated genres say nothing, so they keep the training mean.
-        Genre names match case-insensitively; unknown names and ratings outside the range are errors.
-        """
-        if not prefs:
-            raise RecsysError(f"give at least one genre rating, e.g. Adventure=5; genres: {', '.join(GENRE_VOCABULARY)}")
-        by_name = {g.casefold(): g for g in GENRE_VOCABULARY}
-        unknown = [name for name in prefs if str(name).strip().casefold() not in by_name]
-        if unknown:
-            raise RecsysError(f"unknown genre(s) {', '.join(map(repr, unknown))}; valid genres: {', '.join(GENRE_VOCABULARY)}")
-        row = self.no_history_raw.copy()
-        low, high = self.rating_range
-        for name, value in prefs.items():
-            rating = float(value)
-            if not (np.isfinite(rating) and low <= rating <= high):
-                raise RecsysError(f"genre {name}: rating {value!r} is outside the rating range {low:g}..{high:g}")
-            row[self.user_columns.index(f"avg_{by_name[str(name).strip().casefold()]}")] = rating
-        return row
+        """Raw user features of a new user from stated genre ratings, e.g. {"Adventure": 5} (`genre_feature_row`)."""
+        return genre_feature_row(prefs, self.no_history_raw, self.user_columns, self.rating_range)
 
     def recommend_for_genres(self, prefs: Mapping[str, float], n: int = 10) -> pd.DataFrame:
         """Cold start: the n best movies for a new user described only by genre ratings."""

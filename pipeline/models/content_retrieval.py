@@ -1,0 +1,613 @@
+"""Content-based ranking model: the content model's two towers trained for top-N lists.
+
+The towers are content.py's (`build_tower`: relu layers, a linear output, L2 normalisation), but
+instead of regressing ratings they learn which movies a user picks. Training rows are the positive
+interactions (training ratings >= `positive_threshold`; 0 = every rating). For a batch of B rows
+(user u_i, movie m_i) the loss is a softmax over the batch's movies (in-batch negatives):
+
+    logits[i, j] = v_u_i . v_m_j / temperature - log q(m_j),   loss = mean_i CE(logits[i], i)
+
+q(m) is the movie's share of the positives, the chance that a batch slot holds it. In-batch
+negatives are drawn by popularity; without the correction the model learns to demote popular
+movies (validation nDCG@10 0.014 instead of 0.17). A column j != i holding row i's movie again is
+masked out (it would be a false negative). Scores are v_u . v_m / temperature +
+`popularity_prior` * log q(m): the prior restores some of the popularity a softmax over few
+negatives under-learns. `predicts_ratings` is False: `predict` returns these scores, not stars.
+
+Inputs. Movie tower: the features stage's movie features (year, training mean and count, genre
+flags; standardised with its scalers) and a learned movie-id embedding. User tower: the features
+stage's user features (rating count, mean, mean per genre) and, with `history`, a bag of the user's
+rated training movies through the same id embedding (their sum / sqrt(their number)). While
+training, a row's own movie and a `history_dropout` share of the others are left out of its bag,
+as a user's test movies are absent from their history.
+
+New movies and users (fallbacks):
+- a movie without training ratings has count 0 and mean = the training mean (features stage),
+  year = the catalogue's median year when missing (features stage), and the id embedding's
+  reserved row 0, "unknown movie"; `id_dropout` trains the tower on that row for a share of the
+  batch's movies, so genres and year alone place such a movie. Movies rated but never positive
+  also use row 0 (the movie tower never saw their own row).
+- a user outside train has the no-history user features and an empty bag (`blank_history`
+  trains the tower on empty bags).
+- a new user described by genre ratings (`recommend_for_genres`) is a typical-activity user whose
+  rated movies are the liked genres' movies (`genre_user_inputs`).
+- a movie outside the catalogue (`predict` only) is scored as a movie with no genres, the
+  training mean, count 0, the scaler's mean year and the unknown-movie id.
+
+Feeding: tf.data slices a seeded permutation of the positives per epoch and gathers, per batch,
+the distinct users' and movies' feature rows and the distinct users' bags (`history_table`);
+memory stays O(ratings + users + movies), never a per-rating feature matrix.
+
+Measured on a validation slice of the ml-latest-small train split (a random 20% of it, seed 7;
+models fitted on the other 80%; never the test split), nDCG@10 (popularity 0.118):
+logQ correction off 0.014; features only, no id embedding 0.144; id embedding without history
+0.132; with the history bag 0.167 (batch 1024, temperature 0.05, mean bag); batch 256 0.177;
+sum / sqrt(n) bag 0.182; 25% of each bag dropped 0.187; temperature 0.1 0.191; popularity_prior
+0.25 0.198 (0.5: 0.194). No better: more epochs (15: 0.175, overfits), positive_threshold 0 (0.150)
+or 3.5, temperature 0.025 or 0.2, learning rate 0.002 or 0.008, id_dim 8 or 64, id_dropout 0 or
+0.5, history_length 512, masking a user's other positives in the batch, a bag of positives only,
+dropout on the user features, weight decay. `benchmarks/bench_content_retrieval.py --validation`
+reruns the main variants (benchmarks/README.md has its table).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from pipeline.config import ContentRankingParams  # noqa: E402
+from pipeline.data.schema import GENRE_VOCABULARY, MOVIE, RATING, USER, YEAR  # noqa: E402
+from pipeline.errors import DataError, ModelError, RecsysError, data_error  # noqa: E402
+from pipeline.features import AVG_RATING, N_RATINGS, Features, Scalers, no_history_user, scalers_from_dict, scalers_to_dict  # noqa: E402
+from pipeline.models.base import (  # noqa: E402
+    Catalogue,
+    SeenItems,
+    TrainingData,
+    check_pairs,
+    concatenated_ranges,
+    index_of,
+    load_arrays,
+    read_model_meta,
+    recommendation_frame,
+    save_arrays,
+    seen_exclusion,
+)
+from pipeline.models.content import CHUNK, MOVIE_TOWER, USER_TOWER, build_tower, genre_feature_row  # noqa: E402
+from pipeline.models.content_input import feature_matrix, scaler_columns, standardise  # noqa: E402
+from pipeline.models.ranking import SupportRanking  # noqa: E402
+from pipeline.seeding import seed_everything  # noqa: E402
+
+KERAS_FILE = "content_ranking.keras"
+ARRAYS_FILE = "content_ranking.npz"
+STATE_FILE = "content_ranking.json"
+ID_EMBEDDING = "movie_id_embedding"
+UNKNOWN_MOVIE = 0  # id-embedding row of movies without training ratings; catalogue position p uses row p + 1
+PRIOR_FLOOR = 0.5  # positives counted for a movie with none in the popularity prior (keeps log finite)
+
+
+# ---- loss -----------------------------------------------------------------------------------
+
+
+def in_batch_softmax_loss(
+    user_vectors: tf.Tensor,
+    movie_vectors: tf.Tensor,
+    movie_ids: tf.Tensor,
+    log_q: tf.Tensor,
+    temperature: float,
+) -> tf.Tensor:
+    """Per-row loss of a softmax over the batch's movies: row i's positive is column i.
+
+    logits[i, j] = user_vectors[i] . movie_vectors[j] / temperature - log_q[j]; columns j != i
+    with movie_ids[j] == movie_ids[i] are masked (-inf): a second copy of row i's movie is no
+    negative for row i. Returns logsumexp(logits[i]) - logits[i, i].
+    Pass log_q = 0 for no popularity correction.
+    """
+    user_vectors = tf.convert_to_tensor(user_vectors)
+    movie_vectors = tf.convert_to_tensor(movie_vectors, user_vectors.dtype)
+    movie_ids = tf.convert_to_tensor(movie_ids)
+    log_q = tf.convert_to_tensor(log_q, user_vectors.dtype)
+    logits = tf.matmul(user_vectors, movie_vectors, transpose_b=True) / temperature - log_q[None, :]
+    duplicate = tf.equal(movie_ids[:, None], movie_ids[None, :]) & ~tf.eye(tf.shape(logits)[0], dtype=tf.bool)
+    logits = tf.where(duplicate, tf.constant(-np.inf, logits.dtype), logits)
+    return tf.reduce_logsumexp(logits, axis=1) - tf.linalg.diag_part(logits)
+
+
+def log_popularity(movie_positions: np.ndarray, n_movies: int) -> np.ndarray:
+    """log q(m): the log share of the positives held by each catalogue movie (-inf where none)."""
+    counts = np.bincount(movie_positions, minlength=n_movies).astype(np.float64)
+    with np.errstate(divide="ignore"):
+        return np.log(counts / counts.sum()).astype(np.float32)
+
+
+def history_table(seen: SeenItems, length: int, seed: int) -> np.ndarray:
+    """(users x length) catalogue positions of each user's rated movies, -1 padded, rows as seen.user_ids.
+
+    A user with more than `length` rated movies keeps a seeded random `length` of them (the
+    training bag; serving averages all of them).
+    """
+    counts = np.diff(seen.indptr)
+    owner = np.repeat(np.arange(len(counts)), counts)
+    order = np.lexsort((np.random.default_rng(seed).random(len(owner)), owner))
+    rank = np.arange(len(owner)) - seen.indptr[owner]
+    keep = rank < length
+    table = np.full((len(counts), length), -1, dtype=np.int32)
+    table[owner[keep], rank[keep]] = seen.indices[order][keep]
+    return table
+
+
+# ---- network --------------------------------------------------------------------------------
+
+
+def build_network(n_user_inputs: int, n_movie_inputs: int, n_movies: int, params: ContentRankingParams) -> keras.Model:
+    """(user features [, history bag], movie features [, movie id row]) -> v_u . v_m (saved as .keras).
+
+    Both towers come from content.py's `build_tower`; the id embedding has n_movies + 1 rows
+    (row 0: the unknown movie) and also feeds the user's history bag.
+    """
+    id_dim = params.id_dim
+    history_dim = id_dim if params.history else 0
+    user_tower = build_tower(USER_TOWER, n_user_inputs + history_dim, params.user_layers, params.embedding_dim)
+    movie_tower = build_tower(MOVIE_TOWER, n_movie_inputs + id_dim, params.item_layers, params.embedding_dim)
+    user_in = keras.Input((n_user_inputs,), name="user_features")
+    movie_in = keras.Input((n_movie_inputs,), name="movie_features")
+    inputs, user_x, movie_x = [user_in], user_in, movie_in
+    if history_dim:
+        bag = keras.Input((history_dim,), name="history_bag")
+        inputs.append(bag)
+        user_x = keras.layers.Concatenate(name="user_inputs")([user_in, bag])
+    inputs.append(movie_in)
+    if id_dim:
+        movie_row = keras.Input((), dtype="int32", name="movie_id_row")
+        inputs.append(movie_row)
+        embedded = keras.layers.Embedding(n_movies + 1, id_dim, name=ID_EMBEDDING)(movie_row)
+        movie_x = keras.layers.Concatenate(name="movie_inputs")([movie_in, embedded])
+    dot = keras.layers.Dot(axes=1, name="dot")([user_tower(user_x), movie_tower(movie_x)])
+    return keras.Model(inputs, dot, name="two_tower_ranking")
+
+
+# ---- input pipeline ---------------------------------------------------------------------------
+
+
+def positive_batches(
+    user_rows: np.ndarray,
+    movie_positions: np.ndarray,
+    user_table: np.ndarray,
+    movie_table: np.ndarray,
+    history: np.ndarray,
+    log_q: np.ndarray,
+    batch_size: int,
+    seed: int,
+) -> tf.data.Dataset:
+    """Batches of positives, a new seeded permutation each epoch (the same sequence per seed).
+
+    Each element is a dict: distinct users' features `users`, their `history` rows (see
+    `history_table`, rows follow `user_table`'s) and each row's `user_index` among them; distinct
+    movies' features `movies`, their catalogue positions `movie_positions` and each row's
+    `movie_index`; per row its movie's catalogue position `targets` and `log_q`.
+    """
+    n = len(user_rows)
+    n_batches = -(-n // batch_size)
+    users = tf.constant(user_rows, tf.int32)
+    movies = tf.constant(movie_positions, tf.int32)
+    user_features = tf.constant(user_table, tf.float32)
+    movie_features = tf.constant(movie_table, tf.float32)
+    log_q_table = tf.constant(log_q, tf.float32)
+    rated = tf.constant(history, tf.int32)
+    seed_tensor = tf.constant(seed, tf.int64)
+    orders = (
+        tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        .take(1)
+        .map(lambda s: tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int32), seed=tf.stack([seed_tensor, s])))
+    )
+
+    def slices(order: tf.Tensor) -> tf.data.Dataset:
+        return tf.data.Dataset.range(n_batches).map(lambda b: order[b * batch_size : tf.minimum((b + 1) * batch_size, n)])
+
+    def gather(rows: tf.Tensor) -> dict[str, tf.Tensor]:
+        distinct_users, user_index = tf.unique(tf.gather(users, rows))
+        targets = tf.gather(movies, rows)
+        distinct_movies, movie_index = tf.unique(targets)
+        return {
+            "users": tf.gather(user_features, distinct_users),
+            "history": tf.gather(rated, distinct_users),
+            "user_index": user_index,
+            "movies": tf.gather(movie_features, distinct_movies),
+            "movie_positions": distinct_movies,
+            "movie_index": movie_index,
+            "targets": targets,
+            "log_q": tf.gather(log_q_table, targets),
+        }
+
+    return (
+        orders.flat_map(slices)
+        .apply(tf.data.experimental.assert_cardinality(n_batches))
+        .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+class Trainer:
+    """Adam steps on `positive_batches` (one compiled step for every batch shape), sharing `network`'s layers."""
+
+    def __init__(self, network: keras.Model, params: ContentRankingParams, element_spec: dict) -> None:
+        self.params = params
+        self.user_tower = network.get_layer(USER_TOWER)
+        self.movie_tower = network.get_layer(MOVIE_TOWER)
+        self.embedding = network.get_layer(ID_EMBEDDING) if params.id_dim else None
+        self.variables = network.trainable_variables
+        self.optimizer = keras.optimizers.Adam(learning_rate=params.learning_rate)
+        self.optimizer.build(self.variables)
+        self.dropout = tf.random.Generator.from_seed(params.seed)
+        self.step = tf.function(self._step, input_signature=[element_spec])
+
+    def _user_inputs(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
+        features = tf.gather(batch["users"], batch["user_index"])
+        if not self.params.history:
+            return features
+        history = batch["history"]  # distinct users x history_length, -1 = padding
+        history = tf.where(self.dropout.uniform(tf.shape(history)) >= self.params.history_dropout, history, -1)
+        cells = tf.where(history >= 0)
+        table = self.embedding.embeddings
+        # a sparse (distinct users x id rows) product: its gradient is one dense id-table update
+        rated = tf.SparseTensor(
+            tf.stack([cells[:, 0], tf.cast(tf.gather_nd(history, cells), tf.int64) + 1], axis=1),
+            tf.ones(tf.shape(cells)[:1]),
+            tf.stack([tf.shape(history, tf.int64)[0], tf.shape(table, tf.int64)[0]]),
+        )
+        sums = tf.sparse.sparse_dense_matmul(rated, table)
+        # leave the row's own movie out of its bag: a test movie is never in the history
+        rows, targets = tf.gather(history, batch["user_index"]), batch["targets"]
+        own = tf.cast(tf.reduce_any(tf.equal(rows, targets[:, None]), axis=1), tf.float32)
+        bag_sum = tf.gather(sums, batch["user_index"]) - own[:, None] * self.embedding(targets + 1)
+        others = tf.gather(tf.reduce_sum(tf.cast(history >= 0, tf.float32), axis=1), batch["user_index"]) - own
+        keep = tf.cast(self.dropout.uniform(tf.shape(others)) >= self.params.blank_history, tf.float32)
+        return tf.concat([features, bag_sum * (keep / tf.sqrt(tf.maximum(others, 1.0)))[:, None]], axis=1)
+
+    def _movie_inputs(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
+        if not self.params.id_dim:
+            return batch["movies"]
+        positions = batch["movie_positions"]
+        dropped = self.dropout.uniform(tf.shape(positions)) < self.params.id_dropout
+        rows = tf.where(dropped, tf.zeros_like(positions) + UNKNOWN_MOVIE, positions + 1)
+        return tf.concat([batch["movies"], self.embedding(rows)], axis=1)
+
+    def _step(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            users = self.user_tower(self._user_inputs(batch), training=True)
+            movies = tf.gather(self.movie_tower(self._movie_inputs(batch), training=True), batch["movie_index"])
+            log_q = batch["log_q"] if self.params.logq_correction else tf.zeros_like(batch["log_q"])
+            loss = tf.reduce_mean(in_batch_softmax_loss(users, movies, batch["targets"], log_q, self.params.temperature))
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, self.variables), self.variables, strict=True))
+        return loss
+
+    def epoch(self, dataset: tf.data.Dataset) -> float:
+        """One pass over `dataset`; the mean loss of its steps."""
+        losses = [self.step(batch) for batch in dataset]  # no per-step sync with Python
+        return float(tf.reduce_mean(tf.stack(losses)))
+
+
+# ---- the model --------------------------------------------------------------------------------
+
+
+class ContentRankingModel(SupportRanking):
+    """Two-tower content model trained with an in-batch softmax (see the module docstring).
+
+    `ContentRankingModel.fit(TrainingData(train, movies, scale, features), params)` trains; `history`
+    holds the mean training loss per epoch. Scores rank movies; they are not ratings.
+    """
+
+    predicts_ratings: ClassVar[bool] = False
+
+    def __init__(self, params: ContentRankingParams) -> None:
+        self.params = params
+        self.network: keras.Model | None = None
+        self.history: dict[str, list[float]] = {}
+        self._movie_vectors: np.ndarray | None = None
+
+    # -- training -------------------------------------------------------------------------
+
+    @classmethod
+    def fit(cls, data: TrainingData, params: ContentRankingParams, *, verbose: int = 0) -> ContentRankingModel:
+        """Train on the positives of `data.ratings` with the features stage's tables and scalers (`data.features`)."""
+        if data.features is None:
+            raise ModelError("content ranking model: needs the features stage's tables and scalers (data/features/); run the features stage")
+        model = cls(params)
+        model._train(data.ratings, data.features, data.movies, data.scale.bounds, verbose)
+        return model
+
+    @property
+    def parameter_count(self) -> int:
+        return int(self._trained().count_params())
+
+    def _train(
+        self, train: pd.DataFrame, features: Features, movies: pd.DataFrame, rating_range: tuple[float, float], verbose: int
+    ) -> None:
+        p = self.params
+        self._set_data(train, features, movies, rating_range)
+        positive = train[RATING].to_numpy(np.float64) >= p.positive_threshold
+        if not positive.any():
+            raise data_error(
+                "train",
+                f"reach content_ranking.positive_threshold {p.positive_threshold:g} (highest training rating "
+                f"{train[RATING].max():g}); the ranking model needs at least one positive interaction",
+                column=RATING,
+                count=0,
+            )
+        user_rows = index_of(train[USER].to_numpy(np.int64)[positive], self.user_ids)
+        movie_positions = self.catalogue.index(train[MOVIE].to_numpy(np.int64)[positive])
+        if (user_rows < 0).any():
+            bad = train[USER].to_numpy()[positive][user_rows < 0]
+            raise data_error("train", "have no row in the features tables", column=USER, count=len(bad), examples=bad)
+        seed_everything(p.seed)
+        self.positives = np.bincount(movie_positions, minlength=len(self.catalogue)).astype(np.int64)
+        dataset = positive_batches(
+            user_rows, movie_positions, self.user_inputs, self.movie_inputs, history_table(self.seen, p.history_length if p.history else 0, p.seed),
+            log_popularity(movie_positions, len(self.catalogue)), p.batch_size, p.seed,
+        )  # fmt: skip
+        network = build_network(self.user_inputs.shape[1], self.movie_inputs.shape[1], len(self.catalogue), p)
+        trainer = Trainer(network, p, dataset.element_spec)
+        losses = []
+        for epoch in range(p.epochs):
+            losses.append(float(trainer.epoch(dataset)))
+            if verbose:
+                print(f"epoch {epoch + 1}/{p.epochs}: loss {losses[-1]:.4f}")
+        self.network = network
+        self.history = {"loss": losses}
+        self._movie_vectors = None
+
+    def _set_data(self, train: pd.DataFrame, features: Features, movies: pd.DataFrame, rating_range: tuple[float, float]) -> None:
+        self.scalers: Scalers = features.scalers
+        self.user_columns = scaler_columns(self.scalers.user)
+        self.movie_columns = scaler_columns(self.scalers.movie)
+        users = features.users.sort_values(USER)
+        self.user_ids = users[USER].to_numpy(np.int64)
+        self.user_raw = feature_matrix(users, self.user_columns, "features users")
+        self.catalogue = Catalogue.from_movies(movies)
+        table = features.movies.sort_values(MOVIE)
+        if not np.array_equal(table[MOVIE].to_numpy(np.int64), self.catalogue.movie_ids):
+            raise DataError("features movies: column 'movie_id': the movies features do not cover exactly the movies table; rerun the features stage")
+        self.movie_raw = feature_matrix(table, self.movie_columns, "features movies")
+        self.no_history_raw = feature_matrix(no_history_user(train), self.user_columns, "no-history user")[0]
+        self.unknown_movie_raw = self._unknown_movie_row()
+        self.seen = SeenItems.from_ratings(train, self.catalogue)
+        self.typical_history = float(np.median(np.diff(self.seen.indptr)))
+        if not np.array_equal(self.seen.user_ids, self.user_ids):
+            raise DataError("features users: column 'user_id': the users features do not cover exactly the training users; rerun the features stage")
+        self.rating_range = (float(rating_range[0]), float(rating_range[1]))
+        self._standardise_tables()
+
+    def _unknown_movie_row(self) -> np.ndarray:
+        """Raw features of a movie outside the catalogue: no genres, training mean, count 0, mean year."""
+        row = np.zeros(len(self.movie_columns))
+        values = {YEAR: self.scalers.movie.mean_[self.movie_columns.index(YEAR)], AVG_RATING: self.scalers.global_mean, N_RATINGS: 0.0}
+        for column, value in values.items():
+            row[self.movie_columns.index(column)] = value
+        return row
+
+    def _standardise_tables(self) -> None:
+        self.user_inputs = standardise(self.user_raw, self.scalers.user, self.user_columns)
+        self.movie_inputs = standardise(self.movie_raw, self.scalers.movie, self.movie_columns)
+        self.no_history_input = standardise(self.no_history_raw[None, :], self.scalers.user, self.user_columns)
+        self.unknown_movie_input = standardise(self.unknown_movie_raw[None, :], self.scalers.movie, self.movie_columns)
+
+    # -- embeddings -----------------------------------------------------------------------
+
+    def _trained(self) -> keras.Model:
+        if self.network is None:
+            raise ModelError("content ranking model: not trained yet (call fit or load)")
+        return self.network
+
+    def _embed(self, tower_name: str, inputs: np.ndarray) -> np.ndarray:
+        tower = self._trained().get_layer(tower_name)
+        if len(inputs) == 0:
+            return np.zeros((0, self.params.embedding_dim), np.float32)
+        parts = [keras.ops.convert_to_numpy(tower(inputs[i : i + CHUNK], training=False)) for i in range(0, len(inputs), CHUNK)]
+        return np.concatenate(parts).astype(np.float32)
+
+    def _id_table(self) -> np.ndarray:
+        return keras.ops.convert_to_numpy(self._trained().get_layer(ID_EMBEDDING).embeddings).astype(np.float32)
+
+    def _movie_tower_inputs(self, features: np.ndarray, id_rows: np.ndarray) -> np.ndarray:
+        if not self.params.id_dim:
+            return features
+        return np.concatenate([features, self._id_table()[id_rows]], axis=1)
+
+    def movie_vectors(self) -> np.ndarray:
+        """v_m of every catalogue movie (computed once, cached).
+
+        Only movies the movie tower was trained on as positives use their own id row; the others
+        (no training rating, or none reaching the threshold) use the unknown-movie row.
+        """
+        if self._movie_vectors is None:
+            id_rows = np.where(self.positives > 0, np.arange(len(self.positives)) + 1, UNKNOWN_MOVIE)
+            self._movie_vectors = self._embed(MOVIE_TOWER, self._movie_tower_inputs(self.movie_inputs, id_rows))
+        return self._movie_vectors
+
+    def _history_bags(self, rows: np.ndarray) -> np.ndarray:
+        """The bags of the users at `rows` of user_ids (-1: none, zeros): the sum of the id embeddings
+        of their rated movies / sqrt(their number), as in training but over every rated movie."""
+        safe = np.maximum(rows, 0)
+        starts = self.seen.indptr[safe]
+        lengths = np.where(rows >= 0, self.seen.indptr[safe + 1] - starts, 0)
+        owners = np.repeat(np.arange(len(rows)), lengths)
+        movies = self.seen.indices[concatenated_ranges(starts, lengths)]
+        weights = np.repeat(1.0 / np.sqrt(np.maximum(lengths, 1)), lengths)
+        pooling = sparse.csr_matrix((weights, (owners, movies)), shape=(len(rows), len(self.catalogue)))
+        return np.asarray(pooling @ self._id_table()[1:], dtype=np.float32)
+
+    def _user_tower_inputs(self, features: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        if not self.params.history:
+            return features
+        return np.concatenate([features, self._history_bags(rows)], axis=1)
+
+    def user_vectors(self, user_ids: np.ndarray) -> np.ndarray:
+        """v_u per id (each distinct user through the tower once); unknown ids: the no-history user."""
+        unique, inverse = np.unique(np.asarray(user_ids, np.int64), return_inverse=True)
+        rows = index_of(unique, self.user_ids)
+        known = rows[rows >= 0]
+        features = np.concatenate([self.user_inputs[known], self.no_history_input])
+        embedded = self._embed(USER_TOWER, self._user_tower_inputs(features, np.append(known, -1)))
+        slot = np.where(rows >= 0, np.cumsum(rows >= 0) - 1, len(features) - 1)
+        return embedded[slot][inverse]
+
+    # -- scores -------------------------------------------------------------------------------
+
+    def popularity_prior(self) -> np.ndarray:
+        """popularity_prior * log q(m) per catalogue movie, q from the positives (PRIOR_FLOOR for none)."""
+        counts = np.maximum(self.positives, PRIOR_FLOOR)
+        return self.params.popularity_prior * np.log(counts / self.positives.sum())
+
+    def _scores(self, users: np.ndarray) -> np.ndarray:
+        """(users x catalogue) scores from user vectors: v_u . v_m / temperature + the popularity prior."""
+        return (users @ self.movie_vectors().T).astype(np.float64) / self.params.temperature + self.popularity_prior()
+
+    # -- model contract -------------------------------------------------------------------
+
+    def predict(self, pairs: pd.DataFrame) -> np.ndarray:
+        """Ranking scores (score_block's) for DataFrame[user_id, movie_id]; not stars.
+
+        Unknown users are the no-history user; a movie outside the catalogue is the featureless
+        movie of the module docstring with the prior of a movie without positives.
+        """
+        user_ids, movie_ids = check_pairs(pairs)
+        if len(user_ids) == 0:
+            return np.zeros(0, np.float64)
+        positions = self.catalogue.index(movie_ids)
+        unknown = self._embed(MOVIE_TOWER, self._movie_tower_inputs(self.unknown_movie_input, np.array([UNKNOWN_MOVIE])))
+        movies = np.concatenate([self.movie_vectors(), unknown])[np.where(positions >= 0, positions, len(self.catalogue))]
+        floor = self.params.popularity_prior * np.log(PRIOR_FLOOR / self.positives.sum())
+        prior = np.append(self.popularity_prior(), floor)[np.where(positions >= 0, positions, len(self.catalogue))]
+        dots = np.einsum("ij,ij->i", self.user_vectors(user_ids), movies).astype(np.float64)
+        return dots / self.params.temperature + prior
+
+    def score_block(self, user_ids: np.ndarray) -> np.ndarray:
+        """Scores (len(user_ids) x catalogue): towers run once per user and once per movie."""
+        return self.rank_scores(self._scores(self.user_vectors(user_ids)))
+
+    def recommend(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """The n best-scored catalogue movies for a training user, unseen ones only by default."""
+        if index_of(np.array([user_id], np.int64), self.user_ids)[0] < 0:
+            raise RecsysError(f"user {user_id} has no training ratings; use recommend_for_genres for a new user")
+        scores = self.score_block(np.array([user_id], np.int64))[0]
+        return recommendation_frame(self.catalogue, scores, n, seen_exclusion(self.seen, user_id, len(self.catalogue), exclude_seen))
+
+    def genre_user_row(self, prefs: Mapping[str, float]) -> np.ndarray:
+        """Raw user features of a new user from stated genre ratings (content.genre_feature_row)."""
+        return genre_feature_row(prefs, self.no_history_raw, self.user_columns, self.rating_range)
+
+    def genre_history(self, prefs: Mapping[str, float]) -> np.ndarray:
+        """Catalogue positions of the movies a new user with these genre ratings is taken to have rated.
+
+        Liked genres are those rated above the training mean, disliked ones below it: the movies
+        trained on as positives that carry a liked genre (any genre when none is liked) and no
+        disliked genre.
+        """
+        row = self.genre_user_row(prefs)  # unstated genres keep the training mean: neither liked nor disliked
+        stated = row[[self.user_columns.index(f"avg_{g}") for g in GENRE_VOCABULARY]]
+        flags = self.movie_raw[:, [self.movie_columns.index(f"is_{g}") for g in GENRE_VOCABULARY]] > 0
+        mean = self.no_history_raw[self.user_columns.index(AVG_RATING)]
+        liked, disliked = stated > mean, stated < mean
+        wanted = (flags[:, liked].any(axis=1) if liked.any() else np.ones(len(flags), bool)) & ~flags[:, disliked].any(axis=1)
+        wanted &= self.positives > 0
+        return np.flatnonzero(wanted)
+
+    def genre_user_inputs(self, prefs: Mapping[str, float]) -> np.ndarray:
+        """The user tower's input row for a new user described by genre ratings, e.g. {"Horror": 5}.
+
+        Features: `genre_user_row` (the no-history user with each stated genre's average set). With
+        `history`, the user is taken as a training user of typical activity (`typical_history`, the
+        median number of training ratings per user) whose rated movies spread evenly over
+        `genre_history`: n_ratings is that number and the bag the mean id embedding of those movies
+        times sqrt(that number), as a bag of that many movies would be. The measured alternative,
+        the features alone with an empty bag, lists the most popular movies whatever the tastes.
+        """
+        raw = self.genre_user_row(prefs)
+        if not self.params.history:
+            return standardise(raw[None, :], self.scalers.user, self.user_columns)
+        raw[self.user_columns.index(N_RATINGS)] = self.typical_history
+        movies = self.genre_history(prefs)
+        bag = np.zeros((1, self.params.id_dim), np.float32)
+        if len(movies):
+            bag[0] = self._id_table()[movies + 1].mean(axis=0) * np.sqrt(self.typical_history)
+        return np.concatenate([standardise(raw[None, :], self.scalers.user, self.user_columns), bag], axis=1)
+
+    def genre_scores(self, prefs: Mapping[str, float]) -> np.ndarray:
+        """Scores over the catalogue for a new user described only by genre ratings."""
+        return self._scores(self._embed(USER_TOWER, self.genre_user_inputs(prefs)))[0]
+
+    def recommend_for_genres(self, prefs: Mapping[str, float], n: int = 10) -> pd.DataFrame:
+        """Cold start: the n best movies for a new user described only by genre ratings."""
+        return recommendation_frame(self.catalogue, self.genre_scores(prefs), n, None)
+
+    # -- persistence ----------------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> None:
+        """content_ranking.keras (network), content_ranking.npz (tables, catalogue, seen), content_ranking.json."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._trained().save(directory / KERAS_FILE)
+        save_arrays(
+            directory,
+            ARRAYS_FILE,
+            {
+                "user_ids": self.user_ids,
+                "user_features": self.user_raw,
+                "movie_features": self.movie_raw,
+                "no_history_features": self.no_history_raw,
+                "unknown_movie_features": self.unknown_movie_raw,
+                "positives": self.positives,
+                **self.catalogue.to_arrays(),
+                **self.seen.to_arrays(),
+            },
+        )
+        state = {
+            "kind": "content_ranking",
+            "params": self.params.model_dump(),
+            "user_columns": self.user_columns,
+            "movie_columns": self.movie_columns,
+            "scalers": scalers_to_dict(self.scalers),
+            "rating_range": list(self.rating_range),
+            "history": self.history,
+            "typical_history": self.typical_history,
+        }
+        (directory / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ContentRankingModel:
+        directory = Path(directory)
+        if not (directory / KERAS_FILE).is_file():
+            raise ModelError(f"{directory / KERAS_FILE}: model file not found (train the model first)")
+        state = read_model_meta(directory, STATE_FILE)
+        arrays = load_arrays(directory, ARRAYS_FILE)
+        model = cls(ContentRankingParams.model_validate(state["params"]))
+        model.network = keras.models.load_model(directory / KERAS_FILE)
+        model.scalers = scalers_from_dict(state["scalers"], str(directory / STATE_FILE))
+        model.user_columns = list(state["user_columns"])
+        model.movie_columns = list(state["movie_columns"])
+        if model.user_columns != scaler_columns(model.scalers.user) or model.movie_columns != scaler_columns(model.scalers.movie):
+            raise ModelError(f"{directory / STATE_FILE}: feature columns disagree with the stored scalers")
+        model.rating_range = tuple(float(v) for v in state["rating_range"])
+        model.history = {k: list(v) for k, v in state["history"].items()}
+        model.typical_history = float(state["typical_history"])
+        model.user_ids = arrays["user_ids"].astype(np.int64)
+        model.user_raw = arrays["user_features"]
+        model.movie_raw = arrays["movie_features"]
+        model.no_history_raw = arrays["no_history_features"]
+        model.unknown_movie_raw = arrays["unknown_movie_features"]
+        model.positives = arrays["positives"].astype(np.int64)
+        model.catalogue = Catalogue.from_arrays(arrays)
+        model.seen = SeenItems.from_arrays(arrays)
+        model._standardise_tables()
+        return model
