@@ -56,7 +56,7 @@ retrain-steps:
 	@if dvc remote default >/dev/null 2>&1; then echo "dvc pull --allow-missing"; dvc pull --allow-missing; \
 	else echo "no default DVC remote: nothing to pull"; fi
 	dvc repro features
-	dvc repro --force --single-item train_cofi train_content train_cofi_ranking
+	dvc repro --force --single-item train_cofi train_content train_cofi_ranking train_content_ranking
 	dvc repro
 	@if dvc remote default >/dev/null 2>&1; then echo "dvc push"; dvc push; else echo "no default DVC remote: nothing to push"; fi
 

@@ -70,11 +70,20 @@ def fit_cofi_rating(train: pd.DataFrame, movies: pd.DataFrame, params: Params) -
     return CofiModel.fit(data(train, movies), params.cofi, progress=False).with_ranking(params.ranking)
 
 
+def fit_content_ranking(train: pd.DataFrame, movies: pd.DataFrame, params: Params) -> Any:
+    from pipeline.features import build_features
+    from pipeline.models.content_retrieval import ContentRankingModel
+
+    features = build_features(train, movies, params.features.genre_prior)  # fitted on train only
+    return ContentRankingModel.fit(TrainingData(train, movies, SCALE, features), params.content_ranking)
+
+
 MODELS: dict[str, Fitter] = {
     "popularity": lambda train, movies, params: PopularityModel.fit(data(train, movies)),
     "genre_affinity": lambda train, movies, params: GenreAffinityModel.fit(data(train, movies), params.evaluate.genre_affinity),
     "ease": lambda train, movies, params: EaseModel.fit(data(train, movies), params.evaluate.ease),
     "cofi_ranking": lambda train, movies, params: CofiRankingModel.fit(data(train, movies), params.cofi_ranking, progress=False),
+    "content_ranking": fit_content_ranking,  # the content towers trained with an in-batch softmax
     "cofi_rating": fit_cofi_rating,  # the rating model (pipeline/models/cofi.py) ranked with ranking.shrinkage
 }
 

@@ -55,6 +55,10 @@ STAGES = {
         "Train collaborative filtering for top-N lists into models/cofi_ranking/ (MLflow run 'cofi_ranking').",
     ),
     "train-content": ("pipeline.stages.train_content", "Train the two-tower content model into models/content/ (MLflow run 'content')."),
+    "train-content-ranking": (
+        "pipeline.stages.train_content_ranking",
+        "Train the content towers for top-N lists into models/content_ranking/ (MLflow run 'content_ranking').",
+    ),
     "evaluate": ("pipeline.stages.evaluate", "Score both models and the baselines on the test split; write metrics, plots, report."),
     "promote": ("pipeline.stages.promote", "Register the trained models in MLflow; move alias 'champion' when the challenger wins on promote.metric (ranking models: promote.ranking_metric)."),
 }

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pipeline.io import require
 
-CURVES = {"cofi": "cost", "cofi_ranking": "cost", "content": "loss"}  # what each training stage's curve tracks
+CURVES = {"cofi": "cost", "cofi_ranking": "cost", "content": "loss", "content_ranking": "loss"}  # what each training stage's curve tracks
 ID_MAP_USERS = "users.parquet"  # in raw_id_map: contract id -> source id
 ID_MAP_MOVIES = "movies.parquet"
 

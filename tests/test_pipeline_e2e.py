@@ -58,16 +58,16 @@ def test_dvc_repro_builds_every_stage_output(reproduced):
         "data/features/scalers.json",
     ]:
         assert (repo / output).is_file(), output
-    for folder in ("models/cofi", "models/content", "models/cofi_ranking"):
+    for folder in ("models/cofi", "models/content", "models/cofi_ranking", "models/content_ranking"):
         assert any((repo / folder).iterdir()), folder
     train = json.loads((repo / "metrics/train_cofi_ranking.json").read_text())
     assert train["mlflow_run_id"] and train["model_uri"] and train["data_source"] == "synthetic"
     assert (repo / "plots/cofi_ranking_cost.csv").is_file()
     evaluation = json.loads((repo / "metrics/evaluation.json").read_text())
-    assert {"cofi", "content", "cofi_ranking", "popularity", "ease", "genre_affinity"} <= set(evaluation)
+    assert {"cofi", "content", "cofi_ranking", "content_ranking", "popularity", "ease", "genre_affinity"} <= set(evaluation)
     assert "rmse" not in evaluation["cofi_ranking"] and "ndcg_at_k" in evaluation["cofi_ranking"]
     promotion = json.loads((repo / "metrics/promotion.json").read_text())
-    assert set(promotion) == {"cofi", "content", "cofi_ranking"}
+    assert set(promotion) == {"cofi", "content", "cofi_ranking", "content_ranking"}
     assert (promotion["cofi"]["metric"], promotion["cofi_ranking"]["metric"]) == ("rmse", "ndcg_at_k")
     assert promotion["cofi_ranking"]["registered_model"] == "recsys-cofi_ranking-synthetic"
     assert "Rating vs ranking objective" in (repo / "reports/report.md").read_text()

@@ -1,4 +1,4 @@
-"""Load a trained model by name (`cofi`, `content`, `cofi_ranking`) from its folder under models/."""
+"""Load a trained model by name (`cofi`, `content`, `cofi_ranking`, `content_ranking`) from its folder under models/."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ TRAINED_MODELS = {
     "cofi": "pipeline.models.cofi:CofiModel",
     "content": "pipeline.models.content:ContentModel",
     "cofi_ranking": "pipeline.models.cofi_ranking:CofiRankingModel",
+    "content_ranking": "pipeline.models.content_retrieval:ContentRankingModel",
 }
 
 # Each model family's model per objective: `rating` fits the stars (RMSE), `ranking` fits which movies

@@ -8,6 +8,7 @@ model to the pipeline is one spec, one stage module and one dvc.yaml stage.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import pandas as pd
 from pipeline import tracking
 from pipeline.config import Params
 from pipeline.data.schema import MOVIE, USER
+from pipeline.features import load_features
 from pipeline.models.base import TrainingData
 from pipeline.paths import Layout
 from pipeline.stages.inputs import dataset_identity, read_training_data, save_trained
@@ -43,12 +45,15 @@ class TrainingSpec:
     figure: Callable[[Curves], Any]  # a matplotlib Figure, logged as <name>_<curve>.png
     figure_file: str
     summary: Callable[[Mapping[str, Any]], str]  # the line printed at the end
+    reads_features: bool = False  # the fit needs the features stage's tables (TrainingData.features)
 
 
 def train(spec: TrainingSpec, params: Params, layout: Layout) -> dict[str, Any]:
     """Fit, log and save the model of `spec` in `layout`; returns metrics/train_<name>.json's content."""
     tracking.check_reachable()  # an unreachable tracking server fails here, before any training
     data, meta = read_training_data(layout)
+    if spec.reads_features:
+        data = dataclasses.replace(data, features=load_features(layout.features))
     ratings = data.ratings
     with tracking.start_run(spec.name, params.mlflow.experiment, spec.name, meta) as run_id:
         tracking.log_params(

@@ -27,6 +27,7 @@ TINY = {
     "data": {"synthetic": {"n_users": 60, "n_movies": 200, "n_ratings": 3000, "min_user_ratings": 20}},
     "cofi": {"num_features": 5, "iterations": 20},
     "content": {"user_layers": [8], "item_layers": [8], "embedding_dim": 4, "epochs": 2, "validation_fraction": 0.0, "patience": None},
+    "content_ranking": {"user_layers": [8], "item_layers": [8], "embedding_dim": 4, "id_dim": 4, "epochs": 2},
 }
 COFI_ITERATIONS, CONTENT_EPOCHS = 20, 2
 

@@ -12,7 +12,7 @@ from pipeline.models.loading import TRAINED_MODELS
 
 pytestmark = pytest.mark.slow
 
-STAGES = ("ingest", "validate", "split", "features", "train_cofi", "train_content", "train_cofi_ranking", "evaluate", "promote")
+STAGES = ("ingest", "validate", "split", "features", "train_cofi", "train_content", "train_cofi_ranking", "train_content_ranking", "evaluate", "promote")
 
 
 def ran(output: str) -> set[str]:
@@ -32,7 +32,7 @@ def test_the_first_retrain_runs_every_stage_pushes_and_makes_both_models_champio
 def test_the_second_retrain_trains_again_and_compares_with_the_first(scenario):
     second = scenario.runs[1].stdout
     # data stages are up to date; the training stages are forced, so evaluate and promote follow
-    assert ran(second) == {"train_cofi", "train_content", "train_cofi_ranking", "evaluate", "promote"}
+    assert ran(second) == {"train_cofi", "train_content", "train_cofi_ranking", "train_content_ranking", "evaluate", "promote"}
     for model in TRAINED_MODELS:
         before, after = scenario.trainings[0][model], scenario.trainings[1][model]
         assert after["mlflow_run_id"] != before["mlflow_run_id"] and after["model_uri"] != before["model_uri"]
