@@ -1,6 +1,7 @@
 # Two commands for a fresh machine:
 #   make run    build .venv from uv.lock, then run the pipeline (dvc repro)
-#   make test   same setup, then the whole test suite (CI runs exactly this via .ci/run)
+#   make test   same setup, then make check and the whole test suite (CI runs exactly this via .ci/run)
+#   make check  lint, format check and type check
 #   make retrain  scheduled retraining (.github/workflows/retrain.yml): pull, retrain, evaluate, promote, push
 #   make plots  the DVC plots as one page that works offline (dvc_plots/index.html)
 
@@ -18,7 +19,7 @@ PYTEST_ARGS ?=
 RETRAIN_LOCK := .retrain.lock
 LOCK_BUSY := 75
 
-.PHONY: setup run test retrain retrain-steps plots vega-template clean help
+.PHONY: setup run test check retrain retrain-steps plots vega-template clean help
 
 help:
 	@echo "make run    - create .venv from uv.lock and run the pipeline (dvc repro)"
@@ -39,8 +40,13 @@ setup: $(VENV)/.synced
 run: setup
 	dvc repro
 
-test: setup
+test: setup check
 	pytest $(PYTEST_ARGS)
+
+# Lint and format (ruff); configured in pyproject.toml. `ruff format .` fixes what the second one reports.
+check: setup
+	ruff check .
+	ruff format --check .
 
 # One retrain at a time on this checkout: flock holds $(RETRAIN_LOCK) until the steps end (also on a crash).
 retrain: setup

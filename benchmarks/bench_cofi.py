@@ -175,17 +175,17 @@ def large_child(iterations: int) -> None:
 
 
 def scale(iterations: int) -> dict[str, Any]:
-    output = subprocess.run(
-        [sys.executable, __file__, "--large-child", str(iterations)], check=True, capture_output=True, text=True
-    ).stdout
+    output = subprocess.run([sys.executable, __file__, "--large-child", str(iterations)], check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = ["| model | test RMSE | test MAE | fit s (median) | iterations |", "|---|---|---|---|---|"]
     for row in rows:
-        fmt = lambda key, spec: format(row[key], spec) if key in row else "-"  # noqa: E731
-        lines.append(f"| {row['model']} | {fmt('rmse', '.4f')} | {fmt('mae', '.4f')} | {fmt('fit_s', '.2f')} | {row.get('iterations', '-')} |")
+        fmt = lambda key, spec, row=row: format(row[key], spec) if key in row else "-"  # noqa: E731
+        lines.append(
+            f"| {row['model']} | {fmt('rmse', '.4f')} | {fmt('mae', '.4f')} | {fmt('fit_s', '.2f')} | {row.get('iterations', '-')} |"
+        )
     return "\n".join(lines)
 
 
@@ -205,7 +205,10 @@ def main() -> None:
     svd = next((r for r in rows if r["model"] == "Surprise SVD, defaults"), None)
     ours = next(r for r in rows if r["model"] == "cofi, project defaults")
     if svd:
-        print(f"\nproject defaults / Surprise SVD: RMSE {ours['rmse']:.4f} vs {svd['rmse']:.4f}, fit time ratio {ours['fit_s'] / svd['fit_s']:.2f}")
+        print(
+            f"\nproject defaults / Surprise SVD: RMSE {ours['rmse']:.4f} vs {svd['rmse']:.4f}, "
+            f"fit time ratio {ours['fit_s'] / svd['fit_s']:.2f}"
+        )
     if not args.skip_large:
         large = scale(args.iterations)
         print("\n| ratings | users x movies | generate s | s / iteration | fit 1 it s | peak RSS fit MiB | peak RSS process MiB |")

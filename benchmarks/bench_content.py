@@ -119,12 +119,17 @@ def main() -> None:
         errors = [e for _, e, _ in runs]
         speed = f"{base / seconds:.1f}" if base else "-"
         epochs = "/".join(str(n) for _, _, n in runs)
-        print(f"| {name} {configs[name] or ''} | {seconds:.1f} | {speed} | {epochs} | {np.mean(errors):.4f} ({min(errors):.4f}..{max(errors):.4f}) |")
+        print(
+            f"| {name} {configs[name] or ''} | {seconds:.1f} | {speed} | {epochs} | "
+            f"{np.mean(errors):.4f} ({min(errors):.4f}..{max(errors):.4f}) |"
+        )
 
     users = np.unique(data[0][USER].to_numpy())
     block_s, pair_s = inference(model, users, args.sample_users)
-    print(f"\ninference, {len(users)} users x {len(model.catalogue)} movies: score_block {block_s:.3f} s "
-          f"(towers once per user and per movie); network per pair ~{pair_s:.1f} s (from {args.sample_users} users)")
+    print(
+        f"\ninference, {len(users)} users x {len(model.catalogue)} movies: score_block {block_s:.3f} s "
+        f"(towers once per user and per movie); network per pair ~{pair_s:.1f} s (from {args.sample_users} users)"
+    )
 
 
 if __name__ == "__main__":

@@ -156,7 +156,9 @@ def prepare(workdir: Path, ratings: pd.DataFrame, movies: pd.DataFrame, source: 
     from pipeline.stages.inputs import dataset_identity
 
     os.environ["MLFLOW_TRACKING_URI"] = env["MLFLOW_TRACKING_URI"]
-    movies = conform_movies(movies.assign(year=pd.array([None] * len(movies), dtype="Int64"), genres="")[["movie_id", "title", "year", "genres"]])
+    movies = conform_movies(
+        movies.assign(year=pd.array([None] * len(movies), dtype="Int64"), genres="")[["movie_id", "title", "year", "genres"]]
+    )
     train, test = split_ratings(conform_ratings(ratings.assign(timestamp=ratings["timestamp"].astype("int64"))), "random", 0.2, 42)
     for folder in ("data/raw", "data/split", "metrics"):
         (workdir / folder).mkdir(parents=True, exist_ok=True)

@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.config import Params  # noqa: E402
 from pipeline.data.movielens import read_csv_release  # noqa: E402
-from pipeline.evaluation.metrics import ranked_users, ranking_metrics, relevant_items, top_k_items  # noqa: E402
 from pipeline.data.schema import RatingScale  # noqa: E402
+from pipeline.evaluation.metrics import ranked_users, ranking_metrics, relevant_items, top_k_items  # noqa: E402
 from pipeline.models.base import Catalogue, SeenItems, TrainingData  # noqa: E402
 from pipeline.models.baselines import BiasModel, PopularityModel  # noqa: E402
 from pipeline.models.ranking import adjust_scores  # noqa: E402

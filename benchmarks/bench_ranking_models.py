@@ -40,11 +40,10 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.config import CofiRankingParams, Params, SyntheticParams  # noqa: E402
+from pipeline.config import CofiRankingParams, EaseParams, GenreAffinityParams, Params, SyntheticParams  # noqa: E402  # noqa: E402
+from pipeline.data.schema import RatingScale  # noqa: E402
 from pipeline.errors import ModelSkipped  # noqa: E402
 from pipeline.evaluation.metrics import evaluate_model  # noqa: E402
-from pipeline.config import EaseParams, GenreAffinityParams  # noqa: E402
-from pipeline.data.schema import RatingScale  # noqa: E402
 from pipeline.models.base import SeenItems, TrainingData  # noqa: E402
 from pipeline.models.baselines import PopularityModel  # noqa: E402
 from pipeline.models.cofi_ranking import CofiRankingModel  # noqa: E402
@@ -58,6 +57,8 @@ SCALE = RatingScale(*RANGE, 0.5)
 
 def data(train: pd.DataFrame, movies: pd.DataFrame) -> TrainingData:
     return TrainingData(train, movies, SCALE)
+
+
 K, THRESHOLD, COLD = 10, 4.0, 5
 MEMORY_DATA = {"n_users": 40_000, "n_movies": 12_000, "min_user_ratings": 20, "seed": 7}  # bench_cofi.py's 5M shape
 
@@ -207,12 +208,14 @@ def tune(mirror: Path | None, models: list[str]) -> None:
     if "ease" in models:
         for lambda_ in (100.0, 200.0, 500.0, 1000.0):
             for threshold in (None, 4.0):
-                candidates[f"ease, lambda_ {lambda_:g}, positive_threshold {threshold}"] = (
-                    lambda t, m, p, l=lambda_, h=threshold: EaseModel.fit(data(t, m), EaseParams(lambda_=l, positive_threshold=h))
+                candidates[f"ease, lambda_ {lambda_:g}, positive_threshold {threshold}"] = lambda t, m, p, lam=lambda_, h=threshold: (
+                    EaseModel.fit(data(t, m), EaseParams(lambda_=lam, positive_threshold=h))
                 )
     if "genre_affinity" in models:
         for prior in (0.0, 1.0, 5.0, 20.0, 100.0, 1000.0):
-            candidates[f"genre_affinity, prior {prior:g}"] = lambda t, m, p, q=prior: GenreAffinityModel.fit(data(t, m), GenreAffinityParams(prior=q))
+            candidates[f"genre_affinity, prior {prior:g}"] = lambda t, m, p, q=prior: GenreAffinityModel.fit(
+                data(t, m), GenreAffinityParams(prior=q)
+            )
     rows = []
     for label, fit in candidates.items():
         rows.append(run_model(label, fit, inner, validation, movies, params))
@@ -250,7 +253,7 @@ def adam_fit(train: pd.DataFrame, movies: pd.DataFrame, params: CofiRankingParam
             positives = tf.reduce_sum(c * (1.0 - s) ** 2 - s**2)
             penalty = tf.reduce_sum(lambda_u * tf.reduce_sum(W**2, axis=1)) + tf.reduce_sum(lambda_m * tf.reduce_sum(X**2, axis=1))
             cost = every_cell + positives + penalty
-        optimizer.apply_gradients(zip(tape.gradient(cost, [W, X, b]), [W, X, b]))
+        optimizer.apply_gradients(zip(tape.gradient(cost, [W, X, b]), [W, X, b], strict=True))
         return cost
 
     history = History(cost=[float(step()) for _ in range(steps)])
@@ -263,18 +266,26 @@ def adam_fit(train: pd.DataFrame, movies: pd.DataFrame, params: CofiRankingParam
 
 def adam(mirror: Path | None) -> None:
     ratings, movies = movielens(mirror)
-    train, test = split_ratings(ratings, "random", 0.2, 42)
+    train, _ = split_ratings(ratings, "random", 0.2, 42)
     inner, validation = split_ratings(train, "random", 0.2, 7)
     params = CofiRankingParams(movie_bias=False)
     started = time.perf_counter()
     import tensorflow  # noqa: F401
 
     print(f"import tensorflow: {time.perf_counter() - started:.1f} s")
-    rows = [run_model("ALS (defaults)", lambda t, m, p: CofiRankingModel.fit(data(t, m), params, progress=False), inner, validation, movies, Params())]
+    rows = [
+        run_model(
+            "ALS (defaults)", lambda t, m, p: CofiRankingModel.fit(data(t, m), params, progress=False), inner, validation, movies, Params()
+        )
+    ]
     for steps in (50, 200):
         for learning_rate in (0.003, 0.01, 0.03):
             label = f"Adam, {steps} full-batch steps, learning rate {learning_rate:g}"
-            rows.append(run_model(label, lambda t, m, p, s=steps, r=learning_rate: adam_fit(t, m, params, s, r), inner, validation, movies, Params()))
+            rows.append(
+                run_model(
+                    label, lambda t, m, p, s=steps, r=learning_rate: adam_fit(t, m, params, s, r), inner, validation, movies, Params()
+                )
+            )
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     print("\nvalidation slice of the train split:\n\n" + table(rows, baseline=""))
 
@@ -299,7 +310,9 @@ def memory_child(n_ratings: int) -> None:
     params = CofiRankingParams()
     fits = {}
     for iterations in (1, 3):
-        model, wall, cpu = timed(lambda n=iterations: CofiRankingModel.fit(data(ratings, movies), params.model_copy(update={"iterations": n}), progress=False))
+        model, wall, cpu = timed(
+            lambda n=iterations: CofiRankingModel.fit(data(ratings, movies), params.model_copy(update={"iterations": n}), progress=False)
+        )
         fits[iterations] = (wall, cpu)
     print(json.dumps({
         "ratings": len(ratings), "users": int(ratings["user_id"].nunique()), "movies": len(movies),
@@ -319,7 +332,12 @@ def memory(n_ratings: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     env_mirror = os.environ.get("RECSYS_DATA_MIRROR")
-    parser.add_argument("--mirror", type=Path, default=Path(env_mirror) if env_mirror else None, help="folder holding ml-latest-small/ (default: env RECSYS_DATA_MIRROR)")
+    parser.add_argument(
+        "--mirror",
+        type=Path,
+        default=Path(env_mirror) if env_mirror else None,
+        help="folder holding ml-latest-small/ (default: env RECSYS_DATA_MIRROR)",
+    )
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--tune", action="store_true", help="validation figures of the defaults (ml-latest-small train split only)")

@@ -19,6 +19,7 @@ over the child processes) and the peak of the sum of both (sampled; at least the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -61,10 +62,8 @@ class MemorySampler:
     def _children_rss(self) -> float:
         total = 0
         for child in self.process.children(recursive=True):
-            try:
+            with contextlib.suppress(Exception):  # a child that just exited
                 total += child.memory_info().rss
-            except Exception:  # a child that just exited
-                pass
         return total / 2**20
 
     def _run(self) -> None:
@@ -157,6 +156,7 @@ def tune(lambdas: list[float], mirror: Path) -> list[dict[str, Any]]:
     fit_part, holdout = train_test_split(train, test_size=0.1, random_state=0)
     rows = []
     with tempfile.TemporaryDirectory() as folder, spark_session(SPARK):
+
         def fit(frame, lambda_):
             parquet = Path(folder) / f"{len(frame)}.parquet"
             frame.to_parquet(parquet, index=False)

@@ -31,7 +31,7 @@ DATA_STAGES = ["ingest", "validate", "split", "features"]
 def synthetic_size(n_ratings: int) -> dict[str, int]:
     """Users and movies growing with the ratings, about 170 ratings per user as in MovieLens."""
     n_users = max(600, n_ratings // 170)
-    n_movies = max(3000, int(n_ratings ** 0.5 * 10))
+    n_movies = max(3000, int(n_ratings**0.5 * 10))
     return {"n_users": n_users, "n_movies": n_movies, "n_ratings": n_ratings, "min_user_ratings": 20}
 
 

@@ -60,7 +60,11 @@ STAGES = {
         "Train the content towers for top-N lists into models/content_ranking/ (MLflow run 'content_ranking').",
     ),
     "evaluate": ("pipeline.stages.evaluate", "Score both models and the baselines on the test split; write metrics, plots, report."),
-    "promote": ("pipeline.stages.promote", "Register the trained models in MLflow; move alias 'champion' when the challenger wins on promote.metric (ranking models: promote.ranking_metric)."),
+    "promote": (
+        "pipeline.stages.promote",
+        "Register the trained models in MLflow; move alias 'champion' when the challenger wins on promote.metric "
+        "(ranking models: promote.ranking_metric).",
+    ),
 }
 
 
@@ -150,9 +154,7 @@ def recommend(
     ratings: Annotated[
         str | None, typer.Option("--ratings", help="a new user's ratings: 'Toy Story (1995)=5,Heat (1995)=2' (cofi)")
     ] = None,
-    genres: Annotated[
-        str | None, typer.Option("--genres", help="a new user's genre tastes: 'Adventure=5,Fantasy=5' (content)")
-    ] = None,
+    genres: Annotated[str | None, typer.Option("--genres", help="a new user's genre tastes: 'Adventure=5,Fantasy=5' (content)")] = None,
     n: Annotated[int, typer.Option("-n", min=1, help="how many movies")] = 10,
     model: Annotated[str, typer.Option("--model", help="model family: cofi or content")] = "cofi",
     objective: Annotated[
@@ -265,7 +267,9 @@ def similar(
 
 @app.command(rich_help_panel="Use the models")
 def compare(
-    experiment: Annotated[str | None, typer.Option("--experiment", help="MLflow experiment (default: mlflow.experiment of params.yaml)")] = None,
+    experiment: Annotated[
+        str | None, typer.Option("--experiment", help="MLflow experiment (default: mlflow.experiment of params.yaml)")
+    ] = None,
     last: Annotated[int, typer.Option("--last", min=1, help="how many of the most recent runs")] = 20,
     by: Annotated[str, typer.Option("--by", help=f"sort on a metric: {', '.join(METRICS)} (or its column label, e.g. nDCG@k)")] = "rmse",
     params: ParamsOption = Path("params.yaml"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -40,18 +40,14 @@ class SyntheticParams(Section):
     @model_validator(mode="after")
     def _sizes_fit(self) -> SyntheticParams:
         if self.min_user_ratings > self.n_movies:
-            raise ValueError(
-                f"min_user_ratings ({self.min_user_ratings}) cannot exceed n_movies ({self.n_movies})"
-            )
+            raise ValueError(f"min_user_ratings ({self.min_user_ratings}) cannot exceed n_movies ({self.n_movies})")
         if self.n_ratings < self.n_users * self.min_user_ratings:
             raise ValueError(
-                f"n_ratings ({self.n_ratings}) must be at least n_users * min_user_ratings "
-                f"({self.n_users * self.min_user_ratings})"
+                f"n_ratings ({self.n_ratings}) must be at least n_users * min_user_ratings ({self.n_users * self.min_user_ratings})"
             )
         if self.n_ratings > self.n_users * self.n_movies // 2:
             raise ValueError(
-                f"n_ratings ({self.n_ratings}) must be at most half of n_users * n_movies "
-                f"({self.n_users * self.n_movies // 2})"
+                f"n_ratings ({self.n_ratings}) must be at most half of n_users * n_movies ({self.n_users * self.n_movies // 2})"
             )
         return self
 
@@ -69,16 +65,13 @@ class SqlParams(Section):
     """data.source: sql. The URL (with any credentials) comes from the environment, never from params."""
 
     url_env: str = Field(
-        "RECSYS_DATABASE_URL", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        "RECSYS_DATABASE_URL",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="environment variable holding the SQLAlchemy URL, e.g. sqlite:///ratings.db or "
         "postgresql+psycopg://user:password@host:5432/db",
     )
-    ratings_query: str = Field(
-        "SELECT user_id, movie_id, rating, timestamp FROM ratings", min_length=1, description="returns the ratings"
-    )
-    movies_query: str = Field(
-        "SELECT movie_id, title, genres, year FROM movies", min_length=1, description="returns the movies"
-    )
+    ratings_query: str = Field("SELECT user_id, movie_id, rating, timestamp FROM ratings", min_length=1, description="returns the ratings")
+    movies_query: str = Field("SELECT movie_id, title, genres, year FROM movies", min_length=1, description="returns the movies")
     connect_timeout_seconds: float = Field(10.0, gt=0, description="a database that does not answer within this fails")
 
 
@@ -88,9 +81,7 @@ class ColumnsParams(Section):
     user: str = Field("user_id", min_length=1, description="ratings: user id (integers or strings)")
     movie: str = Field("movie_id", min_length=1, description="ratings and movies: movie id (integers or strings)")
     rating: str = Field("rating", min_length=1, description="ratings: the rating, on data.rating_scale")
-    timestamp: str = Field(
-        "timestamp", min_length=1, description="ratings: unix seconds, or ISO 8601 date/time text (UTC when no zone)"
-    )
+    timestamp: str = Field("timestamp", min_length=1, description="ratings: unix seconds, or ISO 8601 date/time text (UTC when no zone)")
     title: str = Field("title", min_length=1, description="movies: title")
     genres: str | None = Field("genres", min_length=1, description="movies: genres joined by data.genre_separator; null = none")
     year: str | None = Field(
@@ -116,9 +107,7 @@ class RatingScaleParams(Section):
 class DataParams(Section):
     """Where the ratings come from."""
 
-    source: Source = Field(
-        "synthetic", description="synthetic (offline), a MovieLens release, or your own data: files | sql"
-    )
+    source: Source = Field("synthetic", description="synthetic (offline), a MovieLens release, or your own data: files | sql")
     mirror: str | None = Field(
         None, description="local folder holding <name>.zip or <name>/; tried before downloading (env RECSYS_DATA_MIRROR)"
     )
@@ -126,9 +115,7 @@ class DataParams(Section):
         None, description="where downloads are kept (default: $XDG_CACHE_HOME/recsys-pipeline or ~/.cache/recsys-pipeline)"
     )
     synthetic: SyntheticParams = SyntheticParams()
-    max_memory_gb: float = Field(
-        8.0, gt=0, description="stages whose estimated peak memory exceeds this stop at once (pipeline/memory.py)"
-    )
+    max_memory_gb: float = Field(8.0, gt=0, description="stages whose estimated peak memory exceeds this stop at once (pipeline/memory.py)")
     files: FilesParams = FilesParams()
     sql: SqlParams = SqlParams()
     columns: ColumnsParams = ColumnsParams()
@@ -153,9 +140,7 @@ class ValidateParams(Section):
     min_ratings: int = Field(100, ge=1, description="fewest ratings rows accepted")
     min_movies: int = Field(10, ge=1, description="fewest movies rows accepted")
     min_users: int = Field(10, ge=1, description="fewest distinct users accepted")
-    min_timestamp: int = Field(
-        788_918_400, ge=0, description="earliest plausible rating time (unix seconds; default 1995-01-01)"
-    )
+    min_timestamp: int = Field(788_918_400, ge=0, description="earliest plausible rating time (unix seconds; default 1995-01-01)")
     max_timestamp: int = Field(
         4_102_444_800,
         ge=0,
@@ -179,7 +164,7 @@ def unix_seconds(value: str | date | datetime) -> int:
             raise ValueError("expected a date 'YYYY-MM-DD' or an ISO 8601 date/time") from None
     if not isinstance(value, datetime):
         value = datetime.combine(value, time())
-    return math.floor((value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp())
+    return math.floor((value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp())
 
 
 class SplitParams(Section):
@@ -194,7 +179,8 @@ class SplitParams(Section):
     seed: int = Field(42, description="seed of the random draws")
     # YAML reads an unquoted 2018-01-01 as a date, so dates and datetimes are accepted as well as text.
     cutoff: datetime | date | str | None = Field(
-        None, description="time_cutoff: train = ratings before this date/time (UTC), test = the rest; "
+        None,
+        description="time_cutoff: train = ratings before this date/time (UTC), test = the rest; "
         "null = the moment that puts a test_size share of the ratings in test",
     )
 
@@ -265,8 +251,19 @@ class CofiParams(Section):
 
 
 COURSE_COFI = CofiParams(
-    num_features=100, lambda_=1.0, learning_rate=0.1, iterations=200, seed=1234, cost="sum", init_scale=1.0,
-    mean_shrinkage=0.0, movie_bias=False, dtype="float64", batch_size=0, validation_fraction=0.0, patience=None,
+    num_features=100,
+    lambda_=1.0,
+    learning_rate=0.1,
+    iterations=200,
+    seed=1234,
+    cost="sum",
+    init_scale=1.0,
+    mean_shrinkage=0.0,
+    movie_bias=False,
+    dtype="float64",
+    batch_size=0,
+    validation_fraction=0.0,
+    patience=None,
 )
 
 
@@ -281,8 +278,9 @@ class SparkParams(Section):
         10.0, gt=0, description="a spark:// or k8s:// master that does not accept a connection within this fails the stage"
     )
     checkpoint_dir: str | None = Field(
-        None, description="where ALS checkpoints its lineage every 10 iterations; null = a temporary local folder (local mode "
-        "only: a cluster needs a path every node sees, e.g. hdfs:///tmp/recsys-checkpoints)"
+        None,
+        description="where ALS checkpoints its lineage every 10 iterations; null = a temporary local folder (local mode "
+        "only: a cluster needs a path every node sees, e.g. hdfs:///tmp/recsys-checkpoints)",
     )
     conf: dict[str, str] = Field({}, description="more Spark settings, e.g. spark.executor.memory: 8g")
 
@@ -305,9 +303,7 @@ class CofiRankingParams(Section):
         4.0, allow_inf_nan=False, description="a training rating at least this is a positive; null = every training rating is"
     )
     iterations: int = Field(15, ge=1, description="ALS iterations (users, then movies)")
-    cg_steps: int = Field(
-        3, ge=0, description="conjugate-gradient steps per half-iteration, warm-started; 0 = exact solves (slower)"
-    )
+    cg_steps: int = Field(3, ge=0, description="conjugate-gradient steps per half-iteration, warm-started; 0 = exact solves (slower)")
     movie_bias: bool = Field(False, description="learn a bias c_i per movie besides each user's bias b_j")
     init_scale: float = Field(0.1, gt=0, description="x_i and w_j start as N(0, (init_scale / sqrt(k))^2); biases at 0")
     seed: int = Field(1234, description="seed of the initialization")
@@ -316,12 +312,8 @@ class CofiRankingParams(Section):
 class TowerParams(Section):
     """The shape of the user and movie towers (pipeline/models/content.py, build_tower); the course's."""
 
-    user_layers: list[Annotated[int, Field(ge=1)]] = Field(
-        [256, 128], min_length=1, description="hidden units of the user tower (relu)"
-    )
-    item_layers: list[Annotated[int, Field(ge=1)]] = Field(
-        [256, 128], min_length=1, description="hidden units of the movie tower (relu)"
-    )
+    user_layers: list[Annotated[int, Field(ge=1)]] = Field([256, 128], min_length=1, description="hidden units of the user tower (relu)")
+    item_layers: list[Annotated[int, Field(ge=1)]] = Field([256, 128], min_length=1, description="hidden units of the movie tower (relu)")
     embedding_dim: int = Field(32, ge=1, description="length of v_u and v_m (linear output, L2-normalised)")
 
 
@@ -363,12 +355,8 @@ class ContentRankingParams(TowerParams):
     )
     temperature: float = Field(0.1, gt=0, description="logits = v_u . v_m / temperature (v_u, v_m unit vectors)")
     logq_correction: bool = Field(True, description="subtract log q(m), the movie's share of the positives, from its logits")
-    popularity_prior: float = Field(
-        0.25, ge=0, description="scores = v_u . v_m / temperature + this * log q(m) (0 = the logits alone)"
-    )
-    id_dim: int = Field(
-        32, ge=0, description="length of the movie-id embedding fed to the movie tower (0 = none, and no history bag)"
-    )
+    popularity_prior: float = Field(0.25, ge=0, description="scores = v_u . v_m / temperature + this * log q(m) (0 = the logits alone)")
+    id_dim: int = Field(32, ge=0, description="length of the movie-id embedding fed to the movie tower (0 = none, and no history bag)")
     id_dropout: float = Field(
         0.2, ge=0, lt=1, description="share of a batch's movies whose id embedding is replaced by the unknown-movie row"
     )

@@ -40,9 +40,7 @@ class Score:
 
 
 PREDICTED_STARS = Score("predicted_stars", "predicted stars", "the model's predicted rating of the movie")
-RANKING_MODEL_SCORE = Score(
-    "ranking_score", "ranking score", "the ranking model's score: higher ranks first (a preference, not stars)"
-)
+RANKING_MODEL_SCORE = Score("ranking_score", "ranking score", "the ranking model's score: higher ranks first (a preference, not stars)")
 DISTANCE = Score("distance", "distance", "squared distance between the two movies' embeddings (smaller is closer)", 4)
 
 

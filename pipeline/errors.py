@@ -28,9 +28,7 @@ def describe_examples(values: Iterable[Any], limit: int = 3) -> str:
     return ", ".join(shown)
 
 
-def data_error(
-    file: str, problem: str, *, column: str | None = None, count: int | None = None, examples: Iterable[Any] = ()
-) -> DataError:
+def data_error(file: str, problem: str, *, column: str | None = None, count: int | None = None, examples: Iterable[Any] = ()) -> DataError:
     """Build the project's standard data error: `file: column 'c': N rows <problem> (e.g. ...)`."""
     parts = [str(file)]
     if column is not None:

@@ -122,9 +122,7 @@ def user_features(
     return pd.concat([out, pd.DataFrame(genre_avg, columns=list(USER_GENRE_COLUMNS))], axis=1)
 
 
-def user_feature_row(
-    ratings: pd.DataFrame, movies: pd.DataFrame, genre_prior: float, user_id: int = -1
-) -> pd.DataFrame:
+def user_feature_row(ratings: pd.DataFrame, movies: pd.DataFrame, genre_prior: float, user_id: int = -1) -> pd.DataFrame:
     """The one-row user features of an ad-hoc set of ratings (movie_id, rating), e.g. a new user's.
 
     Same formula as `user_features`; `user_id` labels the row. No ratings: use `no_history_user`.
@@ -144,9 +142,7 @@ def no_history_user(train: pd.DataFrame, user_id: int = -1) -> pd.DataFrame:
     return pd.DataFrame(row).astype({USER: "int64", N_RATINGS: "int64"})
 
 
-def movie_features(
-    train: pd.DataFrame, movies: pd.DataFrame, *, train_file: str = "train", movies_file: str = "movies"
-) -> pd.DataFrame:
+def movie_features(train: pd.DataFrame, movies: pd.DataFrame, *, train_file: str = "train", movies_file: str = "movies") -> pd.DataFrame:
     """One row per movie of the catalogue, sorted by movie_id: movie_id, year, avg_rating, n_ratings, is_<Genre>...
 
     year: the movie's year, or the catalogue's median year (rounded half up) when missing; 0 for

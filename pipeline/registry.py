@@ -145,8 +145,14 @@ def score(
     """
     model = for_lists(project_model(pyfunc_model), ranking)
     result, _ = evaluate_model(
-        model, train, test, k=evaluate.k, relevance_threshold=evaluate.relevance_threshold,
-        cold_threshold=evaluate.cold_threshold, kinds=(metric_entry(metric).kind,), new_movies_only=new_movies_only,
+        model,
+        train,
+        test,
+        k=evaluate.k,
+        relevance_threshold=evaluate.relevance_threshold,
+        cold_threshold=evaluate.cold_threshold,
+        kinds=(metric_entry(metric).kind,),
+        new_movies_only=new_movies_only,
     )
     value = flat_metrics(result, prefix="").get(metric)
     if value is None:

@@ -82,8 +82,7 @@ def time_cutoff_mask(timestamps: np.ndarray, cutoff: int, file: str = "ratings",
     if not first < cutoff <= last:
         side = "train (ratings before it)" if cutoff <= first else "test (ratings at or after it)"
         raise DataError(
-            f"{file}: {what} {_utc(cutoff)} is outside the ratings' time range {_utc(first)} .. {_utc(last)}: "
-            f"{side} would be empty"
+            f"{file}: {what} {_utc(cutoff)} is outside the ratings' time range {_utc(first)} .. {_utc(last)}: {side} would be empty"
         )
     return timestamps >= cutoff
 
@@ -165,4 +164,3 @@ def split_ratings(
     train = ratings.iloc[train_rows].reset_index(drop=True)
     test = ratings.iloc[test_rows].reset_index(drop=True)
     return train, test
-

@@ -141,9 +141,7 @@ def log_metrics(metrics: Mapping[str, float], run_id: str | None = None, step: i
     _log_batch(run_id, history)
 
 
-def log_metric_history(
-    histories: Mapping[str, Sequence[float]], steps: Sequence[int] | None = None, run_id: str | None = None
-) -> None:
+def log_metric_history(histories: Mapping[str, Sequence[float]], steps: Sequence[int] | None = None, run_id: str | None = None) -> None:
     """Log whole curves (e.g. cost per iteration) with step=, in batches of METRIC_BATCH."""
     run_id = run_id or _active_run_id()
     data = {}
@@ -170,9 +168,7 @@ def search_runs(experiment: str, max_results: int | None = None) -> pd.DataFrame
     if mlflow.get_experiment_by_name(experiment) is None:
         return pd.DataFrame()
     kwargs = {"max_results": max_results} if max_results else {}
-    return mlflow.search_runs(
-        experiment_names=[experiment], order_by=["attributes.start_time DESC"], output_format="pandas", **kwargs
-    )
+    return mlflow.search_runs(experiment_names=[experiment], order_by=["attributes.start_time DESC"], output_format="pandas", **kwargs)
 
 
 def _active_run_id() -> str:
@@ -185,9 +181,7 @@ def _active_run_id() -> str:
 def _log_batch(run_id: str, data: Mapping[str, tuple[list[float], list[int]]]) -> None:
     timestamp = int(pd.Timestamp.now().timestamp() * 1000)
     metrics = [
-        Metric(key, value, timestamp, int(step))
-        for key, (values, steps) in data.items()
-        for value, step in zip(values, steps, strict=True)
+        Metric(key, value, timestamp, int(step)) for key, (values, steps) in data.items() for value, step in zip(values, steps, strict=True)
     ]
     client = MlflowClient()
     for start in range(0, len(metrics), METRIC_BATCH):
@@ -232,7 +226,7 @@ def _pip_requirements() -> list[str]:
     for name in names + extra:
         try:
             reqs.append(f"{name}=={version(name)}")
-        except Exception:  # noqa: BLE001 - a missing optional package is simply not pinned
+        except Exception:
             continue
     return reqs
 

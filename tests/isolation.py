@@ -30,10 +30,18 @@ USER_PREFIXES = ("MLFLOW_", "DVC_", "RECSYS_")
 KEPT = frozenset({"RECSYS_SHARED_DATASETS"})
 # TF_CONFIG makes training wait for other workers; the GIT_* ones (set inside git hooks) would point
 # the git commands run in a copy at the user's repository and index.
-USER_NAMES = frozenset({
-    "TF_CONFIG", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE",
-})
+USER_NAMES = frozenset(
+    {
+        "TF_CONFIG",
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_COMMON_DIR",
+        "GIT_NAMESPACE",
+    }
+)
 
 
 def is_user_variable(name: str) -> bool:
@@ -63,9 +71,7 @@ def environment(**overrides: str) -> dict[str, str]:
 
 def committed(path: str) -> str:
     """The text of `path` as committed at HEAD, whatever the working copy holds now."""
-    return subprocess.run(
-        ["git", "show", f"HEAD:{path}"], cwd=REPO, check=True, capture_output=True, text=True
-    ).stdout
+    return subprocess.run(["git", "show", f"HEAD:{path}"], cwd=REPO, check=True, capture_output=True, text=True).stdout
 
 
 def committed_yaml(path: str) -> Any:

@@ -79,8 +79,16 @@ def serving(
 def mlflow_server(store: Path, port: int) -> list[str]:
     """`mlflow server` on loopback with a sqlite backend and its own artifact folder."""
     return [
-        str(BIN / "mlflow"), "server",
-        "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}",
-        "--artifacts-destination", str(store / "artifacts"),
-        "--host", HOST, "--port", str(port), "--workers", "1",
+        str(BIN / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{store / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(store / "artifacts"),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
     ]

@@ -47,9 +47,7 @@ def test_a_bad_params_file_is_one_error_line_and_exit_code_1(tmp_path: Path, mon
     Path("params.yaml").write_text("split:\n  test_size: 3\n")
     result = runner.invoke(app, ["split"])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines() == [
-        "error: params.yaml: split.test_size: Input should be less than 1 (got 3)"
-    ]
+    assert result.output.strip().splitlines() == ["error: params.yaml: split.test_size: Input should be less than 1 (got 3)"]
 
 
 def test_data_errors_name_file_column_count_and_examples():
@@ -86,14 +84,20 @@ def test_recommend_ranks_with_the_ranking_params_and_raw_by_predicted_rating(cof
     assert listed_movies(ranked.stdout) == expected
     assert listed_movies(raw.stdout) == model.recommend(user, n=5)[MOVIE].tolist() != expected
     # no cofi_ranking model in models_dir: the rating model, said in one line on stderr
-    assert ranked.stderr.strip() == f"note: no trained cofi_ranking model in {models_dir / 'cofi_ranking'}; listing by the cofi model's predicted ratings"
+    assert (
+        ranked.stderr.strip()
+        == f"note: no trained cofi_ranking model in {models_dir / 'cofi_ranking'}; listing by the cofi model's predicted ratings"
+    )
 
 
 def test_a_cold_start_option_the_model_does_not_offer_is_one_error_line(cofi_models):
     models_dir, _ = cofi_models
     result = runner.invoke(app, ["recommend", "--genres", "Drama=5", "--raw", "--models-dir", str(models_dir)])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines()[-1] == "error: --genres: the cofi model cannot describe a new user by genres; use --model content"
+    assert (
+        result.output.strip().splitlines()[-1]
+        == "error: --genres: the cofi model cannot describe a new user by genres; use --model content"
+    )
 
 
 # ---- recommend / similar: readable answers -------------------------------------------------------
@@ -110,7 +114,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     features = build_features(train, movies, 0.0)
     save_features(features, root / "data" / "features")
     tiny_cofi(train, movies).save(root / "models" / "cofi")
-    content = ContentParams(user_layers=[4], item_layers=[4], embedding_dim=2, epochs=2, batch_size=256, validation_fraction=0.0, patience=None)
+    content = ContentParams(
+        user_layers=[4], item_layers=[4], embedding_dim=2, epochs=2, batch_size=256, validation_fraction=0.0, patience=None
+    )
     ContentModel.fit(training_data(train, movies, features=features), content).save(root / "models" / "content")
     return root, train, movies
 
@@ -187,8 +193,6 @@ def test_recommend_for_genres_echoes_the_tastes(trained):
     lines = invoke(root, "recommend", "--model", "content", "--genres", "horror=5, Drama=4", "-n", "2").splitlines()
     assert lines[0] == "Top 2 for genre tastes horror=5, Drama=4 (content model):"
     assert lines[1].split()[:3] == ["#", "movie_id", "title"]
-
-
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ import shutil
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -90,7 +90,7 @@ def _statement(node: ast.stmt) -> Statement:
     return Statement(node, defines, whole, whole)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _parse(file: Path) -> tuple[Statement, ...]:
     return tuple(_statement(node) for node in ast.parse(file.read_text(encoding="utf-8"), str(file)).body)
 

@@ -160,7 +160,9 @@ def test_scalers_round_trip_through_json_without_pickle() -> None:
         original, copy = getattr(features.scalers, name), getattr(rebuilt, name)
         columns = list(original.feature_names_in_)
         assert np.array_equal(copy.transform(frame[columns]), original.transform(frame[columns]))
-        assert np.array_equal(copy.inverse_transform(original.transform(frame[columns])), original.inverse_transform(original.transform(frame[columns])))
+        assert np.array_equal(
+            copy.inverse_transform(original.transform(frame[columns])), original.inverse_transform(original.transform(frame[columns]))
+        )
         assert copy.n_features_in_ == original.n_features_in_ and np.array_equal(copy.var_, original.var_)
     ratings = np.arange(0.5, 5.5, 0.5).reshape(-1, 1)
     assert np.array_equal(rebuilt.target.transform(ratings), features.scalers.target.transform(ratings))

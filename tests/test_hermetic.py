@@ -29,8 +29,13 @@ SENSITIVE_TESTS = [
 ]
 USER_PARAMS = {"data": {"source": "ml-latest-small", "mirror": "../datasets"}}
 USER_OUTPUTS = [
-    "data/raw/ratings.parquet", "data/split/train.parquet", "data/features/users.parquet",
-    "models/cofi/model.json", "metrics/evaluation.json", "plots/cofi_cost.csv", "mlflow.db",
+    "data/raw/ratings.parquet",
+    "data/split/train.parquet",
+    "data/features/users.parquet",
+    "models/cofi/model.json",
+    "metrics/evaluation.json",
+    "plots/cofi_cost.csv",
+    "mlflow.db",
 ]
 
 
@@ -83,9 +88,25 @@ def test_the_sensitive_tests_pass_in_a_used_workspace_and_touch_nothing_of_the_u
     before = files(repo, tmp_path / "user")
 
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider", "-p", "no:randomly",
-         "--basetemp", str(tmp_path / "pytest"), *SENSITIVE_TESTS],
-        cwd=repo, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-m",
+            "not slow",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            "--basetemp",
+            str(tmp_path / "pytest"),
+            *SENSITIVE_TESTS,
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env=environment(MLFLOW_TRACKING_URI=uri, RECSYS_DATA_MIRROR=str(tmp_path / "no-such-mirror"), DVC_EXP_NAME="mine"),
     )
 

@@ -23,7 +23,7 @@ def test_outputs_appear_together_on_success(tmp_path: Path):
 
 def test_a_failure_leaves_previous_outputs_untouched_and_no_temporaries(tmp_path: Path):
     (tmp_path / "a.txt").write_text("old")
-    with pytest.raises(RuntimeError), atomic_outputs(tmp_path / "a.txt", tmp_path / "b.txt") as (a, b):
+    with pytest.raises(RuntimeError), atomic_outputs(tmp_path / "a.txt", tmp_path / "b.txt") as (a, _b):
         a.write_text("new")
         raise RuntimeError("boom")
     assert (tmp_path / "a.txt").read_text() == "old"

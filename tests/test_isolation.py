@@ -20,16 +20,26 @@ PRINT_SEEN = f"import json, os; print(json.dumps({{name: os.environ.get(name) fo
 
 def test_isolated_drops_the_users_settings_and_keeps_the_rest(tmp_path: Path):
     user = {
-        "PATH": "/usr/bin", "HOME": "/home/u", "RECSYS_SHARED_DATASETS": "/data",
-        "MLFLOW_TRACKING_URI": "sqlite:////home/u/mlflow.db", "MLFLOW_REGISTRY_URI": "http://r",
-        "MLFLOW_EXPERIMENT_NAME": "mine", "RECSYS_DATA_MIRROR": "/home/u/mirror", "DVC_EXP_NAME": "exp-1",
-        "TF_CONFIG": "{}", "GIT_DIR": "/home/u/repo/.git", "GIT_INDEX_FILE": "/home/u/repo/.git/index",
+        "PATH": "/usr/bin",
+        "HOME": "/home/u",
+        "RECSYS_SHARED_DATASETS": "/data",
+        "MLFLOW_TRACKING_URI": "sqlite:////home/u/mlflow.db",
+        "MLFLOW_REGISTRY_URI": "http://r",
+        "MLFLOW_EXPERIMENT_NAME": "mine",
+        "RECSYS_DATA_MIRROR": "/home/u/mirror",
+        "DVC_EXP_NAME": "exp-1",
+        "TF_CONFIG": "{}",
+        "GIT_DIR": "/home/u/repo/.git",
+        "GIT_INDEX_FILE": "/home/u/repo/.git/index",
     }
     env = isolated(user, tmp_path)
     assert env == {
-        "PATH": "/usr/bin", "HOME": "/home/u", "RECSYS_SHARED_DATASETS": "/data",
+        "PATH": "/usr/bin",
+        "HOME": "/home/u",
+        "RECSYS_SHARED_DATASETS": "/data",
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "DVC_GLOBAL_CONFIG_DIR": str(tmp_path / "dvc-config"), "DVC_SYSTEM_CONFIG_DIR": str(tmp_path / "dvc-config"),
+        "DVC_GLOBAL_CONFIG_DIR": str(tmp_path / "dvc-config"),
+        "DVC_SYSTEM_CONFIG_DIR": str(tmp_path / "dvc-config"),
         "DVC_NO_ANALYTICS": "1",
     }
     assert (tmp_path / "dvc-config").is_dir() and not any((tmp_path / "dvc-config").iterdir())
@@ -46,9 +56,7 @@ def module_fixture_run() -> dict:
     return {"run_id": run_id, "uri": os.environ["MLFLOW_TRACKING_URI"], "subprocess": json.loads(child.stdout)}
 
 
-def test_module_fixtures_track_into_the_session_store_and_subprocesses_see_no_user_setting(
-    module_fixture_run, tmp_path_factory
-):
+def test_module_fixtures_track_into_the_session_store_and_subprocesses_see_no_user_setting(module_fixture_run, tmp_path_factory):
     from mlflow.tracking import MlflowClient
 
     assert module_fixture_run["uri"].startswith(f"sqlite:///{tmp_path_factory.getbasetemp()}")
@@ -73,8 +81,6 @@ def test_a_copy_holds_exactly_the_committed_tree_with_the_overrides(tmp_path: Pa
     copy = copy_repository(tmp_path, {"split": {"seed": 7}})
     assert files_at_head(copy) == files_at_head(REPO)
     committed_params = yaml.safe_load(committed("params.yaml"))
-    assert yaml.safe_load((copy / "params.yaml").read_text()) == {
-        **committed_params, "split": {**committed_params["split"], "seed": 7}
-    }
+    assert yaml.safe_load((copy / "params.yaml").read_text()) == {**committed_params, "split": {**committed_params["split"], "seed": 7}}
     assert (copy / "dvc.yaml").read_text() == committed("dvc.yaml")
     assert subprocess.run(["git", "status", "--porcelain"], cwd=copy, capture_output=True, text=True).stdout == ""

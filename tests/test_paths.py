@@ -16,7 +16,11 @@ def test_the_default_layout_names_the_files_dvc_yaml_tracks_relative_to_the_root
     assert [str(p) for p in (layout.raw_ratings, layout.raw_movies, layout.raw_meta)] == [
         "data/raw/ratings.parquet", "data/raw/movies.parquet", "data/raw/dataset.json",
     ]  # fmt: skip
-    assert (str(layout.train), str(layout.test), str(layout.features)) == ("data/split/train.parquet", "data/split/test.parquet", "data/features")
+    assert (str(layout.train), str(layout.test), str(layout.features)) == (
+        "data/split/train.parquet",
+        "data/split/test.parquet",
+        "data/features",
+    )
     assert (str(layout.model_dir("cofi")), str(layout.training_metrics("content"))) == ("models/cofi", "metrics/train_content.json")
     assert (str(layout.learning_curve("cofi")), str(layout.learning_curve("content"))) == ("plots/cofi_cost.csv", "plots/content_loss.csv")
     assert (str(layout.evaluation), str(layout.predictions("bias")), str(layout.validation_reports)) == (

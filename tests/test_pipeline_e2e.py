@@ -27,7 +27,12 @@ def tool(repo: Path, name: str, *args: str, check: bool = True) -> subprocess.Co
     env = environment()
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # set by this process's own TensorFlow imports
     result = subprocess.run(
-        [str(BIN / name), *args], cwd=repo, env=env, capture_output=True, text=True, timeout=900,
+        [str(BIN / name), *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"{name} {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")

@@ -17,7 +17,9 @@ from tests.conftest import REPO
 TEMPLATE = REPO / "plots" / "template" / "index.html"
 MANIFEST = REPO / "plots" / "template" / "vendor.json"
 DVC_PURPLE = (0x94, 0x5D, 0xD6)  # the colour DVC gives the first revision's line
-INLINE = re.compile(r"<!-- (?P<name>[\w-]+) (?P<version>[\d.]+) \([^)]*\), license: LICENSE-[\w-]+ -->\n    <script>\n(?P<code>.*?)\n    </script>", re.S)
+INLINE = re.compile(
+    r"<!-- (?P<name>[\w-]+) (?P<version>[\d.]+) \([^)]*\), license: LICENSE-[\w-]+ -->\n    <script>\n(?P<code>.*?)\n    </script>", re.S
+)
 
 
 def test_dvc_uses_the_template_by_default():

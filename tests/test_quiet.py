@@ -89,12 +89,7 @@ def test_native_stderr_is_dropped_on_success_and_replayed_on_failure(capfd: pyte
 
 def run_tensorflow(verbose: bool) -> subprocess.CompletedProcess[str]:
     """A fresh process that configures quiet (or verbose) mode, then imports TensorFlow and runs an op."""
-    code = (
-        "from pipeline import quiet\n"
-        f"quiet.configure({verbose})\n"
-        "import tensorflow as tf\n"
-        "print(float(tf.constant(2.0) * 3.0))\n"
-    )
+    code = f"from pipeline import quiet\nquiet.configure({verbose})\nimport tensorflow as tf\nprint(float(tf.constant(2.0) * 3.0))\n"
     env = {k: v for k, v in os.environ.items() if k not in {"TF_CPP_MIN_LOG_LEVEL", "RECSYS_VERBOSE", "CUDA_VISIBLE_DEVICES"}}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
 

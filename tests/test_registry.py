@@ -198,7 +198,7 @@ def client(tmp_path, monkeypatch):
 
 
 def test_registering_the_same_logged_model_twice_reuses_its_version(client):
-    uri, run_id, model = logged_global_mean()
+    uri, run_id, _model = logged_global_mean()
     first = registry.register(client, "recsys-test", uri, run_id, {"a": "1"})
     again = registry.register(client, "recsys-test", uri, run_id, {"b": "2"})
     assert (int(first.version), int(again.version)) == (1, 1)
@@ -212,7 +212,7 @@ def test_registering_the_same_logged_model_twice_reuses_its_version(client):
 
 def test_alias_version_is_none_for_a_missing_model_or_alias(client):
     assert registry.alias_version(client, "recsys-nothing", "champion") is None
-    uri, run_id, model = logged_global_mean()
+    uri, run_id, _model = logged_global_mean()
     registry.register(client, "recsys-test", uri, run_id, {})
     assert registry.alias_version(client, "recsys-test", "champion") is None
     client.set_registered_model_alias("recsys-test", "champion", "1")

@@ -38,8 +38,19 @@ def test_the_cofi_champion_serves_the_ratings_its_predict_gives(tmp_path: Path, 
     MlflowClient().set_registered_model_alias(name, registry.CHAMPION, version.version)
 
     port = free_port()
-    command = [str(BIN / "mlflow"), "models", "serve", "-m", registry.model_alias_uri("cofi", "synthetic"),
-               "--env-manager", "local", "--host", HOST, "--port", str(port)]
+    command = [
+        str(BIN / "mlflow"),
+        "models",
+        "serve",
+        "-m",
+        registry.model_alias_uri("cofi", "synthetic"),
+        "--env-manager",
+        "local",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+    ]
     # known pairs, an unknown user and an unknown movie (fallbacks, never an error)
     rows = pd.concat([ratings[[USER, MOVIE]].head(4), pd.DataFrame({USER: [999, 1], MOVIE: [1, 99999]})], ignore_index=True)
     with serving(command, f"http://{HOST}:{port}/ping", tmp_path / "serve.log", timeout=120):

@@ -101,7 +101,7 @@ def test_temporal_hand_worked() -> None:
     mask = temporal_test_mask(ratings, 0.4)
     assert mask.tolist() == [True, False, False, False, True, False, True, False]
     train, test = split_ratings(ratings, "temporal", 0.4, 0)
-    assert sorted(zip(test.user_id, test.movie_id)) == [(1, 10), (1, 14), (3, 12)]
+    assert sorted(zip(test.user_id, test.movie_id, strict=True)) == [(1, 10), (1, 14), (3, 12)]
     assert len(train) == 5
 
 

@@ -18,9 +18,7 @@ def test_the_store_defaults_to_an_absolute_mlflow_db_at_the_repository_root(tmp_
     assert tracking.tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
 
 
-def test_artifacts_land_beside_the_sqlite_database_whatever_the_working_directory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+def test_artifacts_land_beside_the_sqlite_database_whatever_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     import mlflow
 
     store = tmp_path / "store"

@@ -118,8 +118,7 @@ def _check_collisions(distinct: np.ndarray, hashed: np.ndarray, name: str) -> No
         clash = values[counts > 1][0]
         ids = [repr(t) for t in distinct[hashed == clash][:2]]
         raise DataError(
-            f"{name}: source ids {' and '.join(ids)} hash to the same id {clash}; "
-            "rename one of them in the source (or give integer ids)"
+            f"{name}: source ids {' and '.join(ids)} hash to the same id {clash}; rename one of them in the source (or give integer ids)"
         )
 
 

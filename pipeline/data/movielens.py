@@ -222,9 +222,7 @@ def read_100k(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         examples = items.loc[bad, "movie_id"].map(lambda m: f"movie {m}")
         raise data_error(str(movies_path), "have genre flags other than 0 or 1", count=int(bad.sum()), examples=examples)
     released = pd.to_datetime(items["release_date"], format="%d-%b-%Y", errors="coerce")
-    movies = pd.DataFrame(
-        {MOVIE: items["movie_id"], TITLE: items["title"], GENRES: genres_from_flags(flags.to_numpy(), ML100K_GENRES)}
-    )
+    movies = pd.DataFrame({MOVIE: items["movie_id"], TITLE: items["title"], GENRES: genres_from_flags(flags.to_numpy(), ML100K_GENRES)})
     return conform_ratings(ratings, str(ratings_path)), _movies(movies, movies_path, released.dt.year.astype("Int64"))
 
 

@@ -109,7 +109,9 @@ def file_format(path: str) -> str:
     for suffix, kind in FORMATS.items():
         if name.endswith(suffix):
             return kind
-    raise data_error(path, f"has an unknown extension; expected one of {', '.join(FORMATS)} (csv also compressed: {', '.join(COMPRESSIONS)})")
+    raise data_error(
+        path, f"has an unknown extension; expected one of {', '.join(FORMATS)} (csv also compressed: {', '.join(COMPRESSIONS)})"
+    )
 
 
 def _filesystem(path: str) -> tuple[Any, str]:
@@ -208,7 +210,10 @@ def to_unix_seconds(series: pd.Series, file: str, column: str) -> pd.Series:
         bad = parsed.isna()
         if bad.any():
             raise data_error(
-                file, "are neither unix seconds nor ISO 8601 date/times", column=column, count=int(bad.sum()),
+                file,
+                "are neither unix seconds nor ISO 8601 date/times",
+                column=column,
+                count=int(bad.sum()),
                 examples=text[~numeric][bad],
             )
         seconds[~numeric] = ((parsed - EPOCH) // pd.Timedelta(seconds=1)).astype("int64")
@@ -260,7 +265,10 @@ def _unique_movies(movies: pd.DataFrame, source_ids: pd.Series, file: str, colum
         rows = movies[movies[MOVIE] == first]
         example = f"{source_ids[movies[MOVIE] == first].iloc[0]}: " + " / ".join(map(repr, rows[TITLE]))
         raise data_error(
-            file, "share a movie id but differ in title, genres or year", column=column, count=int(clash.sum()),
+            file,
+            "share a movie id but differ in title, genres or year",
+            column=column,
+            count=int(clash.sum()),
             examples=[example],
         )
     return movies.reset_index(drop=True)

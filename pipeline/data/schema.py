@@ -89,7 +89,7 @@ class RatingScale:
 
     def values(self) -> list[float]:
         """Every allowed rating: min, min + step, ..., max (e.g. 0.5, 1.0, ..., 5.0)."""
-        n = int(round((self.max - self.min) / self.step))
+        n = round((self.max - self.min) / self.step)
         return [float(v) for v in np.round(self.min + self.step * np.arange(n + 1), 6)]
 
 

@@ -41,9 +41,7 @@ def load_own(data: DataParams) -> Dataset:
     else:
         from pipeline.data import sql
 
-        loaded = own.sort_canonically(
-            own.normalise(sql.read_sql(data.sql, data.columns), data.rating_scale, data.genre_separator)
-        )
+        loaded = own.sort_canonically(own.normalise(sql.read_sql(data.sql, data.columns), data.rating_scale, data.genre_separator))
     scale = RatingScale(data.rating_scale.min, data.rating_scale.max, data.rating_scale.step)
     return Dataset(loaded.ratings, loaded.movies, scale, IdMaps(loaded.user_ids, loaded.movie_ids, loaded.rules))
 
@@ -83,9 +81,9 @@ def dataset_metadata(
     meta = {
         "source": source,
         **scale.to_meta(),
-        "n_ratings": int(len(ratings)),
+        "n_ratings": len(ratings),
         "n_users": int(ratings[USER].nunique()),
-        "n_movies": int(len(movies)),
+        "n_movies": len(movies),
         "fingerprint": fingerprint(ratings, movies),
     }
     if id_maps is not None:

@@ -39,7 +39,9 @@ def database_url(sql: SqlParams) -> Any:
     try:
         return make_url(text)
     except (ArgumentError, ValueError):
-        raise DataError(f"data.source sql: environment variable {sql.url_env} does not hold a SQLAlchemy URL (e.g. {EXAMPLE_URLS})") from None
+        raise DataError(
+            f"data.source sql: environment variable {sql.url_env} does not hold a SQLAlchemy URL (e.g. {EXAMPLE_URLS})"
+        ) from None
 
 
 def masked(url: Any) -> str:

@@ -31,15 +31,61 @@ SCALE = RatingScale(0.5, 5.0, 0.5)
 
 # Share of MovieLens (ml-latest-small) movies carrying each genre: Drama and Comedy common, IMAX and
 # Film-Noir rare. Used as sampling weights when movies draw their genres.
-GENRE_SHARE = dict(zip(GENRE_VOCABULARY, (
-    0.19, 0.14, 0.06, 0.07, 0.40, 0.13, 0.04, 0.45, 0.08, 0.01,
-    0.10, 0.02, 0.03, 0.06, 0.15, 0.10, 0.20, 0.04, 0.02,
-), strict=True))
+GENRE_SHARE = dict(
+    zip(
+        GENRE_VOCABULARY,
+        (
+            0.19,
+            0.14,
+            0.06,
+            0.07,
+            0.40,
+            0.13,
+            0.04,
+            0.45,
+            0.08,
+            0.01,
+            0.10,
+            0.02,
+            0.03,
+            0.06,
+            0.15,
+            0.10,
+            0.20,
+            0.04,
+            0.02,
+        ),
+        strict=True,
+    )
+)
 # Genre-level rating offsets (real data: film-noir and documentaries rate high, horror low).
-GENRE_OFFSET = dict(zip(GENRE_VOCABULARY, (
-    -0.05, 0.0, 0.1, -0.15, -0.05, 0.1, 0.2, 0.15, -0.05, 0.25,
-    -0.3, 0.1, 0.0, 0.05, 0.0, -0.05, -0.05, 0.2, 0.05,
-), strict=True))
+GENRE_OFFSET = dict(
+    zip(
+        GENRE_VOCABULARY,
+        (
+            -0.05,
+            0.0,
+            0.1,
+            -0.15,
+            -0.05,
+            0.1,
+            0.2,
+            0.15,
+            -0.05,
+            0.25,
+            -0.3,
+            0.1,
+            0.0,
+            0.05,
+            0.0,
+            -0.05,
+            -0.05,
+            0.2,
+            0.05,
+        ),
+        strict=True,
+    )
+)
 GENRE_COUNT_PROBS = (0.4, 0.35, 0.25)  # a movie has 1, 2 or 3 genres
 
 GLOBAL_MEAN = 3.3  # ratings average ~3.5 (popular movies are rated higher and more often)
@@ -68,14 +114,68 @@ UNKNOWN_YEAR_SHARE = 0.002
 CHUNK_RATINGS = 1_000_000  # ratings generated per user chunk (bounds peak memory)
 DENSE_FACTOR = 8  # users rating >= 1/DENSE_FACTOR of the movies out in their window: dense-row sampling
 
-_ADJECTIVES = (
-    "Silent Broken Last Golden Hidden Lost Dark Bright Crimson Wild Secret Endless Frozen Burning "
-    "Distant Little Final Forgotten Midnight Electric Savage Gentle Hollow Iron Lonely Northern "
-    "Painted Quiet Restless Scarlet Shattered Stolen Summer Sweet Velvet Wicked Winter Young Bitter "
-    "Blue Cold Dangerous Deadly Empty First Glass Great Happy Holy Invisible Long Lucky Mad Perfect "
-    "Red Royal Second Strange True"
-).split()
-_NOUNS = (  # one accented word keeps non-ASCII titles in play, as in MovieLens
+_ADJECTIVES = [
+    "Silent",
+    "Broken",
+    "Last",
+    "Golden",
+    "Hidden",
+    "Lost",
+    "Dark",
+    "Bright",
+    "Crimson",
+    "Wild",
+    "Secret",
+    "Endless",
+    "Frozen",
+    "Burning",
+    "Distant",
+    "Little",
+    "Final",
+    "Forgotten",
+    "Midnight",
+    "Electric",
+    "Savage",
+    "Gentle",
+    "Hollow",
+    "Iron",
+    "Lonely",
+    "Northern",
+    "Painted",
+    "Quiet",
+    "Restless",
+    "Scarlet",
+    "Shattered",
+    "Stolen",
+    "Summer",
+    "Sweet",
+    "Velvet",
+    "Wicked",
+    "Winter",
+    "Young",
+    "Bitter",
+    "Blue",
+    "Cold",
+    "Dangerous",
+    "Deadly",
+    "Empty",
+    "First",
+    "Glass",
+    "Great",
+    "Happy",
+    "Holy",
+    "Invisible",
+    "Long",
+    "Lucky",
+    "Mad",
+    "Perfect",
+    "Red",
+    "Royal",
+    "Second",
+    "Strange",
+    "True",
+]
+_NOUNS = (  # noqa: SIM905 (one string reads better); one accented word keeps non-ASCII titles in play, as in MovieLens
     "River Night Kingdom Heart Road City Storm Garden Shadow Dream Empire Island Mirror Promise "
     "Stranger Journey Secret Moon Ocean Fire Letter Station Family Game Hunter Witness Machine "
     "Planet Harbor Mountain Frontier Circus Détective Soldier Angel Ghost Thief Dancer Kid Lady "
@@ -357,9 +457,7 @@ def _titles(year: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     noun = np.array(_NOUNS, dtype=object)[rng.integers(len(_NOUNS), size=n)]
     other = np.array(_NOUNS, dtype=object)[rng.integers(len(_NOUNS), size=n)]
     pattern = rng.integers(3, size=n)
-    name = np.select(
-        [pattern == 0, pattern == 1], ["The " + adjective + " " + noun, adjective + " " + noun], noun + " of the " + other
-    )
+    name = np.select([pattern == 0, pattern == 1], ["The " + adjective + " " + noun, adjective + " " + noun], noun + " of the " + other)
     sequel = pd.Series(name).groupby(name).cumcount().to_numpy()
     name = np.where(sequel > 0, name + " " + (sequel + 1).astype(str).astype(object), name)
     known = ~np.isnan(year)

@@ -34,11 +34,11 @@ from pipeline.data.schema import (
     MOVIES_COLUMNS,
     RATING,
     RATINGS_COLUMNS,
-    RatingScale,
     TIMESTAMP,
     TITLE,
     USER,
     YEAR,
+    RatingScale,
 )
 from pipeline.errors import data_error, describe_examples
 from pipeline.io import write_json
@@ -56,8 +56,7 @@ RUN_TIME = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 # row count. The equivalent "movie_id not in <rated ids absent from movies>" finds the same rows,
 # count and examples, with a value set that is empty on clean data.
 UNKNOWN_MOVIES_NOTE = (
-    "The value set lists the rated movie ids absent from movies.parquet (computed with pandas); "
-    "every rating must reference a listed movie."
+    "The value set lists the rated movie ids absent from movies.parquet (computed with pandas); every rating must reference a listed movie."
 )
 
 # GX type names per contract column. Numeric columns must have exactly this dtype (GX's

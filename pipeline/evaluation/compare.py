@@ -40,7 +40,8 @@ def key_params(runs: pd.DataFrame, families: pd.Series) -> pd.Series:
 def summarize_runs(runs: pd.DataFrame, by: str = "rmse") -> pd.DataFrame:
     """One row per run: name, family, start time, key params, test metrics; sorted best first on `by`.
 
-    `by` is a column label (nDCG@k) or the metric's key (ndcg_at_k). Runs without the `by` metric (e.g. not evaluated yet, or popularity for rmse) come last.
+    `by` is a column label (nDCG@k) or the metric's key (ndcg_at_k). Runs without the `by` metric
+    (e.g. not evaluated yet, or popularity for rmse) come last.
     """
     by = next((label for label, key in METRICS.items() if by in (label, key)), by)
     if by not in METRICS:

@@ -6,8 +6,8 @@ the top-k lists (`top_k_items`: user_id, movie_id, rank 0-based) and the relevan
 test movie (a ranked user with no list, e.g. no candidate left, scores 0).
 
 Ranking protocol (README): candidates are all catalogue movies the user did not rate in train
-(`seen_items`), or, when the split holds out movies (cold_item), only the movies nobody rated in train; relevant = test rating >= threshold; binary relevance; ties in score go to the
-lower movie_id.
+(`seen_items`), or, when the split holds out movies (cold_item), only the movies nobody rated in
+train; relevant = test rating >= threshold; binary relevance; ties in score go to the lower movie_id.
 - precision@k = hits in the top k / k (also when fewer than k candidates remain)
 - recall@k    = hits / number of relevant test movies
 - nDCG@k      = sum over hits of 1/log2(rank + 2) / the same sum for a perfect list of min(n_rel, k) hits
@@ -17,6 +17,7 @@ lower movie_id.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -198,7 +199,7 @@ def ranking_metrics(top_k: pd.DataFrame, relevant: pd.DataFrame, k: int, n_catal
         "ndcg_at_k": float(per_user["ndcg"].mean()),
         "map_at_k": float(per_user["ap"].mean()),
         "coverage": coverage(top_k, n_catalogue),
-        "n_ranked_users": int(len(per_user)),
+        "n_ranked_users": len(per_user),
     }
 
 
@@ -221,7 +222,7 @@ def cold_mask(test: pd.DataFrame, train: pd.DataFrame, threshold: int) -> np.nda
 
 def activity_labels(edges: tuple[int, ...] = ACTIVITY_EDGES) -> list[str]:
     """'0', '1-4', ..., '500+' for bins [edges[i], edges[i+1])."""
-    labels = [str(lo) if hi - lo == 1 else f"{lo}-{hi - 1}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    labels = [str(lo) if hi - lo == 1 else f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(edges)]
     return [*labels, f"{edges[-1]}+"]
 
 
@@ -316,7 +317,7 @@ def evaluate_model(
         excluded = rated_in_train(train, model.catalogue) if new_movies_only else None
         top_k = top_k_items(model.score_block, model.catalogue, seen, ranked_users(relevant), k, block_cells, excluded)
         result.update(ranking_metrics(top_k, relevant, k, len(model.catalogue)))
-    result["n_test_ratings"] = int(len(test))
+    result["n_test_ratings"] = len(test)
     if "n_ranked_users" in result:
         result["n_ranked_users"] = result.pop("n_ranked_users")
     result["cold"] = {**cold_result, "n_test_ratings": int(cold.sum())}

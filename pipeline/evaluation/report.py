@@ -182,9 +182,7 @@ def activity_figure(activity: pd.DataFrame) -> Figure | None:
 # ---- the page -----------------------------------------------------------------------------
 def html_table(table: pd.DataFrame) -> str:
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in ["model", *table.columns])
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>" for cells in formatted_rows(table)
-    )
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>" for cells in formatted_rows(table))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -232,6 +230,6 @@ def html_report(
     sections += ["<h2>Error by user activity</h2>", _figure_html("RMSE by user activity", activity_figure(activity))]
     body = "\n".join(part for part in sections if part)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Model evaluation</title>"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Model evaluation</title>'
         f"<style>{STYLE}</style></head><body><h1>Model evaluation</h1><p>{html.escape(protocol)}</p>\n{body}\n</body></html>\n"
     )

@@ -252,9 +252,7 @@ def recommendation_frame(catalogue: Catalogue, scores: np.ndarray, n: int, exclu
     """The recommend() answer for one user from a score per catalogue movie."""
     picks = top_n(scores, n, exclude)
     picks = picks[picks >= 0]
-    return pd.DataFrame(
-        {MOVIE: catalogue.movie_ids[picks], TITLE: catalogue.titles[picks], "score": np.asarray(scores, np.float64)[picks]}
-    )
+    return pd.DataFrame({MOVIE: catalogue.movie_ids[picks], TITLE: catalogue.titles[picks], "score": np.asarray(scores, np.float64)[picks]})
 
 
 def seen_exclusion(seen: SeenItems, user_id: int, n_movies: int, exclude_seen: bool) -> np.ndarray | None:

@@ -51,9 +51,7 @@ def _training_positions(train: pd.DataFrame, catalogue: Catalogue) -> tuple[np.n
     movie_pos = catalogue.index(train[MOVIE].to_numpy(np.int64))
     if (movie_pos < 0).any():
         bad = train.loc[movie_pos < 0, MOVIE]
-        raise DataError(
-            f"training ratings: column '{MOVIE}': {len(bad)} rows rate movies missing from the catalogue (e.g. {bad.iloc[0]})"
-        )
+        raise DataError(f"training ratings: column '{MOVIE}': {len(bad)} rows rate movies missing from the catalogue (e.g. {bad.iloc[0]})")
     return user_ids, user_pos.astype(np.int64), movie_pos
 
 

@@ -29,8 +29,6 @@ from pipeline.config import CofiParams
 from pipeline.data.schema import MOVIE, RATING, TITLE, USER
 from pipeline.errors import DataError, ModelError, RecsysError, data_error
 from pipeline.io import write_json
-from pipeline.models.ranking import SupportRanking
-from pipeline.seeding import seed_everything
 from pipeline.models.base import (
     Catalogue,
     SeenItems,
@@ -43,6 +41,8 @@ from pipeline.models.base import (
     seen_exclusion,
     top_n,
 )
+from pipeline.models.ranking import SupportRanking
+from pipeline.seeding import seed_everything
 
 FORMAT = "cofi-1"
 ARRAYS = "cofi.npz"
@@ -208,8 +208,15 @@ def check_new_ratings(
     low, high = rating_range
     bad = ~np.isfinite(values) | (values < low) | (values > high)
     if bad.any():
-        raise data_error("new user's ratings", f"are outside the rating range {low:g}..{high:g}", column=RATING, count=int(bad.sum()), examples=values[bad])
+        raise data_error(
+            "new user's ratings",
+            f"are outside the rating range {low:g}..{high:g}",
+            column=RATING,
+            count=int(bad.sum()),
+            examples=values[bad],
+        )
     return movie_ids, values
+
 
 # ---- training (TensorFlow) ----------------------------------------------------------------------
 
@@ -285,8 +292,17 @@ class _Trainer:
     def _cost(self, movie_idx: Any, user_idx: Any, y: Any, share: Any) -> Any:
         v = self.variables
         return sparse_cost(
-            v["X"], v["W"], v["b"], movie_idx, user_idx, y, self.params.lambda_, v.get("c"),
-            self.params.cost, share, self.n_total,
+            v["X"],
+            v["W"],
+            v["b"],
+            movie_idx,
+            user_idx,
+            y,
+            self.params.lambda_,
+            v.get("c"),
+            self.params.cost,
+            share,
+            self.n_total,
         )
 
     def _gradients(self, movie_idx: Any, user_idx: Any, y: Any, share: Any) -> tuple[Any, list[Any]]:
@@ -466,9 +482,7 @@ class CofiModel(SupportRanking):
         if params.validation_fraction > 0:
             held = validation_mask(encoded, params.validation_fraction, np.random.default_rng([params.seed, 1]))
         # means from the ratings Adam fits: the validation slice is not looked at
-        means, global_mean = movie_means(
-            encoded.movie_idx[~held], encoded.ratings[~held], len(encoded.movie_ids), params.mean_shrinkage
-        )
+        means, global_mean = movie_means(encoded.movie_idx[~held], encoded.ratings[~held], len(encoded.movie_ids), params.mean_shrinkage)
         factors, history = train_factors(encoded, held, means, params, data.scale.bounds, progress)
         return cls.assemble(train, encoded, catalogue, factors, (means, global_mean), data.scale.bounds, params, history)
 
@@ -562,9 +576,7 @@ class CofiModel(SupportRanking):
     def recommend(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
         """The n movies with the highest predicted rating (ranked unclipped, shown clipped)."""
         if index_of(np.array([user_id], np.int64), self.user_ids)[0] < 0:
-            raise RecsysError(
-                f"unknown user {user_id}: not in the training ratings (a new user can give ratings instead: --ratings)"
-            )
+            raise RecsysError(f"unknown user {user_id}: not in the training ratings (a new user can give ratings instead: --ratings)")
         scores = self.score_block(np.array([user_id], np.int64))[0]
         return self._frame(scores, n, seen_exclusion(self.seen, user_id, len(self.catalogue), exclude_seen))
 

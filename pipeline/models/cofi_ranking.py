@@ -144,7 +144,9 @@ def interactions(train: pd.DataFrame, catalogue: Catalogue, params: CofiRankingP
     movie_pos = catalogue.index(movie_ids)
     if (movie_pos < 0).any():
         unknown = np.unique(movie_ids[movie_pos < 0])
-        raise data_error(source, "rate movies missing from the movies table", column=MOVIE, count=int((movie_pos < 0).sum()), examples=unknown)
+        raise data_error(
+            source, "rate movies missing from the movies table", column=MOVIE, count=int((movie_pos < 0).sum()), examples=unknown
+        )
     ratings = train[RATING].to_numpy(np.float64)
     threshold = params.positive_threshold
     positive = np.ones(len(ratings), bool) if threshold is None else ratings >= threshold
@@ -359,7 +361,9 @@ def _train(data: Interactions, params: CofiRankingParams, progress: bool | None)
         V = solve_side(V, U, data.by_movie, masks["movie_free"], masks["penalized"], lambda_movies, params.cg_steps)
         cost = weighted_cost(U, V, data.by_user, lambda_users, lambda_movies, masks["penalized"])
         if not np.isfinite(cost):
-            raise ModelError(f"cofi_ranking: the cost became {cost} at iteration {iteration}; raise cofi_ranking.lambda_ (no model was written)")
+            raise ModelError(
+                f"cofi_ranking: the cost became {cost} at iteration {iteration}; raise cofi_ranking.lambda_ (no model was written)"
+            )
         history.cost.append(cost)
         bar.set_postfix(cost=f"{cost:.6g}")
     history.seconds = time.perf_counter() - started
@@ -438,7 +442,9 @@ class CofiRankingModel(SupportRanking):
     def recommend(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
         """The n best-scored movies for a training user (unseen ones only by default)."""
         if index_of(np.array([user_id], np.int64), self.user_ids)[0] < 0:
-            raise ModelError(f"unknown user {user_id}: not in the training ratings of the cofi_ranking model (a new user can give ratings instead)")
+            raise ModelError(
+                f"unknown user {user_id}: not in the training ratings of the cofi_ranking model (a new user can give ratings instead)"
+            )
         scores = self.score_block(np.array([user_id], np.int64))[0]
         return recommendation_frame(self.catalogue, scores, n, seen_exclusion(self.seen, user_id, len(self.catalogue), exclude_seen))
 
@@ -481,7 +487,12 @@ class CofiRankingModel(SupportRanking):
             **self.seen.to_arrays(),
         )
         save_arrays(directory, ARRAYS, arrays)
-        meta = {"format": FORMAT, "params": self.params.model_dump(), "rating_range": list(self.rating_range), "seconds": self.history.seconds}
+        meta = {
+            "format": FORMAT,
+            "params": self.params.model_dump(),
+            "rating_range": list(self.rating_range),
+            "seconds": self.history.seconds,
+        }
         write_json(directory / META, meta)
 
     @classmethod

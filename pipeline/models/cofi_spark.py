@@ -100,8 +100,7 @@ def spark_session(spark: SparkParams, app_name: str = "recsys-cofi") -> Iterator
         from pyspark.sql import SparkSession
     except ImportError:
         raise ConfigError(
-            "cofi.engine: spark needs pyspark, the optional extra `spark`: uv sync --extra spark "
-            "(or pip install 'recsys-pipeline[spark]')"
+            "cofi.engine: spark needs pyspark, the optional extra `spark`: uv sync --extra spark (or pip install 'recsys-pipeline[spark]')"
         ) from None
     existing = SparkSession.getActiveSession()
     builder = SparkSession.builder.master(spark.master).appName(app_name).config("spark.driver.memory", spark.driver_memory)
@@ -154,8 +153,17 @@ def fit_als(frame: Any, params: CofiParams, reg: float, max_iter: int, blocks: i
     from pyspark.ml.recommendation import ALS
 
     als = ALS(
-        rank=params.num_features, maxIter=max_iter, regParam=reg, seed=params.seed, userCol=USER, itemCol=MOVIE,
-        ratingCol="ynorm", implicitPrefs=False, nonnegative=False, numUserBlocks=blocks, numItemBlocks=blocks,
+        rank=params.num_features,
+        maxIter=max_iter,
+        regParam=reg,
+        seed=params.seed,
+        userCol=USER,
+        itemCol=MOVIE,
+        ratingCol="ynorm",
+        implicitPrefs=False,
+        nonnegative=False,
+        numUserBlocks=blocks,
+        numItemBlocks=blocks,
     )
     return als.fit(frame)
 

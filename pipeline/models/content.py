@@ -29,15 +29,15 @@ import pandas as pd
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import tensorflow as tf
 
-from pipeline.config import ContentParams  # noqa: E402
-from pipeline.data.schema import GENRE_VOCABULARY, MOVIE, RATING, TITLE, USER  # noqa: E402
-from pipeline.errors import ConfigError, DataError, ModelError, RecsysError, data_error  # noqa: E402
-from pipeline.features import Features, Scalers, no_history_user, scalers_from_dict, scalers_to_dict  # noqa: E402
-from pipeline.io import write_json  # noqa: E402
-from pipeline.models.base import (  # noqa: E402
+from pipeline.config import ContentParams
+from pipeline.data.schema import GENRE_VOCABULARY, MOVIE, RATING, TITLE, USER
+from pipeline.errors import ConfigError, DataError, ModelError, RecsysError, data_error
+from pipeline.features import Features, Scalers, no_history_user, scalers_from_dict, scalers_to_dict
+from pipeline.io import write_json
+from pipeline.models.base import (
     Catalogue,
     SeenItems,
     TrainingData,
@@ -51,8 +51,8 @@ from pipeline.models.base import (  # noqa: E402
     seen_exclusion,
     top_n,
 )
-from pipeline.models.content_input import feature_matrix, rating_batches, scaler_columns, standardise, validation_split  # noqa: E402
-from pipeline.models.distributed import (  # noqa: E402
+from pipeline.models.content_input import feature_matrix, rating_batches, scaler_columns, standardise, validation_split
+from pipeline.models.distributed import (
     MULTI_WORKER,
     WORKER_FAILURES,
     WorkerTask,
@@ -60,8 +60,8 @@ from pipeline.models.distributed import (  # noqa: E402
     multi_worker_strategy,
     worker_failure,
 )
-from pipeline.models.ranking import SupportRanking  # noqa: E402
-from pipeline.seeding import seed_everything  # noqa: E402
+from pipeline.models.ranking import SupportRanking
+from pipeline.seeding import seed_everything
 
 KERAS_FILE = "content.keras"
 ARRAYS_FILE = "content.npz"
@@ -214,7 +214,9 @@ class ContentModel(SupportRanking):
         movie_rows = self.catalogue.index(train[MOVIE].to_numpy(np.int64))
         for name, rows, ids in ((USER, user_rows, train[USER]), (MOVIE, movie_rows, train[MOVIE])):
             if (rows < 0).any():
-                raise data_error(data.source, "have no row in the features tables", column=name, count=int((rows < 0).sum()), examples=ids[rows < 0])
+                raise data_error(
+                    data.source, "have no row in the features tables", column=name, count=int((rows < 0).sum()), examples=ids[rows < 0]
+                )
         targets = self.scalers.target.transform(train[[RATING]].to_numpy(np.float64))[:, 0]
 
         strategy = multi_worker_strategy(task, p.collective_timeout) if task else None
@@ -226,13 +228,17 @@ class ContentModel(SupportRanking):
         fit_rows, val_rows = validation_split(len(targets), p.validation_fraction, p.seed)
 
         def local(rows: np.ndarray, seed: int | None, shard: tuple[int, int] | None = None) -> tf.data.Dataset:
-            return rating_batches(user_rows[rows], movie_rows[rows], targets[rows], self.user_inputs, self.movie_inputs, p.batch_size, seed, shard)
+            return rating_batches(
+                user_rows[rows], movie_rows[rows], targets[rows], self.user_inputs, self.movie_inputs, p.batch_size, seed, shard
+            )
 
         def batches(rows: np.ndarray, seed: int | None) -> tf.data.Dataset:
             if strategy is None:
                 return local(rows, seed)
             # each worker builds its own part of every global batch of batch_size ratings
-            return strategy.distribute_datasets_from_function(lambda context: local(rows, seed, (context.input_pipeline_id, context.num_input_pipelines)))
+            return strategy.distribute_datasets_from_function(
+                lambda context: local(rows, seed, (context.input_pipeline_id, context.num_input_pipelines))
+            )
 
         if strategy is not None:
             adapt_for_multi_worker(trainer, local(fit_rows, p.seed).element_spec, strategy)
@@ -269,7 +275,9 @@ class ContentModel(SupportRanking):
         self.catalogue = Catalogue.from_movies(movies)
         table = features.movies.sort_values(MOVIE)
         if not np.array_equal(table[MOVIE].to_numpy(np.int64), self.catalogue.movie_ids):
-            raise DataError("features movies: column 'movie_id': the movies features do not cover exactly the movies table; rerun the features stage")
+            raise DataError(
+                "features movies: column 'movie_id': the movies features do not cover exactly the movies table; rerun the features stage"
+            )
         self.movie_raw = feature_matrix(table, self.movie_columns, "features movies")
         self.no_history_raw = feature_matrix(no_history_user(train), self.user_columns, "no-history user")[0]
         self.seen = SeenItems.from_ratings(train, self.catalogue)

@@ -85,7 +85,7 @@ def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
     the test split measures quality.
     """
     order = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(n * fraction))
+    n_val = round(n * fraction)
     if fraction > 0 and (n_val == 0 or n_val == n):
         raise DataError(f"validation_fraction {fraction} of {n} training ratings leaves an empty train or validation set")
     return np.sort(order[n_val:]), np.sort(order[:n_val])

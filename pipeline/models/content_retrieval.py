@@ -64,14 +64,14 @@ from scipy import sparse
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import tensorflow as tf
 
-from pipeline.config import ContentRankingParams  # noqa: E402
-from pipeline.data.schema import GENRE_VOCABULARY, MOVIE, RATING, USER, YEAR  # noqa: E402
-from pipeline.errors import DataError, ModelError, RecsysError, data_error  # noqa: E402
-from pipeline.features import AVG_RATING, N_RATINGS, Features, Scalers, no_history_user, scalers_from_dict, scalers_to_dict  # noqa: E402
-from pipeline.models.base import (  # noqa: E402
+from pipeline.config import ContentRankingParams
+from pipeline.data.schema import GENRE_VOCABULARY, MOVIE, RATING, USER, YEAR
+from pipeline.errors import DataError, ModelError, RecsysError, data_error
+from pipeline.features import AVG_RATING, N_RATINGS, Features, Scalers, no_history_user, scalers_from_dict, scalers_to_dict
+from pipeline.models.base import (
     Catalogue,
     SeenItems,
     TrainingData,
@@ -84,10 +84,10 @@ from pipeline.models.base import (  # noqa: E402
     save_arrays,
     seen_exclusion,
 )
-from pipeline.models.content import CHUNK, MOVIE_TOWER, USER_TOWER, build_tower, genre_feature_row  # noqa: E402
-from pipeline.models.content_input import feature_matrix, scaler_columns, standardise  # noqa: E402
-from pipeline.models.ranking import SupportRanking  # noqa: E402
-from pipeline.seeding import seed_everything  # noqa: E402
+from pipeline.models.content import CHUNK, MOVIE_TOWER, USER_TOWER, build_tower, genre_feature_row
+from pipeline.models.content_input import feature_matrix, scaler_columns, standardise
+from pipeline.models.ranking import SupportRanking
+from pipeline.seeding import seed_everything
 
 KERAS_FILE = "content_ranking.keras"
 ARRAYS_FILE = "content_ranking.npz"
@@ -322,7 +322,9 @@ class ContentRankingModel(SupportRanking):
     def fit(cls, data: TrainingData, params: ContentRankingParams, *, verbose: int = 0) -> ContentRankingModel:
         """Train on the positives of `data.ratings` with the features stage's tables and scalers (`data.features`)."""
         if data.features is None:
-            raise ModelError("content ranking model: needs the features stage's tables and scalers (data/features/); run the features stage")
+            raise ModelError(
+                "content ranking model: needs the features stage's tables and scalers (data/features/); run the features stage"
+            )
         model = cls(params)
         model._train(data.ratings, data.features, data.movies, data.scale.bounds, verbose)
         return model
@@ -352,10 +354,9 @@ class ContentRankingModel(SupportRanking):
             raise data_error("train", "have no row in the features tables", column=USER, count=len(bad), examples=bad)
         seed_everything(p.seed)
         self.positives = np.bincount(movie_positions, minlength=len(self.catalogue)).astype(np.int64)
-        dataset = positive_batches(
-            user_rows, movie_positions, self.user_inputs, self.movie_inputs, history_table(self.seen, p.history_length if p.history else 0, p.seed),
-            log_popularity(movie_positions, len(self.catalogue)), p.batch_size, p.seed,
-        )  # fmt: skip
+        bags = history_table(self.seen, p.history_length if p.history else 0, p.seed)
+        log_q = log_popularity(movie_positions, len(self.catalogue))
+        dataset = positive_batches(user_rows, movie_positions, self.user_inputs, self.movie_inputs, bags, log_q, p.batch_size, p.seed)
         network = build_network(self.user_inputs.shape[1], self.movie_inputs.shape[1], len(self.catalogue), p)
         trainer = Trainer(network, p, dataset.element_spec)
         losses = []
@@ -377,14 +378,18 @@ class ContentRankingModel(SupportRanking):
         self.catalogue = Catalogue.from_movies(movies)
         table = features.movies.sort_values(MOVIE)
         if not np.array_equal(table[MOVIE].to_numpy(np.int64), self.catalogue.movie_ids):
-            raise DataError("features movies: column 'movie_id': the movies features do not cover exactly the movies table; rerun the features stage")
+            raise DataError(
+                "features movies: column 'movie_id': the movies features do not cover exactly the movies table; rerun the features stage"
+            )
         self.movie_raw = feature_matrix(table, self.movie_columns, "features movies")
         self.no_history_raw = feature_matrix(no_history_user(train), self.user_columns, "no-history user")[0]
         self.unknown_movie_raw = self._unknown_movie_row()
         self.seen = SeenItems.from_ratings(train, self.catalogue)
         self.typical_history = float(np.median(np.diff(self.seen.indptr)))
         if not np.array_equal(self.seen.user_ids, self.user_ids):
-            raise DataError("features users: column 'user_id': the users features do not cover exactly the training users; rerun the features stage")
+            raise DataError(
+                "features users: column 'user_id': the users features do not cover exactly the training users; rerun the features stage"
+            )
         self.rating_range = (float(rating_range[0]), float(rating_range[1]))
         self._standardise_tables()
 

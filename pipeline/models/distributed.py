@@ -48,7 +48,9 @@ class WorkerTask:
 def worker_task(tf_config: str | None) -> WorkerTask:
     """The cluster and task of a TF_CONFIG value, or a ConfigError saying what is wrong with it."""
     if not tf_config:
-        raise ConfigError(f"content.distribute is multi_worker but TF_CONFIG is not set; set it on each worker, e.g. TF_CONFIG='{TF_CONFIG_EXAMPLE}'")
+        raise ConfigError(
+            f"content.distribute is multi_worker but TF_CONFIG is not set; set it on each worker, e.g. TF_CONFIG='{TF_CONFIG_EXAMPLE}'"
+        )
     try:
         config = json.loads(tf_config)
     except json.JSONDecodeError as exc:
@@ -56,7 +58,9 @@ def worker_task(tf_config: str | None) -> WorkerTask:
     cluster = config.get("cluster") if isinstance(config, dict) else None
     workers = cluster.get("worker") if isinstance(cluster, dict) else None
     if not (isinstance(workers, list) and workers and all(isinstance(w, str) and re.fullmatch(r"\S+:\d+", w) for w in workers)):
-        raise ConfigError(f"TF_CONFIG: cluster.worker must be a non-empty list of 'host:port' strings, got {workers!r}; e.g. {TF_CONFIG_EXAMPLE}")
+        raise ConfigError(
+            f"TF_CONFIG: cluster.worker must be a non-empty list of 'host:port' strings, got {workers!r}; e.g. {TF_CONFIG_EXAMPLE}"
+        )
     if len(set(workers)) < len(workers):
         raise ConfigError(f"TF_CONFIG: cluster.worker lists the same host:port twice: {workers}")
     others = sorted(set(cluster) - {"worker"})
@@ -65,7 +69,7 @@ def worker_task(tf_config: str | None) -> WorkerTask:
     task = config.get("task")
     index = task.get("index") if isinstance(task, dict) else None
     if not (isinstance(task, dict) and task.get("type") == "worker" and type(index) is int and 0 <= index < len(workers)):
-        raise ConfigError(f"TF_CONFIG: task must be {{\"type\": \"worker\", \"index\": i}} with 0 <= i < {len(workers)}, got {task!r}")
+        raise ConfigError(f'TF_CONFIG: task must be {{"type": "worker", "index": i}} with 0 <= i < {len(workers)}, got {task!r}')
     return WorkerTask(tuple(workers), index)
 
 

@@ -122,9 +122,7 @@ class EaseModel(Baseline):
         lookup[self.movie_columns] = np.arange(len(self.movie_columns))
         block = self.positives.mask(np.asarray(user_ids, np.int64), len(self.catalogue))
         rows, cols = np.nonzero(block)
-        return sparse.csr_matrix(
-            (np.ones(len(rows), np.float32), (rows, lookup[cols])), shape=(len(user_ids), len(self.movie_columns))
-        )
+        return sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, lookup[cols])), shape=(len(user_ids), len(self.movie_columns)))
 
     def _raw_scores(self, user_ids: np.ndarray) -> np.ndarray:
         """X_u B on B's movies, 0 on every other catalogue movie (sparse X_u times dense B)."""
@@ -149,7 +147,9 @@ class EaseModel(Baseline):
 
     @classmethod
     def _rebuild(cls, common: dict[str, Any], arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Self:
-        positives = SeenItems.from_arrays({key.removeprefix("positive_"): value for key, value in arrays.items() if key.startswith("positive_")})
+        positives = SeenItems.from_arrays(
+            {key.removeprefix("positive_"): value for key, value in arrays.items() if key.startswith("positive_")}
+        )
         threshold = meta["positive_threshold"]
         return cls(
             **common,

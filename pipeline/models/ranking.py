@@ -90,7 +90,6 @@ class SupportRanking:
         )
 
 
-
 def for_lists(model: Any, ranking: Any) -> Any:
     """The model as its top-N lists are ranked: a rating model by support-adjusted scores
     (`ranking`, params.yaml's section), a ranking model (predicts_ratings False) by its raw scores,

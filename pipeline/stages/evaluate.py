@@ -72,9 +72,7 @@ def check_catalogue(model: Recommender, catalogue: Catalogue, folder: Path, movi
         )
 
 
-def load_trained(
-    name: str, loader: str, catalogue: Catalogue, dataset: Mapping[str, Any], layout: Layout
-) -> tuple[Recommender, str]:
+def load_trained(name: str, loader: str, catalogue: Catalogue, dataset: Mapping[str, Any], layout: Layout) -> tuple[Recommender, str]:
     """(model, its training run id), or a ModelError naming the folder that is missing or mismatched."""
     folder = layout.model_dir(name)
     if not folder.is_dir():
@@ -179,16 +177,21 @@ def evaluate_all(
             evaluation[name] = {"skipped": model.reason}
             continue
         result, predictions = evaluate_model(
-            model, train, test, seen, k=cfg.k, relevance_threshold=cfg.relevance_threshold,
-            cold_threshold=cfg.cold_threshold, cold=cold, new_movies_only=params.split.strategy == "cold_item",
+            model,
+            train,
+            test,
+            seen,
+            k=cfg.k,
+            relevance_threshold=cfg.relevance_threshold,
+            cold_threshold=cfg.cold_threshold,
+            cold=cold,
+            new_movies_only=params.split.strategy == "cold_item",
         )
         evaluation[name] = result
         if predictions is None:
             continue
         scored = scored_frame(test, predictions)
-        samples[name] = pd.DataFrame(
-            {"actual": scored[RATING].to_numpy()[sample], "predicted": scored[PREDICTION].to_numpy()[sample]}
-        )
+        samples[name] = pd.DataFrame({"actual": scored[RATING].to_numpy()[sample], "predicted": scored[PREDICTION].to_numpy()[sample]})
         activity.append(error_by_activity(scored, user_counts).assign(model=name))
     columns = ["model", "activity", "n_test_ratings", "rmse", "mae"]
     table = pd.concat(activity, ignore_index=True)[columns] if activity else pd.DataFrame(columns=columns)
@@ -200,9 +203,7 @@ def read_curves(names: list[str], layout: Layout) -> dict[str, pd.DataFrame]:
     return {name: pd.read_csv(layout.learning_curve(name)) for name in names if layout.learning_curve(name).is_file()}
 
 
-def log_to_mlflow(
-    evaluation: Mapping[str, Any], run_ids: Mapping[str, str], params: Params, dataset: Mapping[str, Any]
-) -> None:
+def log_to_mlflow(evaluation: Mapping[str, Any], run_ids: Mapping[str, str], params: Params, dataset: Mapping[str, Any]) -> None:
     """Metrics into each trained model's run; a new run per baseline (same experiment)."""
     from pipeline import tracking
 

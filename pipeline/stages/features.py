@@ -16,9 +16,7 @@ def run(params: Params, layout: Layout) -> None:
     layout.require(layout.train, layout.raw_movies)
     train = read_ratings(layout.train)  # user, movie, rating: the timestamps are not needed
     movies = read_movies(layout)
-    features = build_features(
-        train, movies, params.features.genre_prior, train_file=str(layout.train), movies_file=str(layout.raw_movies)
-    )
+    features = build_features(train, movies, params.features.genre_prior, train_file=str(layout.train), movies_file=str(layout.raw_movies))
     with atomic_outputs(layout.features) as (folder,):
         save_features(features, folder)
     print(f"features: {len(features.users)} users, {len(features.movies)} movies (from {len(train)} train ratings)")

@@ -28,6 +28,5 @@ def run(params: Params, layout: Layout) -> None:
     if dataset.id_maps is None and layout.raw_id_map.exists():
         shutil.rmtree(layout.raw_id_map)  # left by an earlier own-data run; these ids are not mapped
     print(
-        f"ingest: {meta['source']}: {meta['n_ratings']:,} ratings, {meta['n_users']:,} users, "
-        f"{meta['n_movies']:,} movies -> {layout.raw}/"
+        f"ingest: {meta['source']}: {meta['n_ratings']:,} ratings, {meta['n_users']:,} users, {meta['n_movies']:,} movies -> {layout.raw}/"
     )

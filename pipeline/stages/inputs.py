@@ -31,12 +31,12 @@ def read_ratings(path: Path, columns: Sequence[str] = MODEL_COLUMNS) -> pd.DataF
     except Exception:  # not parquet at all: let pandas raise its own error below
         schema = None
     contract = {USER: pa.int64(), MOVIE: pa.int64(), RATING: pa.float64(), TIMESTAMP: pa.int64()}
-    if schema is not None and set(schema.names) == set(RATINGS_COLUMNS):
-        if all(schema.field(c).type == contract[c] for c in RATINGS_COLUMNS):
-            frame = pd.read_parquet(path, columns=list(columns))
-            typed = all(str(frame[c].dtype) == ("float64" if c == RATING else "int64") for c in columns)
-            if typed and (RATING not in columns or np.isfinite(frame[RATING].to_numpy()).all()):
-                return frame
+    contract_schema = schema is not None and set(schema.names) == set(RATINGS_COLUMNS)
+    if contract_schema and all(schema.field(c).type == contract[c] for c in RATINGS_COLUMNS):
+        frame = pd.read_parquet(path, columns=list(columns))
+        typed = all(str(frame[c].dtype) == ("float64" if c == RATING else "int64") for c in columns)
+        if typed and (RATING not in columns or np.isfinite(frame[RATING].to_numpy()).all()):
+            return frame
     return conform_ratings(pd.read_parquet(path), str(path))[list(columns)]
 
 

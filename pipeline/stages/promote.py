@@ -96,9 +96,7 @@ def first_decision(client: Any, found: Candidate, metric: str, source: str) -> D
     )
 
 
-def judge(
-    client: Any, found: Candidate, params: Params, train: pd.DataFrame, test: pd.DataFrame, source: str
-) -> dict[str, Any]:
+def judge(client: Any, found: Candidate, params: Params, train: pd.DataFrame, test: pd.DataFrame, source: str) -> dict[str, Any]:
     """Register the candidate as challenger, score the champion on this split, decide (no champion move yet)."""
     metric, name = gate_metric(found.model, params), registry.registered_name(found.model, source)
     check_run_finished(client, found.run_id, found.model)
@@ -172,7 +170,9 @@ def move_champions(client: Any, results: Mapping[str, dict[str, Any]], moved: li
         if entry["decision"] in registry.MOVES_CHAMPION:
             client.set_registered_model_alias(entry["registered_model"], CHAMPION, entry["version"])
             moved.append(entry["registered_model"])
-        entry["champion_after"] = entry["version"] if entry["decision"] in registry.MOVES_CHAMPION + ("unchanged",) else entry["champion_version"]
+        entry["champion_after"] = (
+            entry["version"] if entry["decision"] in (*registry.MOVES_CHAMPION, "unchanged") else entry["champion_version"]
+        )
 
 
 def summary(results: Mapping[str, Any]) -> str:

@@ -15,9 +15,7 @@ def run(params: Params, layout: Layout) -> None:
     layout.require(layout.raw_ratings)
     ratings = conform_ratings(pd.read_parquet(layout.raw_ratings), str(layout.raw_ratings))
     cfg = params.split
-    train, test = split_ratings(
-        ratings, cfg.strategy, cfg.test_size, cfg.seed, file=str(layout.raw_ratings), cutoff=cfg.cutoff_seconds()
-    )
+    train, test = split_ratings(ratings, cfg.strategy, cfg.test_size, cfg.seed, file=str(layout.raw_ratings), cutoff=cfg.cutoff_seconds())
     with atomic_outputs(layout.train, layout.test) as (train_tmp, test_tmp):
         train.to_parquet(train_tmp, index=False)
         test.to_parquet(test_tmp, index=False)

@@ -89,9 +89,7 @@ def params(source, tmp_path, mirror=None):
 @pytest.mark.parametrize("name", ["ml-latest-small", "ml-25m", "ml-32m"])
 def test_csv_release(tmp_path, name):
     ratings, movies = RELEASES[name].reader(write_release(tmp_path, name))
-    pd.testing.assert_frame_equal(
-        ratings, ratings_frame([1, 1, 2], [1, 3, 1], [4.0, 4.5, 0.5], [964982703, 964981247, 1445714835])
-    )
+    pd.testing.assert_frame_equal(ratings, ratings_frame([1, 1, 2], [1, 3, 1], [4.0, 4.5, 0.5], [964982703, 964981247, 1445714835]))
     expected = movies_frame(
         [1, 3, 5, 7],
         ["Toy Story (1995)", "Misérables, Les (1995)", "Babylon 5", "Fawlty Towers (1975-1979)"],
@@ -119,9 +117,7 @@ def test_ml_100k(tmp_path):
 
 def test_ml_1m(tmp_path):
     ratings, movies = movielens.read_1m(write_release(tmp_path, "ml-1m"))
-    pd.testing.assert_frame_equal(
-        ratings, ratings_frame([1, 1, 2], [1193, 661, 1193], [5.0, 3.0, 4.0], [978300760, 978302109, 978298413])
-    )
+    pd.testing.assert_frame_equal(ratings, ratings_frame([1, 1, 2], [1193, 661, 1193], [5.0, 3.0, 4.0], [978300760, 978302109, 978298413]))
     expected = movies_frame(
         [1193, 661, 260, 9],
         [

@@ -57,9 +57,8 @@ def test_csv_with_own_column_names_becomes_the_contract(tmp_path):
     assert movies["genres"].tolist() == ["Action|Crime", "", ""]
     assert dataset.scale == RatingScale(0.5, 5.0, 0.5)
     assert dataset.id_maps.rules == {"user_id": HASHED, "movie_id": KEPT}
-    assert dict(zip(dataset.id_maps.users.source_id, dataset.id_maps.users.user_id)) == {
-        u: hash_id(u) for u in ("alice", "bob", "carol")
-    }
+    users = dataset.id_maps.users
+    assert dict(zip(users.source_id, users.user_id, strict=True)) == {u: hash_id(u) for u in ("alice", "bob", "carol")}
 
 
 def test_parquet_gives_the_same_data_as_csv(tmp_path):
@@ -169,7 +168,6 @@ def test_ratings_outside_the_declared_scale_give_count_and_example(tmp_path):
     )
 
 
-
 def test_the_declared_scale_is_the_one_checked_and_recorded(tmp_path):
     ten_stars = RATINGS_CSV.replace(",4.5,", ",9,").replace(",5,", ",10,")
     dataset = load_dataset(files_params(*own_files(tmp_path, ratings=ten_stars), rating_scale=RatingScaleParams(min=1, max=10, step=1)))
@@ -190,7 +188,9 @@ def test_duplicate_movie_ids_with_different_titles_are_an_error(tmp_path):
 
 
 def test_a_missing_user_id_is_an_error(tmp_path):
-    assert bad(tmp_path, ratings=RATINGS_CSV.replace("bob,2", ",2")).endswith("column 'uid': 1 row have no id (missing value) (e.g. 'row 1')")
+    assert bad(tmp_path, ratings=RATINGS_CSV.replace("bob,2", ",2")).endswith(
+        "column 'uid': 1 row have no id (missing value) (e.g. 'row 1')"
+    )
 
 
 def test_an_empty_file_is_named(tmp_path):

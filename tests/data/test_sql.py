@@ -145,7 +145,9 @@ def test_a_missing_table_is_named(layout, monkeypatch):
 def test_a_mapping_naming_absent_columns_lists_the_query_columns(layout, monkeypatch):
     ratings, movies = sample_tables()
     monkeypatch.setenv(ENV, f"sqlite:///{sqlite_database(layout.root / 'own.db', ratings, movies)}")
-    with pytest.raises(DataError, match=r"\(ratings query\): has no column who \(data\.columns\.user\); its columns are uid, item, stars, rated_at$"):
+    with pytest.raises(
+        DataError, match=r"\(ratings query\): has no column who \(data\.columns\.user\); its columns are uid, item, stars, rated_at$"
+    ):
         load_dataset(sql_params(ratings_query="SELECT who AS uid, item, stars, rated_at FROM ratings"))
 
 
@@ -174,7 +176,10 @@ def test_a_closed_port_fails_naming_host_and_database(monkeypatch):
         port = sock.getsockname()[1]
     monkeypatch.setenv(ENV, f"postgresql+psycopg://alice:{PASSWORD}@{HOST}:{port}/movies")
     message = unreachable_message(ENV)
-    assert message.startswith(f"postgresql+psycopg://alice:***@{HOST}:{port}/movies: cannot connect to database 'movies' on host {HOST}:{port} (connect timeout 1 s): ")
+    assert message.startswith(
+        f"postgresql+psycopg://alice:***@{HOST}:{port}/movies: "
+        f"cannot connect to database 'movies' on host {HOST}:{port} (connect timeout 1 s): "
+    )
 
 
 @pytest.mark.timeout(60)

@@ -117,7 +117,9 @@ def test_outcome_to_dict_groups_by_suite() -> None:
         "success": True,
         "evaluated": 1,
         "failed": 0,
-        "results": [{"expectation": "c", "column": "y", "success": True, "problem": "r", "unexpected_count": 0, "examples": [], "observed": None}],
+        "results": [
+            {"expectation": "c", "column": "y", "success": True, "problem": "r", "unexpected_count": 0, "examples": [], "observed": None}
+        ],
     }
     json.dumps(summary)
 
@@ -290,6 +292,5 @@ def test_stable_html_drops_load_time_queries_and_numbers_random_ids_in_order() -
         f'<a href="#body-{second}"></a><div id=body-{second}></div><div id=body-{first}></div>'
     )
     assert stable_html(page) == (
-        '<img src="logo.png"><img src="x.png?dataContextId=7">'
-        '<a href="#body-id1"></a><div id=body-id1></div><div id=body-id2></div>'
+        '<img src="logo.png"><img src="x.png?dataContextId=7"><a href="#body-id1"></a><div id=body-id1></div><div id=body-id2></div>'
     )

@@ -46,7 +46,7 @@ def test_page_lists_each_expectation_failures_first_with_counts_and_examples():
     assert "movies: 1 of 1 passed" in page
     assert '<td class="number">12,345</td>' in page
     ratings = page[page.index("<h2>ratings") : page.index("<h2>movies")]
-    assert ratings.index('badge fail') < ratings.index('badge pass')  # the failure is the first row
+    assert ratings.index("badge fail") < ratings.index("badge pass")  # the failure is the first row
     failed_row = ratings[ratings.index('<tr class="fail">') :].split("</tr>")[0]
     assert "<code>expect_<wbr>column_<wbr>values_<wbr>to_<wbr>be_<wbr>in_<wbr>set</code>" in failed_row and "<td>rating</td>" in failed_row
     assert '<td class="number">2</td>' in failed_row

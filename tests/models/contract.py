@@ -37,7 +37,7 @@ def assert_signature_extends(method, protocol_method, name: str) -> None:
     wanted = list(inspect.signature(protocol_method).parameters.values())
     got = list(inspect.signature(method).parameters.values())
     assert [(p.name, p.kind) for p in got[: len(wanted)]] == [(p.name, p.kind) for p in wanted], f"{name}{inspect.signature(method)}"
-    kept = [p.default == w.default for p, w in zip(got, wanted) if w.default is not w.empty]
+    kept = [p.default == w.default for p, w in zip(got, wanted, strict=False) if w.default is not w.empty]
     assert all(kept), f"{name}{inspect.signature(method)}: the protocol's defaults are {inspect.signature(protocol_method)}"
     extras = got[len(wanted) :]
     assert all(p.kind is p.KEYWORD_ONLY and p.default is not p.empty for p in extras), f"{name}: extra parameters {extras}"
@@ -92,9 +92,7 @@ class ModelContract:
         if not self.predicts_ratings:
             pytest.skip("ranking-only model")
         known_user, known_movie = int(train[USER].iloc[0]), int(train[MOVIE].iloc[0])
-        pairs = pd.DataFrame(
-            {USER: [UNKNOWN_ID, known_user, UNKNOWN_ID], MOVIE: [known_movie, UNKNOWN_ID, UNKNOWN_ID]}
-        )
+        pairs = pd.DataFrame({USER: [UNKNOWN_ID, known_user, UNKNOWN_ID], MOVIE: [known_movie, UNKNOWN_ID, UNKNOWN_ID]})
         predictions = model.predict(pairs)
         low, high = self.scale.bounds
         assert np.isfinite(predictions).all()

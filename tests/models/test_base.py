@@ -54,7 +54,7 @@ def test_seen_items_refuse_movies_outside_the_catalogue(catalogue: Catalogue):
 
 def test_concatenated_ranges_matches_the_loop():
     starts, lengths = np.array([5, 0, 2, 9]), np.array([2, 0, 3, 1])
-    expected = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths)])
+    expected = np.concatenate([np.arange(s, s + n) for s, n in zip(starts, lengths, strict=True)])
     assert list(concatenated_ranges(starts, lengths)) == list(expected)
 
 

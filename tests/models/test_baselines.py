@@ -18,7 +18,6 @@ from pipeline.split import split_ratings
 from tests.factories import tiny_movies, tiny_ratings, training_data
 from tests.models.contract import ModelContract
 
-
 FOUR_STARS = RatingScale(1.0, 4.0, 1.0)
 
 
@@ -63,9 +62,7 @@ def three_ratings() -> pd.DataFrame:
 def test_one_pass_of_biases_hand_worked():
     # mean 11/3; b_u1 = (1/3 - 5/3) / (1 + 2) = -4/9, b_u2 = (4/3) / (1 + 1) = 2/3;
     # b_m10 = ((1/3 + 4/9) + (4/3 - 2/3)) / (1 + 2) = 13/27, b_m20 = (-5/3 + 4/9) / (1 + 1) = -11/18
-    mean, user_bias, movie_bias = fit_biases(
-        np.array([4.0, 2.0, 5.0]), np.array([0, 0, 1]), np.array([0, 1, 0]), 2, 3, 1.0, 1.0, 1
-    )
+    mean, user_bias, movie_bias = fit_biases(np.array([4.0, 2.0, 5.0]), np.array([0, 0, 1]), np.array([0, 1, 0]), 2, 3, 1.0, 1.0, 1)
     assert mean == pytest.approx(11 / 3)
     np.testing.assert_allclose(user_bias, [-4 / 9, 2 / 3])
     np.testing.assert_allclose(movie_bias, [13 / 27, -11 / 18, 0.0])  # the third movie has no rating
@@ -103,9 +100,7 @@ def test_predictions_are_clipped_to_the_rating_range():
 
 
 def test_popularity_ranks_by_training_count_with_ties_to_the_lower_id():
-    ratings = pd.DataFrame(
-        {"user_id": [1, 2, 3, 1, 2, 4], "movie_id": [30, 30, 30, 20, 20, 40], "rating": 3.0, "timestamp": 0}
-    )
+    ratings = pd.DataFrame({"user_id": [1, 2, 3, 1, 2, 4], "movie_id": [30, 30, 30, 20, 20, 40], "rating": 3.0, "timestamp": 0})
     model = PopularityModel.fit(training_data(ratings, tiny_movies(5)))
     assert model.counts.tolist() == [0, 2, 3, 1, 0]
     assert model.recommend(4, n=4)[["movie_id", "score"]].values.tolist() == [[30, 3], [20, 2], [10, 0], [50, 0]]

@@ -79,7 +79,7 @@ def test_sparse_cost_equals_the_dense_cost_on_random_data(lambda_):
 
 @pytest.mark.parametrize("cost", ["sum", "mean"])
 def test_gradients_match_finite_differences(cost):
-    X, W, b, Y, R, mi, ui = random_problem(seed=5)
+    X, W, b, Y, _R, mi, ui = random_problem(seed=5)
     y, c = Y[mi, ui], np.random.default_rng(1).normal(size=len(X))
     values = [tf.Variable(v) for v in (X, W, b, c)]
 

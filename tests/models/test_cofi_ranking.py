@@ -39,7 +39,12 @@ FAST = CofiRankingParams(
 def ratings_frame(users, movies, values) -> pd.DataFrame:
     n = len(users)
     return pd.DataFrame(
-        {USER: np.asarray(users, np.int64), MOVIE: np.asarray(movies, np.int64), RATING: np.asarray(values, float), TIMESTAMP: np.arange(n, dtype=np.int64)}
+        {
+            USER: np.asarray(users, np.int64),
+            MOVIE: np.asarray(movies, np.int64),
+            RATING: np.asarray(values, float),
+            TIMESTAMP: np.arange(n, dtype=np.int64),
+        }
     )
 
 
@@ -353,7 +358,9 @@ def test_load_of_a_missing_or_foreign_folder_is_a_model_error(tmp_path, model):
 
 def test_a_train_split_without_any_positive_is_a_clear_data_error(low_rank):
     params = FAST.model_copy(update={"positive_threshold": 5.5})
-    with pytest.raises(DataError, match=r"train.parquet: no positive interaction .* cofi_ranking.positive_threshold 5.5 \(highest rating 5\); no model"):
+    with pytest.raises(
+        DataError, match=r"train.parquet: no positive interaction .* cofi_ranking.positive_threshold 5.5 \(highest rating 5\); no model"
+    ):
         CofiRankingModel.fit(training_data(*low_rank, source="train.parquet"), params)
 
 

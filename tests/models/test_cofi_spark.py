@@ -240,6 +240,7 @@ def test_a_spark_failure_is_one_model_error_line_and_the_session_is_left_running
 
 # ---- the stage ---------------------------------------------------------------------------------
 
+
 def stage_params(**cofi) -> object:
     spark = {"master": SPARK.master, "driver_memory": "1g", "conf": CONF}
     return parse_params({"cofi": {"num_features": 3, "iterations": 3, **cofi}, "spark": spark, "mlflow": {"experiment": "spark-test"}})

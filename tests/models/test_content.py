@@ -146,7 +146,17 @@ def test_every_content_param_changes_the_result(override, tiny_model, tiny_data)
 
 
 def test_every_content_param_is_covered_by_the_test_above():
-    covered = {"user_layers", "item_layers", "embedding_dim", "learning_rate", "epochs", "batch_size", "validation_fraction", "patience", "seed"}
+    covered = {
+        "user_layers",
+        "item_layers",
+        "embedding_dim",
+        "learning_rate",
+        "epochs",
+        "batch_size",
+        "validation_fraction",
+        "patience",
+        "seed",
+    }
     distribution = {"distribute", "collective_timeout"}  # must NOT change the result: test_content_distributed.py
     assert set(ContentParams.model_fields) == covered | distribution
 
@@ -366,7 +376,9 @@ def test_beats_the_bias_only_baseline_for_users_with_genre_tastes():
     synthetic = SyntheticParams(n_users=200, n_movies=500, n_ratings=20_000, min_user_ratings=20, seed=11)
     ratings, movies = generate(synthetic)
     train, test = split_rows(ratings, seed=1)
-    params = ContentParams(user_layers=[32], item_layers=[32], embedding_dim=8, epochs=8, batch_size=256, validation_fraction=0.1, patience=2, seed=1)
+    params = ContentParams(
+        user_layers=[32], item_layers=[32], embedding_dim=8, epochs=8, batch_size=256, validation_fraction=0.1, patience=2, seed=1
+    )
     model = ContentModel.fit(training_data(train, movies, features=build_features(train, movies, 0.0)), params)
     baseline = BiasModel.fit(training_data(train, movies))
 

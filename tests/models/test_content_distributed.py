@@ -244,5 +244,8 @@ def test_a_worker_that_dies_fails_the_chief_with_a_clear_error_and_no_model(clus
     assert cluster.wait(0, 60) == 1
     assert time.monotonic() - killed < 60
     error = cluster.output(0, "stderr")
-    assert f"error: multi-worker training stopped on worker 0 ({cluster.addresses[0]}): lost worker 1 ({cluster.addresses[1]}); no model was written" in error
+    assert (
+        f"error: multi-worker training stopped on worker 0 ({cluster.addresses[0]}): "
+        f"lost worker 1 ({cluster.addresses[1]}); no model was written" in error
+    )
     assert not any(path.exists() for path in training_outputs(Layout(cluster.dirs[0]), "content"))

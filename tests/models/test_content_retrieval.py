@@ -200,7 +200,9 @@ def test_every_param_changes_the_scores(tiny_model, tiny_data):
     assert set(overrides) == set(ContentRankingParams.model_fields)
     users = np.unique(tiny_data[0][USER])[:6]
     reference = tiny_model.score_block(users)
-    unchanged = [key for key, value in overrides.items() if np.allclose(fit_tiny(tiny_data, **{key: value}).score_block(users), reference, atol=1e-5)]
+    unchanged = [
+        key for key, value in overrides.items() if np.allclose(fit_tiny(tiny_data, **{key: value}).score_block(users), reference, atol=1e-5)
+    ]
     assert unchanged == []
 
 
@@ -260,7 +262,7 @@ def test_recovers_the_unseen_movies_of_the_users_genre_where_popularity_does_not
 
 
 def test_a_movie_without_ratings_is_scored_from_its_genres(planted_model):
-    model, ratings, _, horror, romance = planted_model
+    model, _ratings, _, horror, romance = planted_model
     assert model.movie_support()[model.catalogue.index(np.array([horror[-1], romance[-1]]))].tolist() == [0, 0]
     block = model.score_block(np.arange(1, 41))
     new_horror, new_romance = model.catalogue.index(np.array([horror[-1], romance[-1]]))
@@ -282,7 +284,9 @@ def test_a_new_user_from_genre_tastes_gets_that_genre(planted_model):
 
 
 def test_a_train_split_without_a_positive_is_a_data_error(tiny_data):
-    with pytest.raises(DataError, match=r"train: column 'rating': 0 rows reach content_ranking.positive_threshold 5.5 \(highest training rating 5\)"):
+    with pytest.raises(
+        DataError, match=r"train: column 'rating': 0 rows reach content_ranking.positive_threshold 5.5 \(highest training rating 5\)"
+    ):
         fit_tiny(tiny_data, positive_threshold=5.5)
 
 

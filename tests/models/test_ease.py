@@ -107,7 +107,9 @@ def test_more_movies_than_max_movies_is_skipped_with_a_reason_before_anything_is
         raise AssertionError("the dense matrix must not be built")
 
     monkeypatch.setattr(ease, "gram_matrix", never)
-    with pytest.raises(ModelSkipped, match=r"ease: 3 movies have a positive .*\.max_movies 2 \(its dense 3 x 3 float32 matrix needs 3.6e-08 GB\)"):
+    with pytest.raises(
+        ModelSkipped, match=r"ease: 3 movies have a positive .*\.max_movies 2 \(its dense 3 x 3 float32 matrix needs 3.6e-08 GB\)"
+    ):
         EaseModel.fit(training_data(hand_worked(), tiny_movies(4)), EaseParams(max_movies=2))
     assert issubclass(ModelSkipped, RecsysError)  # a stage that does not catch it still fails cleanly
 

@@ -48,7 +48,10 @@ def test_equal_affinities_go_to_the_more_rated_movie_then_the_lower_id():
 
 
 def test_the_prior_shrinks_toward_the_users_mean():
-    sharp, flat = (GenreAffinityModel.fit(training_data(train(), movies()), GenreAffinityParams(prior=p)).score_block(np.array([1]))[0] for p in (0.0, 1e6))
+    sharp, flat = (
+        GenreAffinityModel.fit(training_data(train(), movies()), GenreAffinityParams(prior=p)).score_block(np.array([1]))[0]
+        for p in (0.0, 1e6)
+    )
     np.testing.assert_allclose(sharp[3], 1 / 2, atol=1e-6)  # no prior: the plain mean deviation (1 + 0) / 2
     assert abs(flat[3]) < 1e-5
 

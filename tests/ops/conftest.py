@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.isolation import GIT, copy_repository
 from pipeline.models.loading import TRAINED_MODELS
+from tests.isolation import GIT, copy_repository
 from tests.servers import HOST, environment, free_port, mlflow_server, start, stop
 
 # Tiny data and training: seconds per stage, still every stage doing real work.

@@ -12,7 +12,18 @@ from pipeline.models.loading import TRAINED_MODELS
 
 pytestmark = pytest.mark.slow
 
-STAGES = ("ingest", "validate", "split", "features", "train_cofi", "train_content", "train_cofi_ranking", "train_content_ranking", "evaluate", "promote")
+STAGES = (
+    "ingest",
+    "validate",
+    "split",
+    "features",
+    "train_cofi",
+    "train_content",
+    "train_cofi_ranking",
+    "train_content_ranking",
+    "evaluate",
+    "promote",
+)
 
 
 def ran(output: str) -> set[str]:

@@ -48,7 +48,7 @@ def test_a_server_that_never_answers_fails_after_the_timeout():
 
 def test_any_http_answer_counts_as_reachable_and_local_stores_are_not_checked():
     class NotFound(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 - the http.server API
+        def do_GET(self):
             self.send_error(404)
 
         def log_message(self, *args):
@@ -140,7 +140,11 @@ def test_an_unreachable_server_fails_the_pipeline_in_seconds_before_training(sce
     started = time.monotonic()
     result = subprocess.run(
         ["dvc", "repro", "--force", "--single-item", "train_cofi"],
-        cwd=clone, env={**env, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True, timeout=120,
+        cwd=clone,
+        env={**env, "MLFLOW_TRACKING_URI": uri},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     seconds = time.monotonic() - started
     output = result.stdout + result.stderr
@@ -156,7 +160,9 @@ def test_a_server_dying_before_promote_fails_it_clearly_and_leaves_the_champions
 
     def champions() -> dict[str, str]:
         store = scenario.server.store_client()  # the server's own store: readable while it is down
-        return {name: store.get_model_version_by_alias(registry.registered_name(name, source), "champion").version for name in TRAINED_MODELS}
+        return {
+            name: store.get_model_version_by_alias(registry.registered_name(name, source), "champion").version for name in TRAINED_MODELS
+        }
 
     scenario.server.ensure()
     before = champions()
@@ -174,8 +180,8 @@ def test_a_server_dying_before_promote_fails_it_clearly_and_leaves_the_champions
     finally:
         evaluation_file.write_text(evaluation)
     assert result.returncode == 1 and seconds < 30
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        f"error: promote: MLflow tracking server {scenario.server.uri} does not answer"
+    assert (
+        result.stderr.strip().splitlines()[-1].startswith(f"error: promote: MLflow tracking server {scenario.server.uri} does not answer")
     )
     assert "nothing registered, no alias moved" in result.stderr
     assert promotion_file.read_text() == promotion

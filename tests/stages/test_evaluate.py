@@ -26,7 +26,18 @@ DATASET = {"source": "synthetic", "rating_min": 0.5, "rating_max": 5.0, "rating_
 FAKE = {"cofi": "pipeline.models.baselines:BiasModel"}  # a saved model standing in for a trained one
 BASELINES = ["bias", "global_mean", "popularity", "ease", "genre_affinity"]
 RANKING_BASELINES = ["popularity", "ease", "genre_affinity"]
-RESULT_KEYS = ["rmse", "mae", "precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k", "coverage", "n_test_ratings", "n_ranked_users", "cold"]
+RESULT_KEYS = [
+    "rmse",
+    "mae",
+    "precision_at_k",
+    "recall_at_k",
+    "ndcg_at_k",
+    "map_at_k",
+    "coverage",
+    "n_test_ratings",
+    "n_ranked_users",
+    "cold",
+]
 
 
 @pytest.fixture
@@ -119,7 +130,8 @@ def test_the_same_inputs_give_the_same_metrics(layout):
         (
             lambda layout: fake_trained_model(layout, dataset_fingerprint="beef"),
             ModelError,
-            r"{root}/metrics/train_cofi.json: the cofi model was trained on another dataset \(fingerprint beef, {root}/data/raw/dataset.json has f00d\)",
+            r"{root}/metrics/train_cofi.json: the cofi model was trained on another dataset "
+            r"\(fingerprint beef, {root}/data/raw/dataset.json has f00d\)",
         ),
         (
             lambda layout: (fake_trained_model(layout), tiny_movies(13).to_parquet(layout.raw_movies, index=False)),
@@ -145,7 +157,9 @@ def test_bad_inputs_are_one_clear_error_and_nothing_is_written(layout, prepare, 
 @pytest.mark.parametrize("name", list(TRAINED_MODELS))
 def test_a_trained_model_without_a_recorded_dataset_is_an_error_telling_to_retrain(layout, name):
     fake_trained_model(layout, name=name, dataset_fingerprint=None)
-    with pytest.raises(ModelError, match=rf"metrics/train_{name}.json: no 'dataset_fingerprint'.*retrain it \(dvc repro --force train_{name}\)"):
+    with pytest.raises(
+        ModelError, match=rf"metrics/train_{name}.json: no 'dataset_fingerprint'.*retrain it \(dvc repro --force train_{name}\)"
+    ):
         run(PARAMS, layout, trained={name: FAKE["cofi"]})
     assert not any(path.exists() for path in outputs(layout, [name, "bias", "global_mean"]))
 
@@ -186,7 +200,9 @@ def test_a_ranking_model_gets_ranking_metrics_only_from_its_raw_scores(layout, m
 
 
 def test_ease_beyond_max_movies_is_a_skipped_row_and_the_report_says_why(layout):
-    params = PARAMS.model_copy(update={"evaluate": PARAMS.evaluate.model_copy(update={"ease": PARAMS.evaluate.ease.model_copy(update={"max_movies": 2})})})
+    params = PARAMS.model_copy(
+        update={"evaluate": PARAMS.evaluate.model_copy(update={"ease": PARAMS.evaluate.ease.model_copy(update={"max_movies": 2})})}
+    )
     run(params, layout, trained={})
     evaluation = json.loads(layout.evaluation.read_text())
     assert list(evaluation["ease"]) == ["skipped"]

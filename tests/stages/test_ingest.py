@@ -126,6 +126,8 @@ def test_cli_offline_error_is_one_line_and_exit_1(at_root):
 OWN_RATINGS = "uid,item,stars,when\nalice,1,4.5,2020-01-01\nbob,2,3,1600000000\nalice,2,5,2021-03-04T10:00:00Z\n"
 OWN_MOVIES = "item,name,tags\n1,Heat (1995),Action|Crime\n2,Babylon 5,\n"
 OWN_COLUMNS = {"user": "uid", "movie": "item", "rating": "stars", "timestamp": "when", "title": "name", "genres": "tags"}
+
+
 def id_maps(layout: Layout) -> tuple[Path, Path]:
     return layout.raw_id_map / ID_MAP_USERS, layout.raw_id_map / ID_MAP_MOVIES
 
@@ -165,7 +167,7 @@ def test_a_later_run_without_id_maps_removes_the_stale_ones(at_root):
 
 def _sqlite(workdir) -> str:
     with sqlite3.connect(workdir / "own.db") as db:
-        db.execute("CREATE TABLE ratings (uid TEXT, item INTEGER, stars REAL, \"when\" INTEGER)")
+        db.execute('CREATE TABLE ratings (uid TEXT, item INTEGER, stars REAL, "when" INTEGER)')
         db.execute("INSERT INTO ratings VALUES ('alice', 1, 4.5, 1600000000)")
     return f"sqlite:///{workdir / 'own.db'}"
 
@@ -180,31 +182,42 @@ def _closed_port_url() -> str:
 BAD_OWN_INPUT = {
     "missing file": (
         lambda w: own_params(w, files={"ratings": "own/nope.csv", "movies": "own/movies.csv"}),
-        None, "own/nope.csv: file not found",
+        None,
+        "own/nope.csv: file not found",
     ),
     "mapping names absent columns": (
         lambda w: own_params(w, columns={**OWN_COLUMNS, "rating": "score"}),
-        None, "own/ratings.csv: has no column score (data.columns.rating); its columns are uid, item, stars, when",
+        None,
+        "own/ratings.csv: has no column score (data.columns.rating); its columns are uid, item, stars, when",
     ),
     "unparseable timestamps": (
         lambda w: own_params(w, ratings=OWN_RATINGS.replace("2020-01-01", "01/13/2020 noon")),
-        None, "column 'when': 1 row are neither unix seconds nor ISO 8601 date/times (e.g. '01/13/2020 noon')",
+        None,
+        "column 'when': 1 row are neither unix seconds nor ISO 8601 date/times (e.g. '01/13/2020 noon')",
     ),
     "ratings outside the scale": (
         lambda w: own_params(w, rating_scale={"min": 1, "max": 5, "step": 1}),
-        None, "column 'stars': 1 row are outside the rating scale 1..5 in steps of 1 (data.rating_scale) (e.g. 4.5)",
+        None,
+        "column 'stars': 1 row are outside the rating scale 1..5 in steps of 1 (data.rating_scale) (e.g. 4.5)",
     ),
     "duplicate movie ids with different titles": (
         lambda w: own_params(w, movies=OWN_MOVIES + "2,Babylon 5 (1994),\n"),
-        None, "share a movie id but differ in title, genres or year (e.g. \"2: 'Babylon 5' / 'Babylon 5 (1994)'\")",
+        None,
+        "share a movie id but differ in title, genres or year (e.g. \"2: 'Babylon 5' / 'Babylon 5 (1994)'\")",
     ),
     "missing table": (
-        lambda w: own_params(w, source="sql", sql={"url_env": "RECSYS_TEST_DB", "ratings_query": "SELECT * FROM ratings", "movies_query": "SELECT * FROM movies"}),
-        _sqlite, "(movies query): failed: no such table: movies",
+        lambda w: own_params(
+            w,
+            source="sql",
+            sql={"url_env": "RECSYS_TEST_DB", "ratings_query": "SELECT * FROM ratings", "movies_query": "SELECT * FROM movies"},
+        ),
+        _sqlite,
+        "(movies query): failed: no such table: movies",
     ),
     "unreachable database": (
         lambda w: own_params(w, source="sql", sql={"url_env": "RECSYS_TEST_DB", "connect_timeout_seconds": 1}),
-        lambda w: _closed_port_url(), "cannot connect to database 'movies' on host 127.0.0.1:",
+        lambda w: _closed_port_url(),
+        "cannot connect to database 'movies' on host 127.0.0.1:",
     ),
 }
 
@@ -247,10 +260,18 @@ def test_ml_latest_small_as_own_files_equals_the_movielens_source(at_root, share
            "genre_separator": ";"}  # fmt: skip
     layout = at_root  # data.files are relative to the working directory when not read from a params file
     ingest.run(Params(data=DataParams(**own)), layout)
-    got_ratings, got_movies, got_meta = pd.read_parquet(layout.raw_ratings), pd.read_parquet(layout.raw_movies), json.loads(layout.raw_meta.read_text())
+    got_ratings, got_movies, got_meta = (
+        pd.read_parquet(layout.raw_ratings),
+        pd.read_parquet(layout.raw_movies),
+        json.loads(layout.raw_meta.read_text()),
+    )
     users = pd.read_parquet(id_maps(layout)[0]).set_index("user_id")["source_id"]
     ingest.run(Params(data=DataParams(source="ml-latest-small", mirror=str(shared_datasets))), layout)
-    want_ratings, want_movies, want_meta = pd.read_parquet(layout.raw_ratings), pd.read_parquet(layout.raw_movies), json.loads(layout.raw_meta.read_text())
+    want_ratings, want_movies, want_meta = (
+        pd.read_parquet(layout.raw_ratings),
+        pd.read_parquet(layout.raw_movies),
+        json.loads(layout.raw_meta.read_text()),
+    )
     mapped_back = users.reindex(got_ratings["user_id"]).str.removeprefix("u").astype("int64").to_numpy()
     assert got_ratings.assign(user_id=mapped_back).equals(want_ratings)
     assert got_movies.equals(want_movies)  # whole-number movie ids kept; years from titles; genres re-joined

@@ -37,9 +37,7 @@ PROMOTION = LAYOUT.promotion  # relative: the tests run in a temporary folder, a
 EXPERIMENT = "promote-test"
 DATASET = {"source": "synthetic", "rating_min": 0.5, "rating_max": 5.0, "rating_step": 0.5, "fingerprint": "f00d"}
 COFI = registry.registered_name("cofi", "synthetic")
-MOVIES = pd.DataFrame(
-    {"movie_id": [10, 11, 12, 13], "title": ["a", "b", "c", "d"], "year": pd.array([None] * 4, "Int64"), "genres": ""}
-)
+MOVIES = pd.DataFrame({"movie_id": [10, 11, 12, 13], "title": ["a", "b", "c", "d"], "year": pd.array([None] * 4, "Int64"), "genres": ""})
 
 
 def params(**promote) -> object:
@@ -112,9 +110,16 @@ def test_the_first_model_becomes_champion_and_its_version_is_tagged(workdir):
     run(params(), ["cofi"])
     entry = promotion()["cofi"]
     assert entry == {
-        "registered_model": "recsys-cofi-synthetic", "data_source": "synthetic", "version": 1, "metric": "rmse",
-        "challenger_score": 2.0, "champion_version": None, "champion_score": None, "decision": "first",
-        "reason": entry["reason"], "champion_after": 1,
+        "registered_model": "recsys-cofi-synthetic",
+        "data_source": "synthetic",
+        "version": 1,
+        "metric": "rmse",
+        "challenger_score": 2.0,
+        "champion_version": None,
+        "champion_score": None,
+        "decision": "first",
+        "reason": entry["reason"],
+        "champion_after": 1,
     }
     assert entry["reason"] == "no champion yet: this version becomes champion (rmse 2.0000)"
     assert alias(COFI) == alias(COFI, "challenger") == 1
@@ -329,8 +334,11 @@ def test_a_server_failing_while_judging_moves_no_champion_and_writes_nothing(wor
         raise MlflowException("API request to endpoint /api/2.0/mlflow/model-versions failed: Connection refused")
 
     monkeypatch.setattr(registry, "alias_version", dead)
-    with pytest.raises(RecsysError, match=r"promote: MLflow at sqlite:///.* failed \(API request .* Connection refused\); "
-                       r"no champion alias moved; metrics/promotion.json not written"):
+    with pytest.raises(
+        RecsysError,
+        match=r"promote: MLflow at sqlite:///.* failed \(API request .* Connection refused\); "
+        r"no champion alias moved; metrics/promotion.json not written",
+    ):
         run(params(), ["cofi"])
     assert PROMOTION.read_text() == before and alias(COFI) == 1
 

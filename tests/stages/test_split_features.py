@@ -38,7 +38,20 @@ def raw_movies() -> pd.DataFrame:
             "movie_id": np.arange(100, 112, dtype="int64"),  # 110, 111 are never rated
             "title": [f"Movie {i} (2000)" for i in range(12)],
             "year": pd.array([1995, 2000, None, 1980, 2010, 2001, 1999, 2003, 1970, 2015, 2020, None], dtype="Int64"),
-            "genres": ["Action", "Comedy", "Action|Drama", "", "Drama", "Comedy|Romance", "Sci-Fi", "Action", "Drama", "Comedy", "Horror", ""],
+            "genres": [
+                "Action",
+                "Comedy",
+                "Action|Drama",
+                "",
+                "Drama",
+                "Comedy|Romance",
+                "Sci-Fi",
+                "Action",
+                "Drama",
+                "Comedy",
+                "Horror",
+                "",
+            ],
         }
     )
 
@@ -92,7 +105,9 @@ def test_split_stage_time_cutoff_from_params(layout: Layout, capsys: pytest.Capt
     assert "split: train ratings up to 2001-09-" in capsys.readouterr().out
 
 
-def test_a_cutoff_outside_the_data_is_one_error_exit_1_and_keeps_the_previous_split(layout: Layout, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cutoff_outside_the_data_is_one_error_exit_1_and_keeps_the_previous_split(
+    layout: Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
     split_stage.run(parse_params({}), layout)
     before = layout.train.read_bytes(), layout.test.read_bytes()
     monkeypatch.chdir(layout.root)  # the CLI runs the stage at the repository root: here
@@ -154,7 +169,9 @@ def test_changing_train_ratings_does_change_features(layout: Layout) -> None:
     assert all(after[name] != first[name] for name in OUTPUT_FILES)
 
 
-@pytest.mark.parametrize(("missing", "message"), [("train", r"data/split/train\.parquet: not found"), ("raw_movies", r"data/raw/movies\.parquet: not found")])
+@pytest.mark.parametrize(
+    ("missing", "message"), [("train", r"data/split/train\.parquet: not found"), ("raw_movies", r"data/raw/movies\.parquet: not found")]
+)
 def test_features_stage_missing_input_names_the_file(layout: Layout, missing: str, message: str) -> None:
     split_stage.run(parse_params({}), layout)
     getattr(layout, missing).unlink()

@@ -83,11 +83,15 @@ def test_the_logged_pyfunc_predicts_clipped_stars_with_fallbacks(layout):
 
 def test_a_diverging_cost_leaves_the_previous_outputs_untouched(layout):
     run(PARAMS, layout)
-    before = {path: sorted(p.read_bytes() for p in ([path] if path.is_file() else path.rglob("*"))) for path in training_outputs(layout, "cofi")}
+    before = {
+        path: sorted(p.read_bytes() for p in ([path] if path.is_file() else path.rglob("*"))) for path in training_outputs(layout, "cofi")
+    }
     diverging = parse_params({"cofi": {"num_features": K, "learning_rate": 1e20}, "mlflow": {"experiment": "cofi-test"}})
     with pytest.raises(ModelError, match="cost became"):
         run(diverging, layout)
-    after = {path: sorted(p.read_bytes() for p in ([path] if path.is_file() else path.rglob("*"))) for path in training_outputs(layout, "cofi")}
+    after = {
+        path: sorted(p.read_bytes() for p in ([path] if path.is_file() else path.rglob("*"))) for path in training_outputs(layout, "cofi")
+    }
     assert after == before
 
 

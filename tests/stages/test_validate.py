@@ -60,8 +60,7 @@ def test_failing_data_raises_readable_error_and_keeps_the_report(tmp_path: Path)
     lines = str(caught.value).splitlines()
     reports = layout.validation_reports
     assert lines == [
-        f"data validation failed: 1 of {n_expectations()} expectations "
-        f"(details: {reports / 'summary.json'}, {reports / 'index.html'})",
+        f"data validation failed: 1 of {n_expectations()} expectations (details: {reports / 'summary.json'}, {reports / 'index.html'})",
         f"{layout.raw_ratings}: column 'rating': 1 row outside the scale 0.5..5 in steps of 0.5 (e.g. 7.0) "
         "[expect_column_values_to_be_in_set]",
     ]
