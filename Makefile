@@ -31,8 +31,10 @@ help:
 	$(PYTHON) -m venv .uv-bootstrap
 	.uv-bootstrap/bin/pip install --quiet --disable-pip-version-check uv
 
+# --compile-bytecode: every stage is a fresh Python process; without .pyc files (PYTHONDONTWRITEBYTECODE,
+# read-only site-packages) each one compiles TensorFlow and MLflow again, 15 s of CPU instead of 7.
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen --extra spark --extra postgres
+	$(UV) sync --frozen --compile-bytecode --extra spark --extra postgres
 	@touch $@
 
 setup: $(VENV)/.synced
