@@ -52,9 +52,15 @@ class Recommender(Protocol):
     `fit` may take more options after `params`, keyword-only and with defaults (e.g. a progress bar).
     """
 
-    predicts_ratings: bool
-    catalogue: Catalogue
-    seen: SeenItems
+    # Read-only properties, so that a ClassVar (predicts_ratings) or a frozen dataclass field satisfies them.
+    @property
+    def predicts_ratings(self) -> bool: ...
+
+    @property
+    def catalogue(self) -> Catalogue: ...
+
+    @property
+    def seen(self) -> SeenItems: ...
 
     @classmethod
     def fit(cls, data: TrainingData, params: Any) -> Self: ...
