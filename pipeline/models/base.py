@@ -275,7 +275,8 @@ def save_arrays(directory: str | Path, name: str, arrays: dict[str, np.ndarray])
     for key, value in arrays.items():
         if np.asarray(value).dtype == object:
             raise TypeError(f"{key}: object arrays would need pickle; convert to str or numbers first")
-    np.savez(path, **arrays)
+    # numpy's savez stub: mypy cannot tell that **arrays holds no allow_pickle (bool) key; every value is an array
+    np.savez(path, **arrays)  # type: ignore[arg-type]
 
 
 def model_file(directory: str | Path, name: str) -> Path:
