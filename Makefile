@@ -45,10 +45,11 @@ run: setup
 test: setup check
 	pytest $(PYTEST_ARGS)
 
-# Lint and format (ruff); configured in pyproject.toml. `ruff format .` fixes what the second one reports.
+# Lint, format check (ruff) and type check (mypy); configured in pyproject.toml. `ruff format .` fixes what the second one reports.
 check: setup
 	ruff check .
 	ruff format --check .
+	mypy
 
 # One retrain at a time on this checkout: flock holds $(RETRAIN_LOCK) until the steps end (also on a crash).
 retrain: setup

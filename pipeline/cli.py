@@ -253,9 +253,11 @@ def similar(
 
     def action() -> None:
         from pipeline import display
+        from pipeline.models.content import ContentModel
         from pipeline.models.loading import load_trained
 
         trained = load_trained("content", models_dir)
+        assert isinstance(trained, ContentModel), "the content model is a ContentModel (loading.TRAINED_MODELS)"
         movie = _movie_id(trained.catalogue, title)
         resolved = _title_of(trained.catalogue, movie)
         heading = [f"Closest to {resolved} [id {movie}] in the content model's embedding space:"]

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from pipeline.choices import Source, SplitStrategy
 from pipeline.errors import ConfigError
@@ -478,7 +479,7 @@ class Params(Section):
         return self.validate_
 
 
-def _format_error(error: dict[str, Any], file: str) -> str:
+def _format_error(error: ErrorDetails, file: str) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":

@@ -137,7 +137,7 @@ def user_feature_row(ratings: pd.DataFrame, movies: pd.DataFrame, genre_prior: f
 def no_history_user(train: pd.DataFrame, user_id: int = -1) -> pd.DataFrame:
     """One feature row for an unknown user: n_ratings 0, avg_rating and every genre average = train mean."""
     mean = global_mean(train)
-    row = {USER: [np.int64(user_id)], N_RATINGS: [np.int64(0)]}
+    row: dict[str, list[np.int64 | float]] = {USER: [np.int64(user_id)], N_RATINGS: [np.int64(0)]}
     row.update({column: [mean] for column in (AVG_RATING, *USER_GENRE_COLUMNS)})
     return pd.DataFrame(row).astype({USER: "int64", N_RATINGS: "int64"})
 

@@ -22,6 +22,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow.entities import Metric
+from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
 
 from pipeline.data.schema import MOVIE, USER
@@ -53,7 +54,8 @@ def shown_uri(uri: str) -> str:
     parts = urlsplit(uri)
     if not parts.username and not parts.password:
         return uri
-    return urlunsplit(parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")))
+    host = parts.hostname or ""
+    return urlunsplit(parts._replace(netloc=host + (f":{parts.port}" if parts.port else "")))
 
 
 def check_reachable(uri: str | None = None, timeout: float = 5.0) -> None:
@@ -167,8 +169,10 @@ def search_runs(experiment: str, max_results: int | None = None) -> pd.DataFrame
     mlflow.set_tracking_uri(tracking_uri())
     if mlflow.get_experiment_by_name(experiment) is None:
         return pd.DataFrame()
-    kwargs = {"max_results": max_results} if max_results else {}
-    return mlflow.search_runs(experiment_names=[experiment], order_by=["attributes.start_time DESC"], output_format="pandas", **kwargs)
+    newest_first = ["attributes.start_time DESC"]
+    if max_results:
+        return mlflow.search_runs(experiment_names=[experiment], order_by=newest_first, output_format="pandas", max_results=max_results)
+    return mlflow.search_runs(experiment_names=[experiment], order_by=newest_first, output_format="pandas")
 
 
 def _active_run_id() -> str:
@@ -200,7 +204,7 @@ def log_artifact(path: str | os.PathLike[str], artifact_path: str | None = None)
     mlflow.log_artifact(str(path), artifact_path)
 
 
-class RecsysPyfunc(mlflow.pyfunc.PythonModel):
+class RecsysPyfunc(PythonModel):
     """MLflow pyfunc over a project model: `predict(DataFrame[user_id, movie_id])` -> the model's
     predict(): stars for a rating model, ranking scores for a ranking model (cofi_ranking).
 

@@ -96,8 +96,9 @@ def map_ids(columns: list[pd.Series], name: str, files: list[str], source_column
     for series, file, column in zip(columns, files, source_columns, strict=True):
         _check_present(series, file, column)
     as_integers = [_as_integers(s, f, c) for s, f, c in zip(columns, files, source_columns, strict=True)]
-    if all(ints is not None for ints in as_integers):
-        mapped = [ints.reset_index(drop=True) for ints in as_integers]
+    integers = [ints for ints in as_integers if ints is not None]
+    if len(integers) == len(as_integers):
+        mapped = [ints.reset_index(drop=True) for ints in integers]
         distinct = np.unique(np.concatenate([m.to_numpy() for m in mapped]))
         id_map = pd.DataFrame({SOURCE_ID: pd.Series(distinct.astype(str), dtype=object), name: distinct})
         return MappedIds(mapped, id_map[[name, SOURCE_ID]], KEPT)

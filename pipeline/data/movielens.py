@@ -148,11 +148,10 @@ def _read_dat(path: Path, columns: tuple[str, ...], *, numeric: bool) -> pd.Data
     Numeric files have '::' swapped for tabs and go through the fast C parser; text files (where a
     title could end in ':') use the slow exact separator.
     """
-    options = {"header": False, "encoding": "latin-1", "quoting": csv.QUOTE_NONE}
     if not numeric or not path.is_file():
-        return _read_table(path, columns, sep="::", engine="python", **options)
+        return _read_table(path, columns, header=False, encoding="latin-1", quoting=csv.QUOTE_NONE, sep="::", engine="python")
     source = io.BytesIO(path.read_bytes().replace(b"::", b"\t"))
-    return _read_table(path, columns, source=source, sep="\t", **options)
+    return _read_table(path, columns, header=False, encoding="latin-1", source=source, quoting=csv.QUOTE_NONE, sep="\t")
 
 
 # ---------------------------------------------------------------- normalising
@@ -343,7 +342,7 @@ def locate(release: Release, data: DataParams, fetch: Callable[..., None] | None
         return extract(archive, release, data.cache_path())
 
 
-def load(name: str, data: DataParams, fetch: Callable[..., None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load(name: Source, data: DataParams, fetch: Callable[..., None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(ratings, movies) of a MovieLens release, in the data contract."""
     release = RELEASES[name]
     return release.reader(locate(release, data, fetch))

@@ -52,9 +52,15 @@ class Recommender(Protocol):
     `fit` may take more options after `params`, keyword-only and with defaults (e.g. a progress bar).
     """
 
-    predicts_ratings: bool
-    catalogue: Catalogue
-    seen: SeenItems
+    # Read-only properties, so that a ClassVar (predicts_ratings) or a frozen dataclass field satisfies them.
+    @property
+    def predicts_ratings(self) -> bool: ...
+
+    @property
+    def catalogue(self) -> Catalogue: ...
+
+    @property
+    def seen(self) -> SeenItems: ...
 
     @classmethod
     def fit(cls, data: TrainingData, params: Any) -> Self: ...
@@ -269,7 +275,8 @@ def save_arrays(directory: str | Path, name: str, arrays: dict[str, np.ndarray])
     for key, value in arrays.items():
         if np.asarray(value).dtype == object:
             raise TypeError(f"{key}: object arrays would need pickle; convert to str or numbers first")
-    np.savez(path, **arrays)
+    # numpy's savez stub: mypy cannot tell that **arrays holds no allow_pickle (bool) key; every value is an array
+    np.savez(path, **arrays)  # type: ignore[arg-type]
 
 
 def model_file(directory: str | Path, name: str) -> Path:

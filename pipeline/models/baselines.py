@@ -169,7 +169,8 @@ class GlobalMeanModel(Baseline):
         return self._clip(np.full(len(users), self.mean))
 
     def _raw_scores(self, user_ids: np.ndarray) -> np.ndarray:
-        return np.full((len(user_ids), len(self.catalogue)), self._clip(self.mean))
+        low, high = self.rating_range
+        return np.full((len(user_ids), len(self.catalogue)), float(np.clip(self.mean, low, high)))
 
     def _settings(self) -> dict[str, Any]:
         return {"mean": self.mean}

@@ -83,6 +83,7 @@ def sparse_cost(
         predicted += tf.gather(c, movie_idx)
     squared = tf.reduce_sum(tf.square(predicted - y))
     if cost == "mean":
+        assert n_total is not None, 'cost="mean" divides by n_total, the number of training ratings'
         # each pair's penalty |x_i|^2 + |w_j|^2, summed per row: rows weighted by their pair counts
         # (cheaper than penalising the gathered rows: the gradient stays on the small dense X and W)
         ones = tf.ones_like(y)

@@ -479,7 +479,7 @@ class CofiRankingModel(SupportRanking):
         """cofi_ranking.npz (factors, user ids, catalogue, seen items, cost history) + cofi_ranking.json; no pickle."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        arrays = {f"factor_{name}": value for name, value in self.factors.items()}
+        arrays: dict[str, np.ndarray] = {f"factor_{name}": value for name, value in self.factors.items()}
         arrays.update(
             user_ids=self.user_ids,
             cost_history=np.asarray(self.history.cost, np.float64),

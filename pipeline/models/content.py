@@ -428,7 +428,8 @@ class ContentModel(SupportRanking):
         model.movie_columns = list(state["movie_columns"])
         if model.user_columns != scaler_columns(model.scalers.user) or model.movie_columns != scaler_columns(model.scalers.movie):
             raise ModelError(f"{directory / STATE_FILE}: feature columns disagree with the stored scalers")
-        model.rating_range = tuple(float(v) for v in state["rating_range"])
+        low, high = state["rating_range"]
+        model.rating_range = (float(low), float(high))
         model.history = {k: list(v) for k, v in state["history"].items()}
         model.best_epoch = state["best_epoch"]
         model.user_ids = arrays["user_ids"].astype(np.int64)

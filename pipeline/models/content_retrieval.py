@@ -256,6 +256,7 @@ class Trainer:
         features = tf.gather(batch["users"], batch["user_index"])
         if not self.params.history:
             return features
+        assert self.embedding is not None, "history needs id_dim > 0 (ContentRankingParams checks it)"
         history = batch["history"]  # distinct users x history_length, -1 = padding
         history = tf.where(self.dropout.uniform(tf.shape(history)) >= self.params.history_dropout, history, -1)
         cells = tf.where(history >= 0)
@@ -278,6 +279,7 @@ class Trainer:
     def _movie_inputs(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         if not self.params.id_dim:
             return batch["movies"]
+        assert self.embedding is not None, "the id embedding exists whenever id_dim > 0"
         positions = batch["movie_positions"]
         dropped = self.dropout.uniform(tf.shape(positions)) < self.params.id_dropout
         rows = tf.where(dropped, tf.zeros_like(positions) + UNKNOWN_MOVIE, positions + 1)
@@ -603,7 +605,8 @@ class ContentRankingModel(SupportRanking):
         model.movie_columns = list(state["movie_columns"])
         if model.user_columns != scaler_columns(model.scalers.user) or model.movie_columns != scaler_columns(model.scalers.movie):
             raise ModelError(f"{directory / STATE_FILE}: feature columns disagree with the stored scalers")
-        model.rating_range = tuple(float(v) for v in state["rating_range"])
+        low, high = state["rating_range"]
+        model.rating_range = (float(low), float(high))
         model.history = {k: list(v) for k, v in state["history"].items()}
         model.typical_history = float(state["typical_history"])
         model.user_ids = arrays["user_ids"].astype(np.int64)

@@ -63,6 +63,7 @@ def worker_task(tf_config: str | None) -> WorkerTask:
         )
     if len(set(workers)) < len(workers):
         raise ConfigError(f"TF_CONFIG: cluster.worker lists the same host:port twice: {workers}")
+    assert isinstance(cluster, dict), "cluster.worker was read from the cluster mapping"
     others = sorted(set(cluster) - {"worker"})
     if others:
         raise ConfigError(f"TF_CONFIG: cluster has {', '.join(others)} job(s); list every machine under 'worker' (worker 0 is the chief)")

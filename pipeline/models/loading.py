@@ -25,13 +25,13 @@ FAMILIES: dict[str, dict[str, str]] = {
 OBJECTIVES = ("rating", "ranking")
 
 
-def class_at(loader: str) -> type:
-    """The class named by "module:Class"."""
+def class_at(loader: str) -> type[Recommender]:
+    """The model class named by "module:Class" (a Recommender)."""
     module_name, class_name = loader.split(":")
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def model_class(name: str) -> type:
+def model_class(name: str) -> type[Recommender]:
     if name not in TRAINED_MODELS:
         raise ModelError(f"unknown model '{name}'; choose one of {', '.join(TRAINED_MODELS)}")
     return class_at(TRAINED_MODELS[name])

@@ -8,7 +8,7 @@ Metrics go into each trained model's MLflow run; each baseline gets a run of its
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,7 +88,7 @@ def fit_baselines(data: TrainingData, params: Params) -> dict[str, Recommender |
     """Every baseline, or a Skipped reason for one that cannot be fitted within its limits (EASE's
     dense movies x movies matrix beyond evaluate.ease.max_movies)."""
     cfg = params.evaluate
-    fits = {
+    fits: dict[str, Callable[[], Recommender]] = {
         "bias": lambda: BiasModel.fit(data, cfg.bias),
         "global_mean": lambda: GlobalMeanModel.fit(data),
         "popularity": lambda: PopularityModel.fit(data),

@@ -46,6 +46,7 @@ def train_metrics(model: CofiModel, data: TrainingData) -> dict[str, Any]:
         "iterations_run": history.iterations_run,
     }
     if history.validation_rmse:
+        assert history.best_iteration is not None, "a fit that records validation RMSEs also records its best iteration"
         metrics["best_iteration"] = history.best_iteration
         metrics["validation_rmse"] = history.validation_rmse[history.best_iteration]
     return metrics
