@@ -4,11 +4,18 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.isolation import REPO, isolated
+
+# A pytest-xdist worker runs under execnet, whose __main__ has neither __spec__ nor __file__: pyspark
+# (imported by great_expectations) then takes the process for a doctest run and calls sys.exit(0).
+_main = sys.modules["__main__"]
+if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+    _main.__file__ = "<pytest-xdist worker>"
 
 SHARED_DATASETS = Path(os.environ.get("RECSYS_SHARED_DATASETS", REPO.parent / "shared" / "datasets")).resolve()
 
@@ -41,3 +48,14 @@ def shared_datasets() -> Path:
     if not (SHARED_DATASETS / "ml-latest-small" / "ratings.csv").is_file():
         pytest.skip(f"MovieLens mirror not found at {SHARED_DATASETS}")
     return SHARED_DATASETS
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist `--dist loadgroup` (make test), a test file runs on one worker, so its
+    module-scoped fixtures are built once; tests/ops shares one session fixture (the retrain
+    scenario), so the whole folder is one group."""
+    for item in items:
+        path = Path(str(item.path)).resolve().relative_to(REPO)
+        group = "tests/ops" if path.parts[:2] == ("tests", "ops") else str(path)
+        item.add_marker(pytest.mark.xdist_group(group))

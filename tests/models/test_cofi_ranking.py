@@ -409,3 +409,30 @@ def test_cells_total_confidence_counts_every_cell_of_a_row():
     cells = Cells(np.array([0, 2, 2, 3]), np.array([0, 3, 1]), np.array([2.0, 0.5, 4.0]), n_cols=5)
     np.testing.assert_allclose(cells.row_totals(), [5 + 2.5, 5, 5 + 4])
     np.testing.assert_array_equal(cells.rows, [0, 0, 2])
+
+
+# ---- real MovieLens ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_on_ml_latest_small_the_default_model_reaches_the_floors_and_ease(shared_datasets):
+    """Project defaults on ml-latest-small's 80/20 split (train_test_split, 0.2, seed 42), the evaluate
+    stage's protocol: nDCG@10 >= 0.27, coverage >= 0.05, and at least EASE's nDCG@10 measured beside it."""
+    from pipeline.config import Params
+    from pipeline.data.movielens import read_csv_release
+    from pipeline.models.ease import EaseModel
+    from pipeline.split import split_ratings
+
+    ratings, movies = read_csv_release(shared_datasets / "ml-latest-small")
+    train, test = split_ratings(ratings, "random", 0.2, 42)
+    params, data = Params(), training_data(train, movies)
+
+    def scored(model):
+        seen = SeenItems.from_ratings(train, model.catalogue)
+        return evaluate_model(model, train, test, seen, k=10, relevance_threshold=4.0, cold_threshold=5)[0]
+
+    ranking = scored(CofiRankingModel.fit(data, params.cofi_ranking, progress=False))
+    ease, popularity = scored(EaseModel.fit(data, params.evaluate.ease)), scored(PopularityModel.fit(data))
+    assert ranking["n_ranked_users"] == 599
+    assert ranking["ndcg_at_k"] >= 0.27 and ranking["coverage"] >= 0.05
+    assert ranking["ndcg_at_k"] >= ease["ndcg_at_k"] > popularity["ndcg_at_k"]
