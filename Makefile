@@ -15,6 +15,8 @@ UV := .uv-bootstrap/bin/uv
 endif
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+# Two pytest-xdist workers, each test file (and tests/ops as a whole) on one of them: tests/conftest.py
+PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 RETRAIN_LOCK := .retrain.lock
 LOCK_BUSY := 75
@@ -43,7 +45,7 @@ run: setup
 	dvc repro
 
 test: setup check
-	pytest $(PYTEST_ARGS)
+	pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Lint, format check (ruff) and type check (mypy); configured in pyproject.toml. `ruff format .` fixes what the second one reports.
 check: setup

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,12 +51,16 @@ def shared_datasets() -> Path:
     return SHARED_DATASETS
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist `--dist loadgroup` (make test), a test file runs on one worker, so its
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist `--dist loadfile` (make test), a test file runs on one worker, so its
     module-scoped fixtures are built once; tests/ops shares one session fixture (the retrain
-    scenario), so the whole folder is one group."""
-    for item in items:
-        path = Path(str(item.path)).resolve().relative_to(REPO)
-        group = "tests/ops" if path.parts[:2] == ("tests", "ops") else str(path)
-        item.add_marker(pytest.mark.xdist_group(group))
+    scenario), so that whole folder goes to one worker."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FilesAndOpsFolder(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/ops" if nodeid.startswith("tests/ops/") else super()._split_scope(nodeid)
+
+    return FilesAndOpsFolder(config, log)
