@@ -1,18 +1,21 @@
-"""Top-N lists of the ranking models against popularity: ml-latest-small (random and temporal splits)
-and the default synthetic data.
+"""Top-N lists of the ranking models against popularity: ml-latest-small (random, temporal and
+cold_item splits) and the default synthetic data.
 
     .venv/bin/python benchmarks/bench_ranking_models.py --mirror <folder holding ml-latest-small/>   # the tables
     .venv/bin/python benchmarks/bench_ranking_models.py --datasets synthetic --models popularity cofi_ranking
     .venv/bin/python benchmarks/bench_ranking_models.py --tune        # validation figures behind the defaults
     .venv/bin/python benchmarks/bench_ranking_models.py --adam        # the same objective by Adam in TensorFlow
     .venv/bin/python benchmarks/bench_ranking_models.py --memory 5000000   # cofi_ranking on 5M synthetic ratings
+    .venv/bin/python benchmarks/bench_ranking_models.py --genres      # content_ranking for genre-taste profiles
 
 Protocol: ml-latest-small's ratings.csv in file order, split as sklearn's train_test_split(test_size=0.2,
 random_state=42) (pipeline.split.split_ratings "random"), or each user's latest 20% (the "temporal"
-strategy); synthetic: pipeline.data.synthetic with the params.yaml defaults, split by params.yaml's
-`split` section. For each user, the candidates are every movie not rated by that user in train;
-relevant = test rating >= 4; users with at least one relevant test movie are ranked; k = 10; metrics
-by pipeline.evaluation.metrics.evaluate_model. Models use the project's defaults (pipeline/config.py,
+strategy), or 20% of the movies held out with all their ratings ("cold_item": the candidates are then
+only the movies without a training rating, a new-releases shelf, as the evaluate stage ranks);
+synthetic: pipeline.data.synthetic with the params.yaml defaults, split by params.yaml's `split`
+section. For each user, the candidates are every movie not rated by that user in train; relevant =
+test rating >= 4; users with at least one relevant test movie are ranked; k = 10; metrics by
+pipeline.evaluation.metrics.evaluate_model. Models use the project's defaults (pipeline/config.py,
 equal to params.yaml). Fit seconds: wall time of fit() and the CPU time of this process during it
 (the machine is shared: wall time depends on its load, CPU time much less).
 
@@ -110,12 +113,12 @@ def dataset(name: str, mirror: Path | None) -> tuple[pd.DataFrame, pd.DataFrame,
         train, test = split_ratings(ratings, params.split.strategy, params.split.test_size, params.split.seed)
         return train, test, movies
     ratings, movies = movielens(mirror)
-    strategy = "temporal" if name.endswith("temporal") else "random"
+    strategy = name.split()[1] if " " in name else "random"
     train, test = split_ratings(ratings, strategy, 0.2, 42)
     return train, test, movies
 
 
-DATASETS = ("ml-latest-small", "ml-latest-small temporal", "synthetic")
+DATASETS = ("ml-latest-small", "ml-latest-small temporal", "ml-latest-small cold_item", "synthetic")
 
 
 # ---- one model --------------------------------------------------------------------------------------
@@ -127,18 +130,22 @@ def timed(fit: Callable[[], Any]) -> tuple[Any, float, float]:
     return model, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def score(model: Any, train: pd.DataFrame, test: pd.DataFrame) -> dict[str, Any]:
+def score(model: Any, train: pd.DataFrame, test: pd.DataFrame, new_movies_only: bool = False) -> dict[str, Any]:
     seen = SeenItems.from_ratings(train, model.catalogue)
-    result, _ = evaluate_model(model, train, test, seen, k=K, relevance_threshold=THRESHOLD, cold_threshold=COLD)
+    result, _ = evaluate_model(
+        model, train, test, seen, k=K, relevance_threshold=THRESHOLD, cold_threshold=COLD, new_movies_only=new_movies_only
+    )
     return result
 
 
-def run_model(name: str, fit: Fitter, train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFrame, params: Params) -> dict[str, Any]:
+def run_model(
+    name: str, fit: Fitter, train: pd.DataFrame, test: pd.DataFrame, movies: pd.DataFrame, params: Params, new_movies_only: bool = False
+) -> dict[str, Any]:
     try:
         model, wall, cpu = timed(lambda: fit(train, movies, params))
     except ModelSkipped as skipped:
         return {"model": name, "skipped": str(skipped)}
-    return {"model": name, **score(model, train, test), "fit_s": wall, "fit_cpu_s": cpu}
+    return {"model": name, **score(model, train, test, new_movies_only), "fit_s": wall, "fit_cpu_s": cpu}
 
 
 def table(rows: list[dict[str, Any]], baseline: str = "popularity") -> str:
@@ -163,10 +170,45 @@ def benchmark(datasets: list[str], models: list[str], mirror: Path | None) -> No
     params = Params()
     for name in datasets:
         train, test, movies = dataset(name, mirror)
-        rows = [run_model(model, MODELS[model], train, test, movies, params) for model in models]
+        shelf = name.endswith("cold_item")  # candidates: the movies without a training rating (evaluate's rule)
+        rows = [run_model(model, MODELS[model], train, test, movies, params, shelf) for model in models]
         users = rows[0].get("n_ranked_users", "-")
         print(f"\n### {name}: {len(train):,} train / {len(test):,} test ratings, {len(movies):,} movies, {users} ranked users\n")
         print(table(rows), flush=True)
+
+
+# ---- --genres: new users described by genre tastes ------------------------------------------------
+
+PROFILES = {
+    "Animation=5": ["Animation"],
+    "Horror=5": ["Horror"],
+    "Romance=5": ["Romance"],
+    "Sci-Fi=5": ["Sci-Fi"],
+    "Documentary=5": ["Documentary"],
+    "Animation=5, Children=5": ["Animation", "Children"],
+    "Horror=5, Thriller=5": ["Horror", "Thriller"],
+    "Action=5, Sci-Fi=5": ["Action", "Sci-Fi"],
+    "Comedy=5, Romance=5": ["Comedy", "Romance"],
+    "Horror=5, Romance=1, Children=1": ["Horror"],
+}
+
+
+def genre_profiles(mirror: Path | None) -> None:
+    """For each profile: how many of the content ranking model's top 10 carry a liked genre, and the
+    median training rating count of the listed movies (not obscure); trained on the ml-latest-small
+    train split."""
+    from pipeline.data.schema import GENRES, MOVIE
+
+    train, _, movies = dataset("ml-latest-small", mirror)
+    model = fit_content_ranking(train, movies, Params())
+    counts = train[MOVIE].value_counts()
+    genres = movies.set_index(MOVIE)[GENRES].str.split("|")
+    print("| profile | top 10 in a liked genre | median training ratings of the 10 |\n|---|---|---|")
+    for profile, liked in PROFILES.items():
+        prefs = {name.strip(): float(value) for name, value in (part.split("=") for part in profile.split(","))}
+        listed = model.recommend_for_genres(prefs, n=10)[MOVIE]
+        hits = sum(bool(set(genres[m]) & set(liked)) for m in listed)
+        print(f"| {profile} | {hits}/10 | {int(np.median(counts.reindex(listed).fillna(0)))} |", flush=True)
 
 
 # ---- --tune: the validation slice ---------------------------------------------------------------------
@@ -344,6 +386,7 @@ def main() -> None:
     parser.add_argument("--adam", action="store_true", help="ALS vs Adam on the same objective (validation slice)")
     parser.add_argument("--memory", type=int, metavar="N_RATINGS", help="peak memory and speed of cofi_ranking on N synthetic ratings")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--genres", action="store_true", help="content_ranking's lists for new users described by genre tastes")
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child)
@@ -353,6 +396,8 @@ def main() -> None:
         tune(args.mirror, args.models)
     elif args.adam:
         adam(args.mirror)
+    elif args.genres:
+        genre_profiles(args.mirror)
     else:
         benchmark(args.datasets, args.models, args.mirror)
 

@@ -51,10 +51,21 @@ def shared_datasets() -> Path:
     return SHARED_DATASETS
 
 
+# The longest work units (minutes each: they run `make retrain` or `dvc repro` in copies of the
+# repository) start first under xdist, so that no worker is left alone with one of them at the end.
+LONGEST_FIRST = ("tests/ops/", "tests/test_pipeline_e2e.py", "tests/models/test_content_distributed.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker: its order is the order work is handed out
+        rank = {item: next((i for i, p in enumerate(LONGEST_FIRST) if item.nodeid.startswith(p)), len(LONGEST_FIRST)) for item in items}
+        items.sort(key=rank.__getitem__)
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under pytest-xdist `--dist loadfile` (make test), a test file runs on one worker, so its
     module-scoped fixtures are built once; tests/ops shares one session fixture (the retrain
-    scenario), so that whole folder goes to one worker."""
+    scenario), so that whole folder goes to one worker. Work is handed out in collection order."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
@@ -63,4 +74,5 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         def _split_scope(self, nodeid: str) -> str:
             return "tests/ops" if nodeid.startswith("tests/ops/") else super()._split_scope(nodeid)
 
+    config.option.loadscopereorder = False  # keep LONGEST_FIRST's order instead of the largest test count first
     return FilesAndOpsFolder(config, log)

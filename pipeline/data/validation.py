@@ -296,8 +296,7 @@ def _context(docs_dir: Path | None) -> Any:
             DOCS_SITE,
             {
                 "class_name": "SiteBuilder",
-                # SiteBuilder takes show_how_to_buttons; great_expectations' DataDocsSiteConfigTypedDict omits it
-                "show_how_to_buttons": False,  # type: ignore[typeddict-unknown-key]
+                "show_how_to_buttons": False,
                 "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
             },

@@ -23,7 +23,7 @@ from tests.factories import training_data
 from tests.models.contract import UNKNOWN_ID, ModelContract
 
 TINY = ContentRankingParams(
-    user_layers=[16], item_layers=[16], embedding_dim=8, id_dim=8, epochs=4, batch_size=64, learning_rate=0.01,
+    user_layers=[16], item_layers=[16], embedding_dim=8, id_dim=8, epochs=2, batch_size=64, learning_rate=0.01,
     history_length=16, seed=7,
 )  # fmt: skip
 
@@ -194,7 +194,7 @@ def test_every_param_changes_the_scores(tiny_model, tiny_data):
     overrides = {
         "user_layers": [12], "item_layers": [12], "embedding_dim": 6, "positive_threshold": 3.0, "temperature": 0.2,
         "logq_correction": False, "popularity_prior": 1.0, "id_dim": 4, "id_dropout": 0.5, "history": False,
-        "history_length": 4, "history_dropout": 0.6, "blank_history": 0.6, "epochs": 2, "batch_size": 32,
+        "history_length": 4, "history_dropout": 0.6, "blank_history": 0.6, "epochs": 1, "batch_size": 32,
         "learning_rate": 0.003, "seed": 8,
     }  # fmt: skip
     assert set(overrides) == set(ContentRankingParams.model_fields)
