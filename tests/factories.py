@@ -6,12 +6,13 @@ the folders it is given.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from pipeline.config import CofiParams, SyntheticParams
+from pipeline.config import CofiParams, ColumnsParams, SyntheticParams
 from pipeline.data import movielens
 from pipeline.data.schema import GENRES, MOVIE, RATING, TIMESTAMP, TITLE, USER, YEAR, RatingScale
 from pipeline.data.synthetic import generate
@@ -226,3 +227,46 @@ def write_release(root: Path, name: str, changes: dict[str, str | bytes | None] 
 def offline_download(url: str, target: Path, md5: str | None = None) -> None:
     """Stands in for movielens.download: tests never reach the network."""
     raise DataError(f"cannot download {url} (offline in tests)")
+
+
+# ---- own data: tables with their own column names ------------------------------------------------
+
+COLUMNS = ColumnsParams(user="who", movie="item", rating="stars", timestamp="rated_at", title="name", genres="tags", year="released")
+
+
+def sample_tables(n_users: int = 12, n_movies: int = 8, n_ratings: int = 48, seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A small ratings table (text user ids, unix seconds spread over 2019-2021) and its movies."""
+    rng = np.random.default_rng(seed)
+    pairs = rng.choice(n_users * n_movies, size=n_ratings, replace=False)
+    ratings = pd.DataFrame(
+        {
+            "who": [f"user-{u:02d}" for u in pairs // n_movies],
+            "item": (pairs % n_movies + 1).astype("int64"),
+            "stars": rng.integers(1, 11, n_ratings) / 2.0,
+            "rated_at": rng.integers(1_546_300_800, 1_640_995_200, n_ratings).astype("int64"),
+        }
+    )
+    movies = pd.DataFrame(
+        {
+            "item": np.arange(1, n_movies + 1, dtype="int64"),
+            "name": [f"Film {i} ({1990 + i})" for i in range(1, n_movies + 1)],
+            "tags": ["Drama|Comedy", "", "Action", "Sci-Fi|Thriller", "Drama", "", "Comedy", "Horror"][:n_movies],
+            "released": pd.array([None, 1992, None, 1994, 1995, None, 1997, 1998][:n_movies], dtype="Int64"),
+        }
+    )
+    return ratings, movies
+
+
+# ---- library chatter ------------------------------------------------------------------------------
+
+# Lines the libraries print on their own (TensorFlow's native start-up, MLflow, PySpark, GX warnings;
+# DVC's warning for an empty dependency such as an empty __init__.py).
+NOISE = re.compile(
+    r"cuInit|absl|oneDNN|cudart|TF_ENABLE_ONEDNN_OPTS|tensorflow/core|FutureWarning|UserWarning|WARNING mlflow|Downloading artifacts"
+    r"|WARNING: '[^']*' is empty"
+)
+
+
+def noise_lines(text: str) -> list[str]:
+    """The lines of `text` that are library noise (TensorFlow, absl, CUDA, MLflow/PySpark warnings, download bars)."""
+    return [line for line in text.splitlines() if NOISE.search(line)]

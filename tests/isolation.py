@@ -106,3 +106,20 @@ def copy_repository(target: Path, overrides: dict | None = None) -> Path:
     for command in (["git", "init", "-q"], ["git", "add", "-A"], [*GIT, "commit", "-qm", "copy"]):
         subprocess.run(command, cwd=target, check=True, capture_output=True, env=environment())
     return target
+
+
+def run_tool(repo: Path, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a console script of this environment (dvc, recsys) in `repo`, as a user would."""
+    env = environment()
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # set by this process's own TensorFlow imports
+    result = subprocess.run(
+        [str(BIN / name), *args],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{name} {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result

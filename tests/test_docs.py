@@ -12,7 +12,7 @@ import ast
 import re
 import subprocess
 
-from tests.conftest import REPO
+from tests.isolation import REPO
 
 # written so that this file does not match itself
 OUTSIDE = re.compile(r"\b(?:DESIGN|BENCHMARKS|STYLE)\.md\b|\.\./shared\b|\bissues?\s+#?\d+", re.IGNORECASE)

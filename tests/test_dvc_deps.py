@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.isolation import REPO
 
 PACKAGE = "pipeline"
 ENTRY = f"{PACKAGE}.cli"

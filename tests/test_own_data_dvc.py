@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.data.test_sql import COLUMNS, sample_tables
-from tests.isolation import copy_repository
-from tests.test_pipeline_e2e import dvc
+from tests.factories import COLUMNS, sample_tables
+from tests.isolation import copy_repository, run_tool
 
 pytestmark = pytest.mark.slow
 
@@ -22,10 +21,10 @@ def test_files_in_data_own_rerun_ingest_only_when_their_content_changes(tmp_path
     ratings, movies = sample_tables()
     ratings.to_csv(repo / "data/own/ratings.csv", index=False)
     movies.to_csv(repo / "data/own/movies.csv", index=False)
-    assert "Running stage 'ingest'" in dvc(repo, "repro", "ingest").stdout
+    assert "Running stage 'ingest'" in run_tool(repo, "dvc", "repro", "ingest").stdout
     assert json.loads((repo / "data/raw/dataset.json").read_text())["n_ratings"] == 48
     (repo / "data/own/ratings.csv").touch()  # a new mtime, the same bytes
-    assert "up to date" in dvc(repo, "status", "ingest").stdout
+    assert "up to date" in run_tool(repo, "dvc", "status", "ingest").stdout
     ratings.iloc[:40].to_csv(repo / "data/own/ratings.csv", index=False)
-    assert "Running stage 'ingest'" in dvc(repo, "repro", "ingest").stdout
+    assert "Running stage 'ingest'" in run_tool(repo, "dvc", "repro", "ingest").stdout
     assert json.loads((repo / "data/raw/dataset.json").read_text())["n_ratings"] == 40

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from tests.browser import count_near, external_resources, screenshot, share_not_white
-from tests.isolation import BIN, copy_repository, environment, merge
-from tests.test_quiet import noise_lines
+from tests.factories import noise_lines
+from tests.isolation import BIN, copy_repository, environment, merge, run_tool
 
 pytestmark = pytest.mark.slow
 
@@ -22,21 +22,7 @@ SMALL = {
 }
 
 
-def tool(repo: Path, name: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run a console script of this environment (dvc, recsys) in `repo`, as a user would."""
-    env = environment()
-    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # set by this process's own TensorFlow imports
-    result = subprocess.run(
-        [str(BIN / name), *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"{name} {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
+tool = run_tool  # a console script of this environment (dvc, recsys) in the copy, as a user runs it
 
 
 def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ from dvc_render import render_html
 from dvc_render.vega import VegaRenderer
 
 from tests.browser import count_near, external_resources, screenshot, share_not_white
-from tests.conftest import REPO
+from tests.isolation import REPO
 
 TEMPLATE = REPO / "plots" / "template" / "index.html"
 MANIFEST = REPO / "plots" / "template" / "vendor.json"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,17 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import quiet
-
-# Lines the libraries print on their own (TensorFlow's native start-up, MLflow, PySpark, GX warnings;
-# DVC's warning for an empty dependency such as an empty __init__.py).
-NOISE = re.compile(
-    r"cuInit|absl|oneDNN|cudart|TF_ENABLE_ONEDNN_OPTS|tensorflow/core|FutureWarning|UserWarning|WARNING mlflow|Downloading artifacts"
-    r"|WARNING: '[^']*' is empty"
-)
-
-
-def noise_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if NOISE.search(line)]
+from tests.factories import noise_lines
 
 
 @pytest.mark.parametrize(

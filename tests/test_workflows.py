@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.isolation import REPO
 
 WORKFLOWS = REPO / ".github" / "workflows"
 CI, RETRAIN = WORKFLOWS / "ci.yml", WORKFLOWS / "retrain.yml"

@@ -8,48 +8,24 @@ import socket
 import sqlite3
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.config import ColumnsParams, DataParams, FilesParams, Params, SplitParams, SqlParams
+from pipeline.config import DataParams, FilesParams, Params, SplitParams, SqlParams
 from pipeline.data.ids import hash_id
 from pipeline.data.sources import load_dataset
 from pipeline.errors import DataError
 from pipeline.paths import ID_MAP_MOVIES, ID_MAP_USERS, Layout
 from pipeline.stages import ingest, split
 from tests import postgres
+from tests.factories import COLUMNS, sample_tables
 from tests.servers import HOST
 
 ENV = "RECSYS_TEST_DATABASE_URL"
 PASSWORD = "s3cret-Pa55"
 # The source's own names: text user ids, ratings in `stars`, times in `rated_at`.
-COLUMNS = ColumnsParams(user="who", movie="item", rating="stars", timestamp="rated_at", title="name", genres="tags", year="released")
 RATINGS_QUERY = "SELECT who, item, stars, rated_at FROM ratings"
 MOVIES_QUERY = "SELECT item, name, tags, released FROM movies"
-
-
-def sample_tables(n_users: int = 12, n_movies: int = 8, n_ratings: int = 48, seed: int = 3) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A small ratings table (text user ids, unix seconds spread over 2019-2021) and its movies."""
-    rng = np.random.default_rng(seed)
-    pairs = rng.choice(n_users * n_movies, size=n_ratings, replace=False)
-    ratings = pd.DataFrame(
-        {
-            "who": [f"user-{u:02d}" for u in pairs // n_movies],
-            "item": (pairs % n_movies + 1).astype("int64"),
-            "stars": rng.integers(1, 11, n_ratings) / 2.0,
-            "rated_at": rng.integers(1_546_300_800, 1_640_995_200, n_ratings).astype("int64"),
-        }
-    )
-    movies = pd.DataFrame(
-        {
-            "item": np.arange(1, n_movies + 1, dtype="int64"),
-            "name": [f"Film {i} ({1990 + i})" for i in range(1, n_movies + 1)],
-            "tags": ["Drama|Comedy", "", "Action", "Sci-Fi|Thriller", "Drama", "", "Comedy", "Horror"][:n_movies],
-            "released": pd.array([None, 1992, None, 1994, 1995, None, 1997, 1998][:n_movies], dtype="Int64"),
-        }
-    )
-    return ratings, movies
 
 
 def sql_params(url_env: str = ENV, ratings_query: str = RATINGS_QUERY, movies_query: str = MOVIES_QUERY, **sql) -> DataParams:
