@@ -109,6 +109,18 @@ def test_recommend_is_quiet_and_verbose_brings_the_library_lines_back(reproduced
     assert noise_lines(verbose_run.stderr)
 
 
+def test_content_lists_come_from_the_content_ranking_model_by_default(reproduced):
+    repo, _ = reproduced
+    by_genres = tool(repo, "recsys", "recommend", "--model", "content", "--genres", "Horror=5", "-n", "5")
+    assert by_genres.stdout.startswith("Top 5 for genre tastes Horror=5 (content_ranking model):") and by_genres.stderr == ""
+    assert [row.split()[0] for row in by_genres.stdout.splitlines()[2:7]] == ["1", "2", "3", "4", "5"]
+    user = str(int(pd.read_parquet(repo / "data/split/train.parquet")["user_id"].iloc[0]))
+    for_user = tool(repo, "recsys", "recommend", "--model", "content", "--user", user, "-n", "3", "--json")
+    listed = json.loads(for_user.stdout)
+    assert listed["query"]["model"] == "content_ranking" and listed["score"]["key"] == "ranking_score"
+    assert [row["rank"] for row in listed["results"]] == [1, 2, 3]
+
+
 def test_dvc_plots_show_draws_each_plot_once_offline(reproduced, tmp_path: Path):
     repo, _ = reproduced
     listed = json.loads(dvc(repo, "plots", "show", "--json").stdout)["data"]
