@@ -237,6 +237,19 @@ def cofi_ranking_variants() -> dict[str, CofiRankingParams]:
     return {"defaults": default, **{label: default.model_copy(update=change) for label, change in changes.items()}}
 
 
+def content_ranking_variants() -> dict[str, dict[str, Any]]:
+    """One change at a time from the content_ranking defaults."""
+    return {
+        "defaults": {},
+        "logq_correction off": {"logq_correction": False},
+        "no id embedding, no history": {"id_dim": 0, "history": False},
+        "no history bag": {"history": False},
+        "temperature 0.05": {"temperature": 0.05},
+        "popularity_prior 0": {"popularity_prior": 0.0},
+        "epochs 8": {"epochs": 8},
+    }
+
+
 def tune(mirror: Path | None, models: list[str]) -> None:
     ratings, movies = movielens(mirror)
     train, _ = split_ratings(ratings, "random", 0.2, 42)
@@ -253,6 +266,11 @@ def tune(mirror: Path | None, models: list[str]) -> None:
                 candidates[f"ease, lambda_ {lambda_:g}, positive_threshold {threshold}"] = lambda t, m, p, lam=lambda_, h=threshold: (
                     EaseModel.fit(data(t, m), EaseParams(lambda_=lam, positive_threshold=h))
                 )
+    if "content_ranking" in models:
+        for label, change in content_ranking_variants().items():
+            candidates[f"content_ranking, {label}"] = lambda t, m, p, c=change: fit_content_ranking(
+                t, m, p.model_copy(update={"content_ranking": p.content_ranking.model_copy(update=c)})
+            )
     if "genre_affinity" in models:
         for prior in (0.0, 1.0, 5.0, 20.0, 100.0, 1000.0):
             candidates[f"genre_affinity, prior {prior:g}"] = lambda t, m, p, q=prior: GenreAffinityModel.fit(
