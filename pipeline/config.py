@@ -349,7 +349,7 @@ class ContentParams(TowerParams):
 class ContentRankingParams(TowerParams):
     """The content towers trained for top-N lists (pipeline/models/content_retrieval.py): a softmax
     over in-batch negatives with a log-popularity correction. Defaults chosen on a validation slice
-    of the ml-latest-small train split (benchmarks/bench_content_retrieval.py --validation)."""
+    of the ml-latest-small train split (benchmarks/bench_ranking_models.py --tune --models content_ranking)."""
 
     positive_threshold: float = Field(
         4.0, ge=0, description="training ratings at least this are the positive interactions; 0 = every training rating"
