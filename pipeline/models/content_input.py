@@ -8,7 +8,7 @@ O(ratings + users + movies), never O(ratings x features).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,13 +37,31 @@ def rating_batches(
     every worker gets the same number of batches, one may be empty if the last batch is tiny.
     """
     n = len(targets)
-    n_batches = -(-n // batch_size)
     users = tf.constant(user_rows, tf.int32)
     movies = tf.constant(movie_rows, tf.int32)
     y = tf.constant(np.asarray(targets, np.float32).reshape(-1, 1))
     user_features = tf.constant(user_table, tf.float32)
     movie_features = tf.constant(movie_table, tf.float32)
 
+    def gather(rows: tf.Tensor) -> tuple[tuple[tf.Tensor, ...], tf.Tensor]:
+        distinct_users, user_index = tf.unique(tf.gather(users, rows))
+        distinct_movies, movie_index = tf.unique(tf.gather(movies, rows))
+        inputs = (
+            tf.gather(user_features, distinct_users),
+            user_index,
+            tf.gather(movie_features, distinct_movies),
+            movie_index,
+        )
+        return inputs, tf.gather(y, rows)
+
+    return gathered_batches(row_batches(n, batch_size, seed, shard), gather)
+
+
+def row_batches(n: int, batch_size: int, seed: int | None, shard: tuple[int, int] | None = None) -> tf.data.Dataset:
+    """Batches of row positions 0..n-1: with a seed, every iteration (epoch) a new permutation, the
+    same sequence of permutations for the same seed; without one, in order. With `shard` = (worker,
+    workers), each batch keeps rows worker, worker + workers, ... of it. Cardinality: ceil(n / batch_size)."""
+    n_batches = -(-n // batch_size)
     if seed is None:
         orders = tf.data.Dataset.from_tensors(tf.range(n, dtype=tf.int32))
     else:
@@ -58,23 +76,12 @@ def rating_batches(
         batches = tf.data.Dataset.range(n_batches).map(lambda b: order[b * batch_size : tf.minimum((b + 1) * batch_size, n)])
         return batches if shard is None else batches.map(lambda rows: rows[shard[0] :: shard[1]])
 
-    def gather(rows: tf.Tensor) -> tuple[tuple[tf.Tensor, ...], tf.Tensor]:
-        distinct_users, user_index = tf.unique(tf.gather(users, rows))
-        distinct_movies, movie_index = tf.unique(tf.gather(movies, rows))
-        inputs = (
-            tf.gather(user_features, distinct_users),
-            user_index,
-            tf.gather(movie_features, distinct_movies),
-            movie_index,
-        )
-        return inputs, tf.gather(y, rows)
+    return orders.flat_map(slices).apply(tf.data.experimental.assert_cardinality(n_batches))
 
-    return (
-        orders.flat_map(slices)
-        .apply(tf.data.experimental.assert_cardinality(n_batches))
-        .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+
+def gathered_batches(rows: tf.data.Dataset, gather: Callable[[tf.Tensor], Any]) -> tf.data.Dataset:
+    """`gather` mapped over batches of row positions, in order, in parallel, prefetched."""
+    return rows.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
 def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

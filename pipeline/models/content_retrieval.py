@@ -82,7 +82,7 @@ from pipeline.models.base import (
     seen_exclusion,
 )
 from pipeline.models.content import CHUNK, MOVIE_TOWER, USER_TOWER, build_tower, genre_feature_row
-from pipeline.models.content_input import feature_matrix, scaler_columns, standardise
+from pipeline.models.content_input import feature_matrix, gathered_batches, row_batches, scaler_columns, standardise
 from pipeline.models.ranking import SupportRanking
 from pipeline.seeding import seed_everything
 
@@ -194,23 +194,12 @@ def positive_batches(
     movies' features `movies`, their catalogue positions `movie_positions` and each row's
     `movie_index`; per row its movie's catalogue position `targets` and `log_q`.
     """
-    n = len(user_rows)
-    n_batches = -(-n // batch_size)
     users = tf.constant(user_rows, tf.int32)
     movies = tf.constant(movie_positions, tf.int32)
     user_features = tf.constant(user_table, tf.float32)
     movie_features = tf.constant(movie_table, tf.float32)
     log_q_table = tf.constant(log_q, tf.float32)
     rated = tf.constant(history, tf.int32)
-    seed_tensor = tf.constant(seed, tf.int64)
-    orders = (
-        tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-        .take(1)
-        .map(lambda s: tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int32), seed=tf.stack([seed_tensor, s])))
-    )
-
-    def slices(order: tf.Tensor) -> tf.data.Dataset:
-        return tf.data.Dataset.range(n_batches).map(lambda b: order[b * batch_size : tf.minimum((b + 1) * batch_size, n)])
 
     def gather(rows: tf.Tensor) -> dict[str, tf.Tensor]:
         distinct_users, user_index = tf.unique(tf.gather(users, rows))
@@ -227,12 +216,7 @@ def positive_batches(
             "log_q": tf.gather(log_q_table, targets),
         }
 
-    return (
-        orders.flat_map(slices)
-        .apply(tf.data.experimental.assert_cardinality(n_batches))
-        .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    return gathered_batches(row_batches(len(user_rows), batch_size, seed), gather)
 
 
 class Trainer:
