@@ -6,6 +6,7 @@ cold_item splits) and the default synthetic data.
     .venv/bin/python benchmarks/bench_ranking_models.py --tune        # validation figures behind the defaults
     .venv/bin/python benchmarks/bench_ranking_models.py --adam        # the same objective by Adam in TensorFlow
     .venv/bin/python benchmarks/bench_ranking_models.py --memory 5000000   # cofi_ranking on 5M synthetic ratings
+    .venv/bin/python benchmarks/bench_ranking_models.py --memory 5000000 --models content_ranking   # the same, one epoch
     .venv/bin/python benchmarks/bench_ranking_models.py --genres      # content_ranking for genre-taste profiles
 
 Protocol: ml-latest-small's ratings.csv in file order, split as sklearn's train_test_split(test_size=0.2,
@@ -166,12 +167,45 @@ def table(rows: list[dict[str, Any]], baseline: str = "popularity") -> str:
     return "\n".join(lines)
 
 
+class SyntheticOracle:
+    """The generator's own odds on the synthetic data: P(the user picks the movie) x P(rated >= 4),
+    from the hidden World (pipeline/data/synthetic.py). No model can know more; its row is the
+    ceiling of the synthetic table. Dense users x movies (fine at the default 600 x 3,000)."""
+
+    predicts_ratings = False
+
+    def __init__(self, movies: pd.DataFrame, synthetic: SyntheticParams) -> None:
+        from scipy.stats import norm
+
+        from pipeline.data import synthetic as generator
+        from pipeline.models.base import Catalogue
+
+        world = generator.build_world(synthetic)
+        users = np.arange(len(world.user_counts))
+        n_genres = len(generator.GENRE_VOCABULARY)
+        taste = np.concatenate((world.taste, np.zeros((len(users), 1), np.float32)), axis=1)
+        genres = world.movie_genres
+        affinity = sum(taste[:, genres[:, s]] for s in range(genres.shape[1])) / (genres < n_genres).sum(axis=1)
+        stars = generator.GLOBAL_MEAN + world.user_bias[:, None] + world.movie_bias[None, :] + affinity
+        stars = stars + world.user_factors @ world.movie_factors.T
+        rounds_up_from = THRESHOLD - np.where(world.half_stars, 0.25, 0.5)[:, None]  # half-star and whole-star users
+        at_least_4 = norm.sf((rounds_up_from - stars) / generator.NOISE_SD)
+        self.scores = generator._Picker(world).weights(users) * at_least_4
+        self.catalogue = Catalogue.from_movies(movies)  # ids are 1 + the World's indices
+
+    def score_block(self, user_ids: np.ndarray) -> np.ndarray:
+        return self.scores[np.asarray(user_ids) - 1][:, self.catalogue.movie_ids - 1]
+
+
 def benchmark(datasets: list[str], models: list[str], mirror: Path | None) -> None:
     params = Params()
     for name in datasets:
         train, test, movies = dataset(name, mirror)
         shelf = name.endswith("cold_item")  # candidates: the movies without a training rating (evaluate's rule)
         rows = [run_model(model, MODELS[model], train, test, movies, params, shelf) for model in models]
+        if name == "synthetic":
+            oracle = lambda t, m, p: SyntheticOracle(m, p.data.synthetic)  # noqa: E731
+            rows.append(run_model("oracle (the generator's odds)", oracle, train, test, movies, params))
         users = rows[0].get("n_ranked_users", "-")
         print(f"\n### {name}: {len(train):,} train / {len(test):,} test ratings, {len(movies):,} movies, {users} ranked users\n")
         print(table(rows), flush=True)
@@ -383,8 +417,26 @@ def memory_child(n_ratings: int) -> None:
     }))  # fmt: skip
 
 
-def memory(n_ratings: int) -> None:
-    output = subprocess.run([sys.executable, __file__, "--memory-child", str(n_ratings)], check=True, capture_output=True, text=True).stdout
+def content_memory_child(n_ratings: int) -> None:
+    """content_ranking on the same data, one epoch (its memory does not grow with epochs: the
+    batches stream; the tables are built once); prints one JSON line."""
+    from pipeline.data.synthetic import generate
+
+    ratings, movies = generate(SyntheticParams(n_ratings=n_ratings, **MEMORY_DATA))
+    before = peak_rss_mib()
+    Path("/proc/self/clear_refs").write_text("5")
+    params = Params()
+    params = params.model_copy(update={"content_ranking": params.content_ranking.model_copy(update={"epochs": 1})})
+    _, wall, cpu = timed(lambda: fit_content_ranking(ratings, movies, params))
+    print(json.dumps({
+        "model": "content_ranking", "ratings": len(ratings), "users": int(ratings["user_id"].nunique()), "movies": len(movies),
+        "peak_rss_before_fit_mib": before, "peak_rss_fit_mib": peak_rss_mib(), "features_and_1_epoch_s": wall, "cpu_s": cpu,
+    }))  # fmt: skip
+
+
+def memory(n_ratings: int, model: str) -> None:
+    flag = "--memory-child" if model == "cofi_ranking" else "--content-memory-child"
+    output = subprocess.run([sys.executable, __file__, flag, str(n_ratings)], check=True, capture_output=True, text=True).stdout
     result = json.loads(output.strip().splitlines()[-1])
     print(json.dumps(result, indent=1))
 
@@ -402,14 +454,17 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--tune", action="store_true", help="validation figures of the defaults (ml-latest-small train split only)")
     parser.add_argument("--adam", action="store_true", help="ALS vs Adam on the same objective (validation slice)")
-    parser.add_argument("--memory", type=int, metavar="N_RATINGS", help="peak memory and speed of cofi_ranking on N synthetic ratings")
+    parser.add_argument("--memory", type=int, metavar="N_RATINGS", help="peak memory and speed on N synthetic ratings")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--content-memory-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--genres", action="store_true", help="content_ranking's lists for new users described by genre tastes")
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child)
+    elif args.content_memory_child:
+        content_memory_child(args.content_memory_child)
     elif args.memory:
-        memory(args.memory)
+        memory(args.memory, "content_ranking" if args.models == ["content_ranking"] else "cofi_ranking")
     elif args.tune:
         tune(args.mirror, args.models)
     elif args.adam:

@@ -280,6 +280,17 @@ def test_a_new_user_from_genre_tastes_gets_that_genre(planted_model):
     assert model.recommend_for_genres({"romance": 5, "Horror": 1}, n=5)[MOVIE].isin(romance).all()
 
 
+def test_stated_tastes_list_their_shelf_first_then_the_best_of_the_rest(planted_model):
+    model, _, movies, horror, _romance = planted_model
+    action = movies[MOVIE][movies[GENRES] == "Action"].to_numpy()  # six movies, everyone rates them 3
+    listed = model.recommend_for_genres({"Action": 5}, n=10)
+    assert set(listed[MOVIE][:6]) == set(action) and not listed[MOVIE][6:].isin(action).any()
+    assert len(listed) == 10 and listed[MOVIE].is_unique
+    rest = model.genre_scores({"Action": 5})[model.catalogue.index(listed[MOVIE][6:].to_numpy())]
+    assert (np.diff(rest) <= 0).all()  # the rest in the model's order
+    assert set(model.catalogue.movie_ids[model.taste_shelf({"Horror": 5, "Romance": 1})]) == set(horror)  # new release included
+
+
 # ---- bad input ------------------------------------------------------------------------------------
 
 
