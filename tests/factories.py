@@ -17,7 +17,7 @@ from pipeline.data import movielens
 from pipeline.data.schema import GENRES, MOVIE, RATING, TIMESTAMP, TITLE, USER, YEAR, RatingScale
 from pipeline.data.synthetic import generate
 from pipeline.errors import DataError
-from pipeline.features import build_features, save_features
+from pipeline.features import Features, build_features, save_features
 from pipeline.io import write_json
 from pipeline.models.base import TrainingData
 from pipeline.models.cofi import CofiModel
@@ -109,6 +109,20 @@ def clean_movies() -> pd.DataFrame:
 def training_data(ratings: pd.DataFrame, movies: pd.DataFrame, **fields) -> TrainingData:
     """What a model is fitted on, on the half-star scale unless `scale=` says otherwise."""
     return TrainingData(ratings, movies, fields.pop("scale", SCALE), **fields)
+
+
+def tiny_synthetic_split(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, Features]:
+    """(train, test, movies, features) of 1,600 synthetic ratings (40 users, 120 movies), a random
+    20% as test and the features fitted on train: the content models' tiny data."""
+    ratings, movies = generate(SyntheticParams(n_users=40, n_movies=120, n_ratings=1600, min_user_ratings=20, seed=3))
+    train, test = split_rows(ratings, seed)
+    return train, test, movies, build_features(train, movies, 0.0)
+
+
+def split_rows(ratings: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, test): each rating in test with probability 0.2 (seeded)."""
+    test = np.random.default_rng(seed).random(len(ratings)) < 0.2
+    return ratings[~test].reset_index(drop=True), ratings[test].reset_index(drop=True)
 
 
 # ---- trained models -----------------------------------------------------------------------------

@@ -34,12 +34,10 @@ import tensorflow as tf
 
 from pipeline.config import ContentParams
 from pipeline.data.schema import GENRE_VOCABULARY, MOVIE, RATING, TITLE, USER
-from pipeline.errors import ConfigError, DataError, ModelError, RecsysError, data_error
-from pipeline.features import Features, Scalers, no_history_user, scalers_from_dict, scalers_to_dict
+from pipeline.errors import ConfigError, ModelError, RecsysError, data_error
+from pipeline.features import Features
 from pipeline.io import write_json
 from pipeline.models.base import (
-    Catalogue,
-    SeenItems,
     TrainingData,
     check_pairs,
     index_of,
@@ -51,7 +49,8 @@ from pipeline.models.base import (
     seen_exclusion,
     top_n,
 )
-from pipeline.models.content_input import feature_matrix, rating_batches, scaler_columns, standardise, validation_split
+from pipeline.models.content_input import feature_matrix, rating_batches, standardise, validation_split
+from pipeline.models.content_tables import CHUNK, ContentTables, embed
 from pipeline.models.distributed import (
     MULTI_WORKER,
     WORKER_FAILURES,
@@ -68,7 +67,6 @@ ARRAYS_FILE = "content.npz"
 STATE_FILE = "content.json"
 USER_TOWER = "user_tower"
 MOVIE_TOWER = "movie_tower"
-CHUNK = 65_536  # rows per tower call and pairs per dot-product block at inference
 STEPS_PER_EXECUTION = 8  # batches per compiled call: less Python overhead per step, same results
 
 
@@ -159,7 +157,7 @@ def genre_feature_row(
 # ---- the model ----------------------------------------------------------------------------
 
 
-class ContentModel(SupportRanking):
+class ContentModel(ContentTables, SupportRanking):
     """Two-tower content-based recommender (see the module docstring).
 
     `ContentModel.fit(TrainingData(train, movies, scale, features), params)` trains; afterwards
@@ -265,29 +263,8 @@ class ContentModel(SupportRanking):
         self._movie_embeddings = None
 
     def _set_data(self, train: pd.DataFrame, features: Features, movies: pd.DataFrame, rating_range: tuple[float, float]) -> None:
-        scalers = features.scalers
-        self.scalers: Scalers = scalers
-        self.user_columns = scaler_columns(scalers.user)
-        self.movie_columns = scaler_columns(scalers.movie)
-        users = features.users.sort_values(USER)
-        self.user_ids = users[USER].to_numpy(np.int64)
-        self.user_raw = feature_matrix(users, self.user_columns, "features users")
-        self.catalogue = Catalogue.from_movies(movies)
-        table = features.movies.sort_values(MOVIE)
-        if not np.array_equal(table[MOVIE].to_numpy(np.int64), self.catalogue.movie_ids):
-            raise DataError(
-                "features movies: column 'movie_id': the movies features do not cover exactly the movies table; rerun the features stage"
-            )
-        self.movie_raw = feature_matrix(table, self.movie_columns, "features movies")
-        self.no_history_raw = feature_matrix(no_history_user(train), self.user_columns, "no-history user")[0]
-        self.seen = SeenItems.from_ratings(train, self.catalogue)
-        self.rating_range = (float(rating_range[0]), float(rating_range[1]))
+        self._set_tables(train, features, movies, rating_range)
         self._standardise_tables()
-
-    def _standardise_tables(self) -> None:
-        self.user_inputs = standardise(self.user_raw, self.scalers.user, self.user_columns)
-        self.movie_inputs = standardise(self.movie_raw, self.scalers.movie, self.movie_columns)
-        self.no_history_input = standardise(self.no_history_raw[None, :], self.scalers.user, self.user_columns)
 
     # -- embeddings -----------------------------------------------------------------------
 
@@ -300,11 +277,7 @@ class ContentModel(SupportRanking):
         return tower_parameter_counts(self._trained())
 
     def _embed(self, tower_name: str, inputs: np.ndarray) -> np.ndarray:
-        tower = self._trained().get_layer(tower_name)
-        if len(inputs) == 0:
-            return np.zeros((0, self.params.embedding_dim), np.float32)
-        parts = [keras.ops.convert_to_numpy(tower(inputs[i : i + CHUNK], training=False)) for i in range(0, len(inputs), CHUNK)]
-        return np.concatenate(parts).astype(np.float32)
+        return embed(self._trained().get_layer(tower_name), inputs, self.params.embedding_dim)
 
     def user_embeddings(self, table: pd.DataFrame, file: str = "user features") -> np.ndarray:
         """v_u for each row of a user features table (columns as in training)."""
@@ -392,24 +365,10 @@ class ContentModel(SupportRanking):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self._trained().save(directory / KERAS_FILE)
-        save_arrays(
-            directory,
-            ARRAYS_FILE,
-            {
-                "user_ids": self.user_ids,
-                "user_features": self.user_raw,
-                "movie_features": self.movie_raw,
-                "no_history_features": self.no_history_raw,
-                **self.catalogue.to_arrays(),
-                **self.seen.to_arrays(),
-            },
-        )
+        save_arrays(directory, ARRAYS_FILE, self._table_arrays())
         state = {
             "params": self.params.model_dump(),
-            "user_columns": self.user_columns,
-            "movie_columns": self.movie_columns,
-            "scalers": scalers_to_dict(self.scalers),
-            "rating_range": list(self.rating_range),
+            **self._table_state(),
             "history": self.history,
             "best_epoch": self.best_epoch,
         }
@@ -423,20 +382,8 @@ class ContentModel(SupportRanking):
         arrays = load_arrays(directory, ARRAYS_FILE)
         model = cls(ContentParams.model_validate(state["params"]))
         model.network = keras.models.load_model(network_file)
-        model.scalers = scalers_from_dict(state["scalers"], str(directory / STATE_FILE))
-        model.user_columns = list(state["user_columns"])
-        model.movie_columns = list(state["movie_columns"])
-        if model.user_columns != scaler_columns(model.scalers.user) or model.movie_columns != scaler_columns(model.scalers.movie):
-            raise ModelError(f"{directory / STATE_FILE}: feature columns disagree with the stored scalers")
-        low, high = state["rating_range"]
-        model.rating_range = (float(low), float(high))
+        model._restore_tables(arrays, state, directory / STATE_FILE)
         model.history = {k: list(v) for k, v in state["history"].items()}
         model.best_epoch = state["best_epoch"]
-        model.user_ids = arrays["user_ids"].astype(np.int64)
-        model.user_raw = arrays["user_features"]
-        model.movie_raw = arrays["movie_features"]
-        model.no_history_raw = arrays["no_history_features"]
-        model.catalogue = Catalogue.from_arrays(arrays)
-        model.seen = SeenItems.from_arrays(arrays)
         model._standardise_tables()
         return model

@@ -67,9 +67,8 @@ import tensorflow as tf
 from pipeline.config import ContentRankingParams
 from pipeline.data.schema import GENRE_VOCABULARY, MOVIE, RATING, USER, YEAR
 from pipeline.errors import DataError, ModelError, RecsysError, data_error
-from pipeline.features import AVG_RATING, N_RATINGS, Features, Scalers, no_history_user, scalers_from_dict, scalers_to_dict
+from pipeline.features import AVG_RATING, N_RATINGS, Features
 from pipeline.models.base import (
-    Catalogue,
     SeenItems,
     TrainingData,
     check_pairs,
@@ -81,8 +80,9 @@ from pipeline.models.base import (
     save_arrays,
     seen_exclusion,
 )
-from pipeline.models.content import CHUNK, MOVIE_TOWER, USER_TOWER, build_tower, genre_feature_row
-from pipeline.models.content_input import feature_matrix, gathered_batches, row_batches, scaler_columns, standardise
+from pipeline.models.content import MOVIE_TOWER, USER_TOWER, build_tower, genre_feature_row
+from pipeline.models.content_input import gathered_batches, row_batches, standardise
+from pipeline.models.content_tables import ContentTables, embed
 from pipeline.models.ranking import SupportRanking
 from pipeline.seeding import seed_everything
 
@@ -284,7 +284,7 @@ class Trainer:
 # ---- the model --------------------------------------------------------------------------------
 
 
-class ContentRankingModel(SupportRanking):
+class ContentRankingModel(ContentTables, SupportRanking):
     """Two-tower content model trained with an in-batch softmax (see the module docstring).
 
     `ContentRankingModel.fit(TrainingData(train, movies, scale, features), params)` trains; `history`
@@ -352,28 +352,13 @@ class ContentRankingModel(SupportRanking):
         self._movie_vectors = None
 
     def _set_data(self, train: pd.DataFrame, features: Features, movies: pd.DataFrame, rating_range: tuple[float, float]) -> None:
-        self.scalers: Scalers = features.scalers
-        self.user_columns = scaler_columns(self.scalers.user)
-        self.movie_columns = scaler_columns(self.scalers.movie)
-        users = features.users.sort_values(USER)
-        self.user_ids = users[USER].to_numpy(np.int64)
-        self.user_raw = feature_matrix(users, self.user_columns, "features users")
-        self.catalogue = Catalogue.from_movies(movies)
-        table = features.movies.sort_values(MOVIE)
-        if not np.array_equal(table[MOVIE].to_numpy(np.int64), self.catalogue.movie_ids):
-            raise DataError(
-                "features movies: column 'movie_id': the movies features do not cover exactly the movies table; rerun the features stage"
-            )
-        self.movie_raw = feature_matrix(table, self.movie_columns, "features movies")
-        self.no_history_raw = feature_matrix(no_history_user(train), self.user_columns, "no-history user")[0]
-        self.unknown_movie_raw = self._unknown_movie_row()
-        self.seen = SeenItems.from_ratings(train, self.catalogue)
-        self.typical_history = float(np.median(np.diff(self.seen.indptr)))
+        self._set_tables(train, features, movies, rating_range)
         if not np.array_equal(self.seen.user_ids, self.user_ids):
             raise DataError(
                 "features users: column 'user_id': the users features do not cover exactly the training users; rerun the features stage"
             )
-        self.rating_range = (float(rating_range[0]), float(rating_range[1]))
+        self.unknown_movie_raw = self._unknown_movie_row()
+        self.typical_history = float(np.median(np.diff(self.seen.indptr)))
         self._standardise_tables()
 
     def _unknown_movie_row(self) -> np.ndarray:
@@ -385,9 +370,7 @@ class ContentRankingModel(SupportRanking):
         return row
 
     def _standardise_tables(self) -> None:
-        self.user_inputs = standardise(self.user_raw, self.scalers.user, self.user_columns)
-        self.movie_inputs = standardise(self.movie_raw, self.scalers.movie, self.movie_columns)
-        self.no_history_input = standardise(self.no_history_raw[None, :], self.scalers.user, self.user_columns)
+        super()._standardise_tables()
         self.unknown_movie_input = standardise(self.unknown_movie_raw[None, :], self.scalers.movie, self.movie_columns)
 
     # -- embeddings -----------------------------------------------------------------------
@@ -398,11 +381,7 @@ class ContentRankingModel(SupportRanking):
         return self.network
 
     def _embed(self, tower_name: str, inputs: np.ndarray) -> np.ndarray:
-        tower = self._trained().get_layer(tower_name)
-        if len(inputs) == 0:
-            return np.zeros((0, self.params.embedding_dim), np.float32)
-        parts = [keras.ops.convert_to_numpy(tower(inputs[i : i + CHUNK], training=False)) for i in range(0, len(inputs), CHUNK)]
-        return np.concatenate(parts).astype(np.float32)
+        return embed(self._trained().get_layer(tower_name), inputs, self.params.embedding_dim)
 
     def _id_table(self) -> np.ndarray:
         return keras.ops.convert_to_numpy(self._trained().get_layer(ID_EMBEDDING).embeddings).astype(np.float32)
@@ -505,7 +484,8 @@ class ContentRankingModel(SupportRanking):
         flags = self.movie_raw[:, [self.movie_columns.index(f"is_{g}") for g in GENRE_VOCABULARY]] > 0
         mean = self.no_history_raw[self.user_columns.index(AVG_RATING)]
         liked, disliked = stated > mean, stated < mean
-        return (flags[:, liked].any(axis=1) if liked.any() else np.ones(len(flags), bool)) & ~flags[:, disliked].any(axis=1)
+        wanted = flags[:, liked].any(axis=1) if liked.any() else np.ones(len(flags), bool)
+        return np.asarray(wanted & ~flags[:, disliked].any(axis=1), dtype=bool)
 
     def genre_history(self, prefs: Mapping[str, float]) -> np.ndarray:
         """Catalogue positions of the movies a new user with these genre ratings is taken to have
@@ -560,27 +540,12 @@ class ContentRankingModel(SupportRanking):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self._trained().save(directory / KERAS_FILE)
-        save_arrays(
-            directory,
-            ARRAYS_FILE,
-            {
-                "user_ids": self.user_ids,
-                "user_features": self.user_raw,
-                "movie_features": self.movie_raw,
-                "no_history_features": self.no_history_raw,
-                "unknown_movie_features": self.unknown_movie_raw,
-                "positives": self.positives,
-                **self.catalogue.to_arrays(),
-                **self.seen.to_arrays(),
-            },
-        )
+        arrays = {**self._table_arrays(), "unknown_movie_features": self.unknown_movie_raw, "positives": self.positives}
+        save_arrays(directory, ARRAYS_FILE, arrays)
         state = {
             "kind": "content_ranking",
             "params": self.params.model_dump(),
-            "user_columns": self.user_columns,
-            "movie_columns": self.movie_columns,
-            "scalers": scalers_to_dict(self.scalers),
-            "rating_range": list(self.rating_range),
+            **self._table_state(),
             "history": self.history,
             "typical_history": self.typical_history,
         }
@@ -595,22 +560,10 @@ class ContentRankingModel(SupportRanking):
         arrays = load_arrays(directory, ARRAYS_FILE)
         model = cls(ContentRankingParams.model_validate(state["params"]))
         model.network = keras.models.load_model(directory / KERAS_FILE)
-        model.scalers = scalers_from_dict(state["scalers"], str(directory / STATE_FILE))
-        model.user_columns = list(state["user_columns"])
-        model.movie_columns = list(state["movie_columns"])
-        if model.user_columns != scaler_columns(model.scalers.user) or model.movie_columns != scaler_columns(model.scalers.movie):
-            raise ModelError(f"{directory / STATE_FILE}: feature columns disagree with the stored scalers")
-        low, high = state["rating_range"]
-        model.rating_range = (float(low), float(high))
+        model._restore_tables(arrays, state, directory / STATE_FILE)
         model.history = {k: list(v) for k, v in state["history"].items()}
         model.typical_history = float(state["typical_history"])
-        model.user_ids = arrays["user_ids"].astype(np.int64)
-        model.user_raw = arrays["user_features"]
-        model.movie_raw = arrays["movie_features"]
-        model.no_history_raw = arrays["no_history_features"]
         model.unknown_movie_raw = arrays["unknown_movie_features"]
         model.positives = arrays["positives"].astype(np.int64)
-        model.catalogue = Catalogue.from_arrays(arrays)
-        model.seen = SeenItems.from_arrays(arrays)
         model._standardise_tables()
         return model

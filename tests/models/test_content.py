@@ -17,7 +17,7 @@ from pipeline.features import USER_FEATURE_COLUMNS, build_features
 from pipeline.models.baselines import BiasModel
 from pipeline.models.content import MOVIE_TOWER, USER_TOWER, ContentModel, build_network, build_trainer
 from pipeline.models.content_input import feature_matrix, rating_batches, validation_split
-from tests.factories import training_data
+from tests.factories import split_rows, tiny_synthetic_split, training_data
 from tests.models.contract import UNKNOWN_ID, ModelContract
 
 TINY = ContentParams(
@@ -26,16 +26,9 @@ TINY = ContentParams(
 )  # fmt: skip
 
 
-def split_rows(ratings: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    test = np.random.default_rng(seed).random(len(ratings)) < 0.2
-    return ratings[~test].reset_index(drop=True), ratings[test].reset_index(drop=True)
-
-
 @pytest.fixture(scope="module")
 def tiny_data():
-    ratings, movies = generate(SyntheticParams(n_users=40, n_movies=120, n_ratings=1600, min_user_ratings=20, seed=3))
-    train, test = split_rows(ratings)
-    return train, test, movies, build_features(train, movies, 0.0)
+    return tiny_synthetic_split()
 
 
 def fit_tiny(tiny_data, **overrides) -> ContentModel:

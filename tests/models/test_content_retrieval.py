@@ -10,16 +10,15 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from pipeline.config import ContentRankingParams, SyntheticParams, parse_params
+from pipeline.config import ContentRankingParams, parse_params
 from pipeline.data.schema import GENRES, MOVIE, RATING, TIMESTAMP, TITLE, USER, YEAR
-from pipeline.data.synthetic import generate
 from pipeline.errors import ConfigError, DataError, ModelError
 from pipeline.features import build_features
 from pipeline.models.base import SeenItems
 from pipeline.models.baselines import PopularityModel
 from pipeline.models.content import MOVIE_TOWER, USER_TOWER
 from pipeline.models.content_retrieval import ContentRankingModel, history_table, in_batch_softmax_loss, log_popularity
-from tests.factories import training_data
+from tests.factories import tiny_synthetic_split, training_data
 from tests.models.contract import UNKNOWN_ID, ModelContract
 
 TINY = ContentRankingParams(
@@ -114,10 +113,8 @@ def _catalogue(ids):
 
 @pytest.fixture(scope="module")
 def tiny_data():
-    ratings, movies = generate(SyntheticParams(n_users=40, n_movies=120, n_ratings=1600, min_user_ratings=20, seed=3))
-    test = np.random.default_rng(0).random(len(ratings)) < 0.2
-    train = ratings[~test].reset_index(drop=True)
-    return train, movies, build_features(train, movies, 0.0)
+    train, _, movies, features = tiny_synthetic_split()
+    return train, movies, features
 
 
 def fit_tiny(tiny_data, **overrides) -> ContentRankingModel:
