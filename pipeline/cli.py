@@ -65,6 +65,11 @@ STAGES = {
         "Register the trained models in MLflow; move alias 'champion' when the challenger wins on promote.metric "
         "(ranking models: promote.ranking_metric).",
     ),
+    "recommend-batch": (
+        "pipeline.stages.recommend",
+        "Every training user's top-k (recommend.k) from the ranking model best on promote.ranking_metric "
+        "into data/recommendations/top_k.parquet.",
+    ),
 }
 
 
