@@ -273,6 +273,36 @@ def similar(
 
 
 @app.command(rich_help_panel="Use the models")
+def export(
+    csv: Annotated[Path | None, typer.Option("--csv", help="write the lists to this CSV file (replaced as a whole)")] = None,
+    sql: Annotated[
+        bool,
+        typer.Option("--sql", help="replace table recommend.table in the database whose URL is in the variable data.sql.url_env"),
+    ] = False,
+    data_dir: DataDir = Path("data"),
+    params_file: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Write data/recommendations/top_k.parquet (stage recommend) to a CSV file or into the SQL source's database."""
+    if (csv is not None) == sql:
+        fail("give exactly one of --csv PATH, --sql")
+
+    def action() -> None:
+        from pipeline import export as exporting
+        from pipeline.config import Params, load_params
+
+        params = load_params(params_file) if params_file.is_file() else Params()
+        top_k = exporting.open_top_k(data_dir)
+        if csv is not None:
+            rows, target = exporting.to_csv(top_k, csv), str(csv)
+        else:
+            rows, url = exporting.to_sql(top_k, params.data.sql, params.recommend.table)
+            target = f"table {params.recommend.table} of {url}"
+        typer.echo(f"exported {rows:,} rows of {top_k.file} to {target}")
+
+    guarded(action)
+
+
+@app.command(rich_help_panel="Use the models")
 def compare(
     experiment: Annotated[
         str | None, typer.Option("--experiment", help="MLflow experiment (default: mlflow.experiment of params.yaml)")

@@ -69,7 +69,7 @@ def test_dvc_repro_builds_every_stage_output(reproduced):
     assert meta["source"] == "synthetic" and meta["n_ratings"] == 3000
 
 
-def test_recommend_lists_k_unseen_movies_for_every_training_user_from_the_best_ranking_model(reproduced):
+def test_recommend_lists_k_unseen_movies_for_every_training_user_from_the_best_ranking_model(reproduced, tmp_path: Path):
     repo, _ = reproduced
     k = Params().recommend.k  # the committed params.yaml holds the defaults (tests/test_config.py)
     top_k = pd.read_parquet(repo / "data/recommendations/top_k.parquet")
@@ -83,6 +83,9 @@ def test_recommend_lists_k_unseen_movies_for_every_training_user_from_the_best_r
     best = max(("cofi_ranking", "content_ranking"), key=lambda name: evaluation[name]["ndcg_at_k"])
     meta = json.loads((repo / "data/recommendations/meta.json").read_text())
     assert (meta["model"], meta["metric"], meta["rows"]) == (best, "ndcg_at_k", len(top_k))
+    exported = tool(repo, "recsys", "export", "--csv", str(tmp_path / "top_k.csv"))
+    assert exported.stdout.startswith(f"exported {len(top_k):,} rows")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "top_k.csv"), top_k)
 
 
 def test_a_second_dvc_repro_has_nothing_to_do(reproduced):
