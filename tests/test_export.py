@@ -71,7 +71,7 @@ def test_csv_round_trip_gives_back_the_same_rows_and_exact_scores(tmp_path, monk
     assert result.exit_code == 0, result.output
     assert result.output.strip() == f"exported 6 rows of {data / 'recommendations/top_k.parquet'} to {target}"
     assert target.read_text().splitlines()[0] == "user_id,rank,movie_id,score"
-    pd.testing.assert_frame_equal(pd.read_csv(target), TOP_K)
+    pd.testing.assert_frame_equal(pd.read_csv(target), TOP_K, check_exact=True)
     assert sorted(p.name for p in target.parent.iterdir()) == ["top_k.csv"]
 
 
@@ -148,7 +148,7 @@ def test_sqlite_round_trip_replaces_the_table_named_by_the_params(tmp_path, monk
     result = invoke("--sql", "--data-dir", str(lists(tmp_path)), "--params", str(params_file(tmp_path)))
     assert result.exit_code == 0, result.output
     assert result.output.strip().endswith(f"to table recs of sqlite:///{database}")
-    pd.testing.assert_frame_equal(table(database, "recs"), TOP_K)
+    pd.testing.assert_frame_equal(table(database, "recs"), TOP_K, check_exact=True)
     assert table(database, "ratings").to_dict("list") == {"who": ["alice"], "item": [1]}  # the rest of the database untouched
 
 
