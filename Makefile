@@ -64,7 +64,7 @@ retrain: setup
 	exit $$status
 
 # The DVC run-cache could restore the models of an earlier run without training (and without an MLflow
-# run), so the training stages are forced; evaluate and promote follow because their inputs changed.
+# run), so the training stages are forced; evaluate, promote and recommend follow because their inputs changed.
 retrain-steps:
 	@if dvc remote default >/dev/null 2>&1; then echo "dvc pull --allow-missing"; dvc pull --allow-missing; \
 	else echo "no default DVC remote: nothing to pull"; fi

@@ -65,6 +65,11 @@ STAGES = {
         "Register the trained models in MLflow; move alias 'champion' when the challenger wins on promote.metric "
         "(ranking models: promote.ranking_metric).",
     ),
+    "recommend-batch": (
+        "pipeline.stages.recommend",
+        "Every training user's top-k (recommend.k) from the ranking model best on promote.ranking_metric "
+        "into data/recommendations/top_k.parquet.",
+    ),
 }
 
 
@@ -263,6 +268,36 @@ def similar(
         heading = [f"Closest to {resolved} [id {movie}] in the content model's embedding space:"]
         query = {"model": "content", "typed": title, "movie_id": movie, "title": resolved}
         _show(trained.similar(movie, n=n), "distance", display.DISTANCE, trained, data_dir, as_json, heading, query)
+
+    guarded(action)
+
+
+@app.command(rich_help_panel="Use the models")
+def export(
+    csv: Annotated[Path | None, typer.Option("--csv", help="write the lists to this CSV file (replaced as a whole)")] = None,
+    sql: Annotated[
+        bool,
+        typer.Option("--sql", help="replace table recommend.table in the database whose URL is in the variable data.sql.url_env"),
+    ] = False,
+    data_dir: DataDir = Path("data"),
+    params_file: ParamsOption = Path("params.yaml"),
+) -> None:
+    """Write data/recommendations/top_k.parquet (stage recommend) to a CSV file or into the SQL source's database."""
+    if (csv is not None) == sql:
+        fail("give exactly one of --csv PATH, --sql")
+
+    def action() -> None:
+        from pipeline import export as exporting
+        from pipeline.config import Params, load_params
+
+        params = load_params(params_file) if params_file.is_file() else Params()
+        top_k = exporting.open_top_k(data_dir)
+        if csv is not None:
+            rows, target = exporting.to_csv(top_k, csv), str(csv)
+        else:
+            rows, url = exporting.to_sql(top_k, params.data.sql, params.recommend.table)
+            target = f"table {params.recommend.table} of {url}"
+        typer.echo(f"exported {rows:,} rows of {top_k.file} to {target}")
 
     guarded(action)
 

@@ -451,6 +451,20 @@ class PromoteParams(Section):
     min_improvement: float = Field(0.0, ge=0, description="how much better the challenger must be")
 
 
+class RecommendParams(Section):
+    """Batch recommendations (stage `recommend`, `recsys export`): every training user's top-k list."""
+
+    k: int = Field(10, ge=1, description="movies per user in data/recommendations/top_k.parquet")
+    batch_size: int = Field(
+        256, ge=1, description="users scored at a time: memory holds batch_size x catalogue scores, never users x catalogue"
+    )
+    table: str = Field(
+        "recommendations",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="`recsys export --sql`: the table (replaced as a whole) in the database of data.sql.url_env",
+    )
+
+
 class MlflowParams(Section):
     experiment: str = Field("recsys", min_length=1, description="MLflow experiment name")
 
@@ -470,6 +484,7 @@ class Params(Section):
     evaluate: EvaluateParams = EvaluateParams()
     ranking: RankingParams = RankingParams()
     promote: PromoteParams = PromoteParams()
+    recommend: RecommendParams = RecommendParams()
     mlflow: MlflowParams = MlflowParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

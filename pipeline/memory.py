@@ -35,6 +35,7 @@ BASE_MIB = {
     "train_cofi_ranking": 900,  # NumPy ALS (its fit alone peaked at 859 MiB at 5M ratings) + MLflow's import
     "train_content_ranking": 1100,  # TensorFlow, as train_content; its per-rating tables are the positives and the bags
     "evaluate": 1300,
+    "recommend": 1100,  # TensorFlow's import when content_ranking is chosen, as train_content_ranking; cofi_ranking needs far less
 }
 MIB_PER_MILLION = {  # measured slopes between 5M and 25M ratings: 100, 122, 137, 89, 124, 85, 115
     "ingest": 100,
@@ -46,6 +47,7 @@ MIB_PER_MILLION = {  # measured slopes between 5M and 25M ratings: 100, 122, 137
     "train_cofi_ranking": 130,  # not measured past 5M: train_cofi's slope, an upper bound for the same factors
     "train_content_ranking": 90,  # not measured past 5M: train_content's slope
     "evaluate": 120,
+    "recommend": 30,  # cofi_ranking, every user's top 10 at 25M ratings: 858 MiB (benchmarks/bench_batch_recommend.py)
 }
 
 

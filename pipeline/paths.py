@@ -104,6 +104,20 @@ class Layout:
     def report_md(self) -> Path:
         return self.reports / "report.md"
 
+    @property
+    def recommendations(self) -> Path:
+        return self.data / "recommendations"
+
+    @property
+    def top_k(self) -> Path:
+        """data/recommendations/top_k.parquet: every training user's top-k (user_id, rank, movie_id, score)."""
+        return self.recommendations / "top_k.parquet"
+
+    @property
+    def top_k_meta(self) -> Path:
+        """data/recommendations/meta.json: which model wrote top_k.parquet and why."""
+        return self.recommendations / "meta.json"
+
     def model_dir(self, name: str) -> Path:
         """models/<name>/: what a training stage saves and evaluate loads."""
         return self.models / name
@@ -122,7 +136,13 @@ class Layout:
 
     def writer_of(self, path: Path) -> str:
         """The stage that writes `path` (a file or a folder below one of the stages' outputs)."""
-        writers = {self.raw: "ingest", self.split: "split", self.features: "features", self.evaluation: "evaluate"}
+        writers = {
+            self.raw: "ingest",
+            self.split: "split",
+            self.features: "features",
+            self.evaluation: "evaluate",
+            self.recommendations: "recommend",
+        }
         for candidate in (path, *path.parents):
             if candidate in writers:
                 return writers[candidate]

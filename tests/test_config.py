@@ -32,6 +32,9 @@ def test_the_committed_params_file_loads_and_matches_the_model_defaults():
         ({"validate": {"min_timestamp": 100, "max_timestamp": 100}}, "validate: max_timestamp"),
         ({"data": {"synthetic": {"n_users": 10, "n_movies": 50, "n_ratings": 5000}}}, "at most half"),
         ({"data": {"synthetic": {"n_users": 100, "min_user_ratings": 20, "n_ratings": 1000}}}, "at least"),
+        ({"recommend": {"k": 0}}, "recommend.k"),
+        ({"recommend": {"batch_size": 0}}, "recommend.batch_size"),
+        ({"recommend": {"table": "recs; DROP TABLE ratings"}}, "recommend.table"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_key(raw, message):

@@ -26,6 +26,7 @@ def test_the_default_layout_names_the_files_dvc_yaml_tracks_relative_to_the_root
     assert (str(layout.evaluation), str(layout.predictions("bias")), str(layout.validation_reports)) == (
         "metrics/evaluation.json", "plots/predictions_bias.csv", "reports/validation",
     )  # fmt: skip
+    assert (str(layout.top_k), str(layout.top_k_meta)) == ("data/recommendations/top_k.parquet", "data/recommendations/meta.json")
 
 
 def test_a_layout_puts_everything_under_its_root(tmp_path: Path):
@@ -35,7 +36,7 @@ def test_a_layout_puts_everything_under_its_root(tmp_path: Path):
 
 @pytest.mark.parametrize(
     ("file", "stage"),
-    [("raw_meta", "ingest"), ("test", "split"), ("evaluation", "evaluate"), ("models", "previous")],
+    [("raw_meta", "ingest"), ("test", "split"), ("evaluation", "evaluate"), ("top_k", "recommend"), ("models", "previous")],
 )
 def test_a_missing_input_names_the_stage_that_writes_it(tmp_path: Path, file: str, stage: str):
     layout = Layout(tmp_path)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipeline.config import Params
 from tests.browser import count_near, external_resources, screenshot, share_not_white
 from tests.factories import noise_lines
 from tests.isolation import BIN, copy_repository, environment, merge, run_tool
@@ -68,6 +69,25 @@ def test_dvc_repro_builds_every_stage_output(reproduced):
     assert meta["source"] == "synthetic" and meta["n_ratings"] == 3000
 
 
+def test_recommend_lists_k_unseen_movies_for_every_training_user_from_the_best_ranking_model(reproduced, tmp_path: Path):
+    repo, _ = reproduced
+    k = Params().recommend.k  # the committed params.yaml holds the defaults (tests/test_config.py)
+    top_k = pd.read_parquet(repo / "data/recommendations/top_k.parquet")
+    train = pd.read_parquet(repo / "data/split/train.parquet")
+    assert list(top_k.columns) == ["user_id", "rank", "movie_id", "score"]
+    assert sorted(top_k["user_id"].unique()) == sorted(train["user_id"].unique())
+    assert (top_k.groupby("user_id").size() == k).all()
+    assert (top_k.groupby("user_id")["rank"].apply(list) == [list(range(1, k + 1))] * top_k["user_id"].nunique()).all()
+    assert top_k.merge(train[["user_id", "movie_id"]], on=["user_id", "movie_id"]).empty  # no seen movie
+    evaluation = json.loads((repo / "metrics/evaluation.json").read_text())
+    best = max(("cofi_ranking", "content_ranking"), key=lambda name: evaluation[name]["ndcg_at_k"])
+    meta = json.loads((repo / "data/recommendations/meta.json").read_text())
+    assert (meta["model"], meta["metric"], meta["rows"]) == (best, "ndcg_at_k", len(top_k))
+    exported = tool(repo, "recsys", "export", "--csv", str(tmp_path / "top_k.csv"))
+    assert exported.stdout.startswith(f"exported {len(top_k):,} rows")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "top_k.csv"), top_k)
+
+
 def test_a_second_dvc_repro_has_nothing_to_do(reproduced):
     repo, _ = reproduced
     again = dvc(repo, "repro")
@@ -80,7 +100,7 @@ def test_dvc_dag_shows_the_stage_graph(reproduced):
     repo, _ = reproduced
     dot = dvc(repo, "dag", "--dot").stdout
     edges = set(re.findall(r'"([\w.]+)"\s*->\s*"([\w.]+)"', dot))
-    assert {("ingest", "validate"), ("validate", "split"), ("split", "features")} <= edges
+    assert {("ingest", "validate"), ("validate", "split"), ("split", "features"), ("evaluate", "recommend")} <= edges
 
 
 def test_dvc_repro_prints_no_library_noise(reproduced):

@@ -14,6 +14,8 @@ import math
 import os
 import queue
 import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -110,10 +112,28 @@ def _engine(url: Any, sql: SqlParams) -> Any:
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:") and not Path(url.database).is_file():
         raise DataError(f"{masked(url)}: database file {url.database} not found")  # sqlite would create an empty one
     try:
-        return create_engine(url, connect_args=connect_args(url, sql.connect_timeout_seconds), poolclass=NullPool)
+        engine = create_engine(url, connect_args=connect_args(url, sql.connect_timeout_seconds), poolclass=NullPool)
     except (NoSuchModuleError, ImportError) as exc:
         hint = DRIVER_HINT.get(url.get_backend_name(), "install the database's SQLAlchemy driver")
         raise DataError(f"{masked(url)}: no driver for this database ({scrub(_first_line(exc), url)}); {hint}") from None
+    if url.get_backend_name() == "sqlite":
+        _transactional_sqlite(engine)
+    return engine
+
+
+def _transactional_sqlite(engine: Any) -> None:
+    """Make SQLite transactions cover DDL too: Python's sqlite3 driver opens a transaction only before
+    INSERT/UPDATE/DELETE, so a DROP TABLE would commit on its own (SQLAlchemy's documented recipe:
+    the driver emits no BEGIN, SQLAlchemy emits one when a transaction starts)."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
 
 
 def _query(connection: Any, query: str, label: str, url: Any) -> pd.DataFrame:
@@ -130,13 +150,14 @@ def _query(connection: Any, query: str, label: str, url: Any) -> pd.DataFrame:
     return frame
 
 
-def read_sql(sql: SqlParams, columns: ColumnsParams) -> Tables:
-    """data.source: sql: run both queries, keep the mapped columns under the contract's names."""
+@contextmanager
+def connected(sql: SqlParams) -> Iterator[tuple[Any, Any]]:
+    """(connection, URL) to the database of `sql.url_env`, closed afterwards; a DataError naming the host
+    and database (never the password) when it cannot be reached within sql.connect_timeout_seconds."""
     from sqlalchemy.exc import SQLAlchemyError
 
     url = database_url(sql)
     engine = _engine(url, sql)
-    labels = (f"{masked(url)} (ratings query)", f"{masked(url)} (movies query)")
     try:
         try:
             connection = connect_within(engine, sql.connect_timeout_seconds)
@@ -146,10 +167,17 @@ def read_sql(sql: SqlParams, columns: ColumnsParams) -> Tables:
                 f"{scrub(_first_line(exc), url)}"
             ) from None
         with connection:
-            ratings = _query(connection, sql.ratings_query, labels[0], url)
-            movies = _query(connection, sql.movies_query, labels[1], url)
+            yield connection, url
     finally:
         engine.dispose()
+
+
+def read_sql(sql: SqlParams, columns: ColumnsParams) -> Tables:
+    """data.source: sql: run both queries, keep the mapped columns under the contract's names."""
+    with connected(sql) as (connection, url):
+        labels = (f"{masked(url)} (ratings query)", f"{masked(url)} (movies query)")
+        ratings = _query(connection, sql.ratings_query, labels[0], url)
+        movies = _query(connection, sql.movies_query, labels[1], url)
     return Tables(
         select_columns(ratings, ratings_columns(columns), labels[0]),
         select_columns(movies, movies_columns(columns), labels[1]),
@@ -157,3 +185,27 @@ def read_sql(sql: SqlParams, columns: ColumnsParams) -> Tables:
         labels[1],
         source_names(columns),
     )
+
+
+def replace_table(sql: SqlParams, name: str, columns: Iterable[Any], frames: Iterable[pd.DataFrame]) -> tuple[int, str]:
+    """Replace table `name` (sqlalchemy `columns`) of the database of `sql.url_env` by the rows of
+    `frames`, in one transaction: readers see the old table or the whole new one, and a failure
+    (also one raised while `frames` is read) leaves the old table. Returns (rows written, masked URL)."""
+    from sqlalchemy import MetaData, Table
+    from sqlalchemy.exc import SQLAlchemyError
+
+    table = Table(name, MetaData(), *columns)
+    rows = 0
+    with connected(sql) as (connection, url):
+        try:
+            with connection.begin():
+                table.drop(connection, checkfirst=True)
+                table.create(connection)
+                for frame in frames:
+                    if len(frame):
+                        connection.execute(table.insert(), frame.to_dict("records"))
+                        rows += len(frame)
+        except SQLAlchemyError as exc:
+            cause = scrub(_first_line(exc), url)
+            raise DataError(f"{masked(url)}: table {name}: writing failed, the table is as it was: {cause}") from None
+        return rows, masked(url)

@@ -25,6 +25,11 @@ FAMILIES: dict[str, dict[str, str]] = {
 OBJECTIVES = ("rating", "ranking")
 
 
+def ranking_models() -> tuple[str, ...]:
+    """The trained models made for top-N lists, in FAMILIES' order; by name, so choosing among them imports none."""
+    return tuple(names["ranking"] for names in FAMILIES.values() if names["ranking"] in TRAINED_MODELS)
+
+
 def class_at(loader: str) -> type[Recommender]:
     """The model class named by "module:Class" (a Recommender)."""
     module_name, class_name = loader.split(":")
