@@ -25,6 +25,15 @@ FAMILIES: dict[str, dict[str, str]] = {
 OBJECTIVES = ("rating", "ranking")
 
 
+def family_objective(name: str) -> tuple[str, str]:
+    """('cofi_ranking') -> ('cofi', 'ranking'): the family and objective of a trained model."""
+    for family, models in FAMILIES.items():
+        for objective, model in models.items():
+            if model == name:
+                return family, objective
+    raise ModelError(f"unknown model '{name}'; choose one of {', '.join(TRAINED_MODELS)}")
+
+
 def class_at(loader: str) -> type[Recommender]:
     """The model class named by "module:Class" (a Recommender)."""
     module_name, class_name = loader.split(":")
