@@ -1,5 +1,5 @@
 """train_cofi, train_cofi_ranking, evaluate and promote on tiny data inside a git repository under
-`dvc exp run`'s environment, then everything the MLflow UI shows, read back
+`dvc exp run`'s environment, then everything the MLflow UI and `recsys compare` show, read back
 through MlflowClient: run names, tags, input datasets, params, metric names, registry versions."""
 
 from __future__ import annotations
@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from pipeline import registry
 from pipeline.config import parse_params
+from pipeline.evaluation.compare import WIDTH, as_json, compare_runs, render
 from pipeline.split import split_ratings
 from pipeline.stages import evaluate, promote, train_cofi, train_cofi_ranking
 from tests.factories import layout_with, low_rank_ratings
@@ -102,3 +104,13 @@ def test_each_registered_version_has_a_description_and_a_few_tags(pipeline):
     assert "RMSE" in client.get_model_version("recsys-cofi-files", "1").description
     assert "RMSE" not in client.get_model_version("recsys-cofi_ranking-files", "1").description
 
+
+def test_compare_groups_the_runs_in_120_columns_and_as_json(pipeline):
+    (group,) = compare_runs(EXPERIMENT, by="ndcg_at_k", source="files", split="random")
+    assert len(group.table) == 2 + 5
+    assert group.params == ["learning_rate", "epochs", "regularization", "parameter_count"]  # both have latent_size 3
+    text = render([group], by="ndcg_at_k")
+    assert max(map(len, text.splitlines())) <= WIDTH and "files, random split: 7 runs" in text
+    document = json.loads(as_json([group], EXPERIMENT, by="ndcg_at_k"))
+    runs = pd.DataFrame(document["groups"][0]["runs"]).set_index("run")
+    assert runs.loc["cofi-ranking@files", "params"]["learning_rate"] == "als"
