@@ -248,7 +248,7 @@ def log_to_mlflow(
         metrics, run_id = flat_metrics(result), run_ids.get(name)
         family, objective = identity(name, models[name])
         run_name = tracking.run_name(family, objective, str(dataset.get("source", "unknown")))
-        parent, logged = None, dict(baseline_params(name, params))
+        parent, logged = None, baseline_params(name, params)
         if run_id and tracking.run_exists(run_id):
             changed = tracking.changed_params(run_id, settings)
             if not changed:

@@ -55,7 +55,7 @@ class Curves:
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    name: str  # models/<name>/, metrics/train_<name>.json, plots/<name>_<curve>.csv, the MLflow run and model family
+    name: str  # models/<name>/, metrics/train_<name>.json, plots/<name>_<curve>.csv, the run's `model` tag (loading.FAMILIES)
     logged_params: Callable[[Params], dict[str, Any]]  # the params.yaml sections the fit reads
     hyperparameters: Callable[[Params], Hyperparameters]
     fit: Callable[[TrainingData, Params, Layout], Any]
