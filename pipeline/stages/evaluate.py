@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.choices import family_objective
 from pipeline.config import Params
 from pipeline.data.schema import RATING, USER
 from pipeline.errors import DataError, ModelError, ModelSkipped
@@ -37,7 +38,7 @@ from pipeline.models.base import Catalogue, Recommender, TrainingData
 from pipeline.models.baselines import BiasModel, GlobalMeanModel, PopularityModel
 from pipeline.models.ease import EaseModel
 from pipeline.models.genre_affinity import GenreAffinityModel
-from pipeline.models.loading import FAMILIES, TRAINED_MODELS, class_at, family_objective
+from pipeline.models.loading import FAMILIES, TRAINED_MODELS, class_at
 from pipeline.models.ranking import for_lists
 from pipeline.paths import Layout
 from pipeline.stages.inputs import check_trained_on, read_ratings, read_training_data

@@ -19,11 +19,11 @@ from typing import Any
 import pandas as pd
 
 from pipeline import tracking
+from pipeline.choices import family_objective
 from pipeline.config import Params
 from pipeline.data.schema import MOVIE, USER
 from pipeline.features import load_features
 from pipeline.models.base import TrainingData
-from pipeline.models.loading import family_objective
 from pipeline.paths import Layout
 from pipeline.stages.inputs import dataset_identity, read_training_data, save_trained
 
@@ -55,7 +55,7 @@ class Curves:
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    name: str  # models/<name>/, metrics/train_<name>.json, plots/<name>_<curve>.csv, the run's `model` tag (loading.FAMILIES)
+    name: str  # models/<name>/, metrics/train_<name>.json, plots/<name>_<curve>.csv, the run's `model` tag (choices.FAMILIES)
     logged_params: Callable[[Params], dict[str, Any]]  # the params.yaml sections the fit reads
     hyperparameters: Callable[[Params], Hyperparameters]
     fit: Callable[[TrainingData, Params, Layout], Any]
