@@ -49,15 +49,18 @@ STAGES = {
     "validate": ("pipeline.stages.validate", "Check data/raw/ with Great Expectations; stop the pipeline on failure."),
     "split": ("pipeline.stages.split", "Divide ratings into data/split/{train,test}.parquet."),
     "features": ("pipeline.stages.features", "Compute user/movie features and scalers from train only."),
-    "train-cofi": ("pipeline.stages.train_cofi", "Train collaborative filtering into models/cofi/ (MLflow run 'cofi')."),
+    "train-cofi": ("pipeline.stages.train_cofi", "Train collaborative filtering into models/cofi/ (MLflow run 'cofi-rating@<source>')."),
     "train-cofi-ranking": (
         "pipeline.stages.train_cofi_ranking",
-        "Train collaborative filtering for top-N lists into models/cofi_ranking/ (MLflow run 'cofi_ranking').",
+        "Train collaborative filtering for top-N lists into models/cofi_ranking/ (MLflow run 'cofi-ranking@<source>').",
     ),
-    "train-content": ("pipeline.stages.train_content", "Train the two-tower content model into models/content/ (MLflow run 'content')."),
+    "train-content": (
+        "pipeline.stages.train_content",
+        "Train the two-tower content model into models/content/ (MLflow run 'content-rating@<source>').",
+    ),
     "train-content-ranking": (
         "pipeline.stages.train_content_ranking",
-        "Train the content towers for top-N lists into models/content_ranking/ (MLflow run 'content_ranking').",
+        "Train the content towers for top-N lists into models/content_ranking/ (MLflow run 'content-ranking@<source>').",
     ),
     "evaluate": ("pipeline.stages.evaluate", "Score both models and the baselines on the test split; write metrics, plots, report."),
     "promote": (
@@ -307,22 +310,29 @@ def compare(
     experiment: Annotated[
         str | None, typer.Option("--experiment", help="MLflow experiment (default: mlflow.experiment of params.yaml)")
     ] = None,
-    last: Annotated[int, typer.Option("--last", min=1, help="how many of the most recent runs")] = 20,
+    last: Annotated[int, typer.Option("--last", min=1, help="how many of the most recent (matching) runs")] = 20,
     by: Annotated[str, typer.Option("--by", help=f"sort on a metric: {', '.join(METRICS)} (or its column label, e.g. nDCG@k)")] = "rmse",
+    source: Annotated[str | None, typer.Option("--source", help="only runs on this data source, e.g. ml-latest-small")] = None,
+    split: Annotated[str | None, typer.Option("--split", help="only runs on this split strategy, e.g. temporal")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the groups as JSON (for scripts)")] = False,
     params: ParamsOption = Path("params.yaml"),
 ) -> None:
-    """Recent MLflow runs with their key params and test metrics, best first."""
+    """Recent MLflow runs per data source and split: test metrics and the params that differ, best first."""
 
     def action() -> None:
         from pipeline.config import MlflowParams, load_params
-        from pipeline.evaluation.compare import compare_runs
+        from pipeline.evaluation.compare import as_json as json_text
+        from pipeline.evaluation.compare import compare_runs, render
 
         name = experiment or (load_params(params).mlflow if params.is_file() else MlflowParams()).experiment
-        table = compare_runs(name, last, by)
-        if table.empty:
-            typer.echo(f"no runs in MLflow experiment '{name}'")
-            return
-        typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-"))
+        groups = compare_runs(name, last, by, source, split)
+        if as_json:
+            typer.echo(json_text(groups, name, by))
+        elif not groups:
+            filters = " ".join(f"{flag} {value}" for flag, value in (("--source", source), ("--split", split)) if value)
+            typer.echo(f"no runs in MLflow experiment '{name}'" + (f" matching {filters}" if filters else ""))
+        else:
+            typer.echo(render(groups, by))
 
     guarded(action)
 

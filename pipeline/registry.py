@@ -197,6 +197,11 @@ def set_tags(client: Any, name: str, version: Any, tags: Mapping[str, Any]) -> N
         client.set_model_version_tag(name, str(version), key, str(value))
 
 
+def describe(client: Any, name: str, version: Any, text: str) -> None:
+    """Set the version's description (shown on its page in the MLflow UI)."""
+    client.update_model_version(name, str(version), description=text)
+
+
 def other_source_champions(client: Any, model: str, source: str) -> list[str]:
     """'recsys-cofi-synthetic v1' for each champion of `model` on a data source other than `source`."""
     names = {registered_name(model, other) for other in SOURCES} - {registered_name(model, source)}

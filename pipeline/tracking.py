@@ -1,13 +1,21 @@
-"""MLflow tracking for the stages: tracking URI, runs and tags, batched metrics, pyfunc models (the
-Model Registry is driven by pipeline/registry.py and pipeline/stages/promote.py).
+"""MLflow tracking for the stages: tracking URI, runs and tags, input datasets, batched metrics,
+pyfunc models (the Model Registry is driven by pipeline/registry.py and pipeline/stages/promote.py).
 
 Models know nothing of MLflow: a trained model object with `predict(DataFrame[user_id, movie_id])`,
 `save(dir)` and a classmethod `load(dir)` is wrapped here as an MLflow pyfunc.
+
+Names, so that a run reads the same whatever its model (README, "MLflow runs"): a run is
+`<family>-<objective>@<data source>` (`cofi-ranking@ml-latest-small`); metrics are `curve_*` (one
+value per iteration or epoch), `test_*` (the evaluate stage, on the test split) and `train_*` (one
+value each from metrics/train_<name>.json), which the UI's alphabetical lists keep in that order.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import subprocess
 import tempfile
 import urllib.error
 import urllib.request
@@ -21,14 +29,22 @@ import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
-from mlflow.entities import Metric
+from mlflow.data.dataset_source import DatasetSource
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import DatasetInput, InputTag, Metric, Param
 from mlflow.pyfunc import PythonModel
 from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, DataType, Schema
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
-from pipeline.data.schema import MOVIE, USER
+from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.errors import RecsysError
 
-METRIC_BATCH = 1000  # MLflow accepts at most 1000 metrics per log_batch call
+METRIC_BATCH = 1000  # MLflow accepts at most 1000 metrics (or 100 params) per log_batch call
+PARAM_BATCH = 100
+CURVE, TEST, TRAIN = "curve_", "test_", "train_"  # metric name prefixes (module doc)
+CONTEXTS = {"train": "training", "test": "testing"}  # split part -> the input's mlflow.data.context
+DIGEST_LENGTH = 16  # MLflow stores at most 36 characters of a dataset digest
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -99,13 +115,39 @@ def local_artifact_location(uri: str) -> str | None:
     return (database.parent / "mlruns").resolve().as_uri()
 
 
-def run_tags(family: str, dataset: Mapping[str, Any]) -> dict[str, str]:
-    """Tags every run carries: model family, data source, dataset fingerprint, DVC experiment."""
+def run_name(family: str, objective: str, source: str) -> str:
+    """('cofi', 'ranking', 'ml-latest-small') -> 'cofi-ranking@ml-latest-small'."""
+    return f"{family}-{objective}@{source}"
+
+
+def git_commit(folder: Path | None = None) -> str | None:
+    """The commit checked out in the git repository holding `folder` (default: the working
+    directory, which DVC makes the repository root or its `dvc exp run --temp` copy), or None."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", "HEAD"], cwd=folder or Path.cwd(), capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and commit else None
+
+
+def run_tags(family: str, dataset: Mapping[str, Any], objective: str | None = None, model: str | None = None) -> dict[str, str]:
+    """Tags every run carries: model family (objective, pipeline model name), data source, dataset
+    fingerprint, the git commit and the DVC experiment ($DVC_EXP_NAME, set by `dvc exp run`)."""
     tags = {
         "model_family": family,
         "data_source": str(dataset.get("source", "unknown")),
         "dataset_fingerprint": str(dataset.get("fingerprint", "unknown")),
     }
+    if objective:
+        tags["objective"] = objective
+    if model:
+        tags["model"] = model
+    commit = git_commit()
+    if commit:
+        tags[MLFLOW_GIT_COMMIT] = commit
     exp_name = os.environ.get("DVC_EXP_NAME")
     if exp_name:
         tags["dvc_experiment"] = exp_name
@@ -125,15 +167,136 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 @contextmanager
-def start_run(name: str, experiment: str, family: str, dataset: Mapping[str, Any]) -> Iterator[str]:
-    """Start a run named `name` in `experiment` with the standard tags; yields the run id."""
+def start_run(
+    name: str,
+    experiment: str,
+    family: str,
+    dataset: Mapping[str, Any],
+    objective: str | None = None,
+    model: str | None = None,
+    parent_run_id: str | None = None,
+) -> Iterator[str]:
+    """Start a run named `name` in `experiment` with the standard tags (nested under
+    `parent_run_id` when given); yields the run id."""
     configure(experiment)
-    with mlflow.start_run(run_name=name, tags=run_tags(family, dataset)) as run:
+    tags = run_tags(family, dataset, objective, model)
+    if parent_run_id:
+        tags[MLFLOW_PARENT_RUN_ID] = parent_run_id
+    with mlflow.start_run(run_name=name, tags=tags) as run:
         yield run.info.run_id
 
 
-def log_params(params: Mapping[str, Any]) -> None:
-    mlflow.log_params(flatten(params))
+def log_params(params: Mapping[str, Any], run_id: str | None = None) -> None:
+    """Log (nested) params into `run_id` or the active run; a key already logged must keep its value."""
+    run_id = run_id or _active_run_id()
+    flat = [Param(key, value) for key, value in flatten(params).items()]
+    client = MlflowClient()
+    for start in range(0, len(flat), PARAM_BATCH):
+        client.log_batch(run_id, params=flat[start : start + PARAM_BATCH], synchronous=True)
+
+
+def run_params(run_id: str) -> dict[str, str]:
+    return dict(MlflowClient().get_run(run_id).data.params)
+
+
+def changed_params(run_id: str, params: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """{key: (logged, new)} for the flattened `params` the run already holds with another value
+    (MLflow refuses to change a logged param)."""
+    logged = run_params(run_id)
+    return {key: (logged[key], value) for key, value in flatten(params).items() if key in logged and logged[key] != value}
+
+
+def identity_params(family: str, objective: str, dataset: Mapping[str, Any], split_strategy: str) -> dict[str, str]:
+    """The params every run logs under the same names to say what it is and what data it saw."""
+    source = str(dataset.get("source", "unknown"))
+    return {"family": family, "objective": objective, "data_source": source, "split_strategy": split_strategy}
+
+
+def train_metrics(values: Mapping[str, Any], skip: Sequence[str] = ()) -> dict[str, float]:
+    """The numbers of a metrics/train_<name>.json as MLflow metrics named train_<key> (a key that
+    already starts with train_ keeps its name); booleans, text and `skip` are left out."""
+    return {
+        key if key.startswith(TRAIN) else f"{TRAIN}{key}": float(value)
+        for key, value in values.items()
+        if isinstance(value, int | float) and not isinstance(value, bool) and key not in skip
+    }
+
+
+class DataSourceName(DatasetSource):
+    """Where an input dataset comes from: the pipeline's data source (data.source), e.g. ml-latest-small."""
+
+    def __init__(self, data_source: str) -> None:
+        self.data_source = data_source
+
+    @staticmethod
+    def _get_source_type() -> str:
+        return "recsys"
+
+    def load(self) -> Any:
+        raise NotImplementedError("a recsys input dataset is a record of metadata; read data/split/ for the ratings")
+
+    @staticmethod
+    def _can_resolve(raw_source: Any) -> bool:
+        return False
+
+    @classmethod
+    def _resolve(cls, raw_source: Any) -> DataSourceName:
+        return cls(str(raw_source))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"data_source": self.data_source}
+
+    @classmethod
+    def from_dict(cls, source_dict: dict[Any, Any]) -> DataSourceName:
+        return cls(str(source_dict["data_source"]))
+
+
+class SplitDataset(MetaDataset):
+    """A split part logged by its metadata alone (MLflow stores no ratings): name, source, digest,
+    schema, and a profile of its sizes."""
+
+    def __init__(self, source: DatasetSource, name: str, digest: str, schema: Schema, profile: Mapping[str, Any]) -> None:
+        self._profile = dict(profile)
+        super().__init__(source, name=name, digest=digest, schema=schema)
+
+    @property
+    def profile(self) -> dict[str, Any]:
+        return self._profile
+
+    def to_dict(self) -> dict[str, str]:
+        return {**super().to_dict(), "profile": json.dumps(self._profile)}
+
+
+def ratings_digest(ratings: pd.DataFrame) -> str:
+    """DIGEST_LENGTH hex digits of sha256 over the column names and row hashes: the same ratings give the same digest."""
+    digest = hashlib.sha256("\x1f".join(map(str, ratings.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(ratings, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:DIGEST_LENGTH]
+
+
+def split_name(source: str, strategy: str, part: str) -> str:
+    """'ml-latest-small/random/train'."""
+    return f"{source}/{strategy}/{part}"
+
+
+def log_split(part: str, ratings: pd.DataFrame, dataset: Mapping[str, Any], strategy: str, run_id: str | None = None) -> None:
+    """Record a split part (`train` or `test`) as an input of `run_id` or the active run, so that the
+    UI's Datasets column shows it: name <source>/<strategy>/<part>, source the data source, digest
+    ratings_digest(ratings), the columns, and as profile the sizes and the dataset fingerprint."""
+    run_id = run_id or _active_run_id()
+    source = str(dataset.get("source", "unknown"))
+    types = {"int64": DataType.long, "float64": DataType.double}
+    schema = Schema([ColSpec(types.get(str(dtype), DataType.string), str(column)) for column, dtype in ratings.dtypes.items()])
+    profile = {
+        "num_rows": len(ratings),
+        "num_users": int(ratings[USER].nunique()) if USER in ratings else None,
+        "num_movies": int(ratings[MOVIE].nunique()) if MOVIE in ratings else None,
+        "mean_rating": round(float(ratings[RATING].mean()), 4) if RATING in ratings and len(ratings) else None,
+        "dataset_fingerprint": str(dataset.get("fingerprint", "unknown")),
+    }
+    logged = SplitDataset(DataSourceName(source), split_name(source, strategy, part), ratings_digest(ratings), schema, profile)
+    entry = DatasetInput(logged._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, CONTEXTS.get(part, part))])
+    MlflowClient().log_inputs(run_id, datasets=[entry])
 
 
 def log_metrics(metrics: Mapping[str, float], run_id: str | None = None, step: int | None = None) -> None:
@@ -153,6 +316,11 @@ def log_metric_history(histories: Mapping[str, Sequence[float]], steps: Sequence
     _log_batch(run_id, data)
 
 
+def log_curves(histories: Mapping[str, Sequence[float]], steps: Sequence[int] | None = None, run_id: str | None = None) -> None:
+    """log_metric_history with each name prefixed curve_ ('train_cost' -> 'curve_train_cost')."""
+    log_metric_history({f"{CURVE}{key}": values for key, values in histories.items()}, steps, run_id)
+
+
 def run_exists(run_id: str) -> bool:
     """True when `run_id` is a run of the current tracking store (a DVC run-cache restore may leave a stale id)."""
     from mlflow.exceptions import MlflowException
@@ -164,15 +332,17 @@ def run_exists(run_id: str) -> bool:
     return True
 
 
-def search_runs(experiment: str, max_results: int | None = None) -> pd.DataFrame:
-    """The experiment's runs, newest first (mlflow.search_runs columns); empty when it does not exist."""
+def search_runs(experiment: str, max_results: int | None = None, filter_string: str = "") -> pd.DataFrame:
+    """The experiment's runs matching `filter_string` (MLflow's search syntax), newest first
+    (mlflow.search_runs columns); empty when the experiment does not exist."""
     mlflow.set_tracking_uri(tracking_uri())
     if mlflow.get_experiment_by_name(experiment) is None:
         return pd.DataFrame()
     newest_first = ["attributes.start_time DESC"]
-    if max_results:
-        return mlflow.search_runs(experiment_names=[experiment], order_by=newest_first, output_format="pandas", max_results=max_results)
-    return mlflow.search_runs(experiment_names=[experiment], order_by=newest_first, output_format="pandas")
+    query: dict[str, Any] = {"max_results": max_results} if max_results else {}
+    return mlflow.search_runs(
+        experiment_names=[experiment], filter_string=filter_string, order_by=newest_first, output_format="pandas", **query
+    )
 
 
 def _active_run_id() -> str:

@@ -276,6 +276,11 @@ class ContentModel(ContentTables, SupportRanking):
     def parameter_counts(self) -> dict[str, int]:
         return tower_parameter_counts(self._trained())
 
+    @property
+    def parameter_count(self) -> int:
+        """Every trained weight of the network (both towers)."""
+        return int(sum(int(np.prod(weight.shape)) for weight in self._trained().trainable_weights))
+
     def _embed(self, tower_name: str, inputs: np.ndarray) -> np.ndarray:
         return embed(self._trained().get_layer(tower_name), inputs, self.params.embedding_dim)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from pipeline.choices import FAMILIES, OBJECTIVES
 from pipeline.errors import ModelError
 from pipeline.models.base import Recommender
 from pipeline.paths import DEFAULT_LAYOUT
@@ -15,14 +16,6 @@ TRAINED_MODELS = {
     "cofi_ranking": "pipeline.models.cofi_ranking:CofiRankingModel",
     "content_ranking": "pipeline.models.content_retrieval:ContentRankingModel",
 }
-
-# Each model family's model per objective: `rating` fits the stars (RMSE), `ranking` fits which movies
-# a user picks (top-N lists). A name missing from TRAINED_MODELS is not part of the pipeline yet.
-FAMILIES: dict[str, dict[str, str]] = {
-    "cofi": {"rating": "cofi", "ranking": "cofi_ranking"},
-    "content": {"rating": "content", "ranking": "content_ranking"},
-}
-OBJECTIVES = ("rating", "ranking")
 
 
 def ranking_models() -> tuple[str, ...]:

@@ -3,7 +3,9 @@
 Reads data/split/{train,test}.parquet, data/raw/{movies.parquet,dataset.json}, models/<name>/ and
 metrics/train_<name>.json; writes metrics/evaluation.json, plots/predictions_<model>.csv,
 plots/error_by_activity.csv and reports/report.{html,md} together (nothing partial on error).
-Metrics go into each trained model's MLflow run; each baseline gets a run of its own.
+Metrics, the evaluation settings (params evaluate.k, .relevance_threshold, .cold_threshold) and the
+test split (an input dataset) go into each trained model's MLflow run; each baseline gets a run of
+its own, `<baseline>-<objective>@<source>`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.choices import family_objective
 from pipeline.config import Params
 from pipeline.data.schema import RATING, USER
 from pipeline.errors import DataError, ModelError, ModelSkipped
@@ -203,26 +206,64 @@ def read_curves(names: list[str], layout: Layout) -> dict[str, pd.DataFrame]:
     return {name: pd.read_csv(layout.learning_curve(name)) for name in names if layout.learning_curve(name).is_file()}
 
 
-def log_to_mlflow(evaluation: Mapping[str, Any], run_ids: Mapping[str, str], params: Params, dataset: Mapping[str, Any]) -> None:
-    """Metrics into each trained model's run; a new run per baseline (same experiment)."""
+EVALUATION_SETTINGS = ("k", "relevance_threshold", "cold_threshold")
+
+
+def evaluation_settings(params: Params) -> dict[str, Any]:
+    """The protocol's settings, logged as params evaluate.<key> of every evaluated run."""
+    return {"evaluate": {key: getattr(params.evaluate, key) for key in EVALUATION_SETTINGS}}
+
+
+def identity(name: str, model: Recommender | Skipped) -> tuple[str, str]:
+    """(family, objective) of a trained model, or of a baseline: its own name, and rating when it predicts ratings."""
+    if name in TRAINED_MODELS:
+        return family_objective(name)
+    return name, "rating" if getattr(model, "predicts_ratings", True) else "ranking"
+
+
+def log_to_mlflow(
+    evaluation: Mapping[str, Any],
+    models: Mapping[str, Recommender | Skipped],
+    run_ids: Mapping[str, str],
+    params: Params,
+    dataset: Mapping[str, Any],
+    splits: Mapping[str, pd.DataFrame],
+) -> None:
+    """Metrics, settings and the test split into each trained model's run; a new run per baseline (same
+    experiment). A training run already evaluated with other settings (MLflow keeps a param's first
+    value) gets a new run nested under it, holding its params and the new evaluation."""
     from pipeline import tracking
 
-    experiment = params.mlflow.experiment
+    experiment, strategy = params.mlflow.experiment, params.split.strategy
     tracking.configure(experiment)
-    extra = {"evaluate_k": params.evaluate.k, "evaluate_relevance_threshold": params.evaluate.relevance_threshold}
+    settings = evaluation_settings(params)
+
+    def log_evaluation(run_id: str, metrics: Mapping[str, float]) -> None:
+        tracking.log_params(settings, run_id=run_id)
+        tracking.log_split("test", splits["test"], dataset, strategy, run_id=run_id)
+        tracking.log_metrics(metrics, run_id=run_id)
+
     for name, result in evaluation.items():
         if "skipped" in result:
             continue
-        metrics = {**flat_metrics(result), **extra}
-        run_id = run_ids.get(name)
+        metrics, run_id = flat_metrics(result), run_ids.get(name)
+        family, objective = identity(name, models[name])
+        run_name = tracking.run_name(family, objective, str(dataset.get("source", "unknown")))
+        parent, logged = None, baseline_params(name, params)
         if run_id and tracking.run_exists(run_id):
-            tracking.log_metrics(metrics, run_id=run_id)
-            continue
-        if run_id:
+            changed = tracking.changed_params(run_id, settings)
+            if not changed:
+                log_evaluation(run_id, metrics)
+                continue
+            shown = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in changed.items())
+            print(f"evaluate: MLflow run {run_id} of {name} was evaluated with other settings ({shown}); logging into a new run under it")
+            parent, logged = run_id, {k: v for k, v in tracking.run_params(run_id).items() if not k.startswith("evaluate.")}
+        elif run_id:
             print(f"evaluate: MLflow run {run_id} of {name} is not in this store; logging into a new run")
-        with tracking.start_run(name, experiment, name, dataset) as new_run:
-            tracking.log_params(baseline_params(name, params))
-            tracking.log_metrics(metrics, run_id=new_run)
+        with tracking.start_run(run_name, experiment, family, dataset, objective, model=name, parent_run_id=parent) as new_run:
+            tracking.log_params({**logged, **tracking.identity_params(family, objective, dataset, strategy)})
+            tracking.log_split("train", splits["train"], dataset, strategy)
+            log_evaluation(new_run, metrics)
 
 
 def run(params: Params, layout: Layout, trained: Mapping[str, str] = TRAINED_MODELS) -> None:
@@ -252,5 +293,5 @@ def run(params: Params, layout: Layout, trained: Mapping[str, str] = TRAINED_MOD
         out[layout.report_md].write_text(markdown, encoding="utf-8")
         for name, sample in samples.items():
             sample.to_csv(out[layout.predictions(name)], index=False, float_format="%.4f")
-        log_to_mlflow(evaluation, run_ids, params, dataset)
+        log_to_mlflow(evaluation, models, run_ids, params, dataset, {"train": train, "test": test})
     print(markdown)

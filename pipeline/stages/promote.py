@@ -4,7 +4,9 @@ behind the metric gate of pipeline/registry.py.
 Reads metrics/evaluation.json, metrics/train_<name>.json (the logged `model_uri`, its run and the
 dataset fingerprint), data/split/{train,test}.parquet and data/raw/dataset.json (fingerprint and
 source: the registered name is `recsys-<model>-<source>`); writes metrics/promotion.json (per model:
-decision, both scores, reason). Runs only after `evaluate` succeeded; a model without a usable
+decision, both scores, reason); each version gets a short description (its run, data, test metrics,
+decision and why) and a few tags (data source, dataset fingerprint, decision, the champion it was
+compared with). Runs only after `evaluate` succeeded; a model without a usable
 evaluation, a recorded training dataset or a finished training run is refused, never registered. Each
 model gets the alias `challenger` as it is registered; every champion is scored before any `champion`
 alias moves, so a tracking server that dies on the way leaves the champions as they were.
@@ -22,6 +24,7 @@ from pipeline import registry, tracking
 from pipeline.config import Params
 from pipeline.data.schema import conform_ratings
 from pipeline.errors import ModelError, RecsysError
+from pipeline.evaluation.metric_table import METRICS
 from pipeline.evaluation.metrics import flat_metrics
 from pipeline.io import read_json, write_json
 from pipeline.models.loading import TRAINED_MODELS, model_class
@@ -39,6 +42,7 @@ class Candidate:
     run_id: str
     score: float
     tags: Mapping[str, str]
+    result: Mapping[str, Any]  # its evaluation.json entry
 
 
 def gate_metric(model: str, params: Params) -> str:
@@ -62,18 +66,38 @@ def candidate(model: str, evaluation: Mapping[str, Any], dataset: Mapping[str, A
         check_trained_on(info, dataset, model, layout)
     except ModelError as exc:
         raise Refused(f"{exc}; not registering it") from None
-    tags = {
-        **dataset_identity(dataset, layout.raw_meta),
-        "promote_metric": metric,
-        **{key: f"{value:.6g}" for key, value in flat_metrics(evaluation[model]).items()},
-    }
-    return Candidate(model, str(info["model_uri"]), str(info["mlflow_run_id"]), score, tags)
+    tags = dataset_identity(dataset, layout.raw_meta)
+    return Candidate(model, str(info["model_uri"]), str(info["mlflow_run_id"]), score, tags, evaluation[model])
 
 
-def check_run_finished(client: Any, run_id: str, model: str) -> None:
-    status = client.get_run(run_id).info.status
-    if status != "FINISHED":
-        raise Refused(f"MLflow run {run_id} of {model} is {status}, not FINISHED; not registering it")
+def finished_run_name(client: Any, run_id: str, model: str) -> str:
+    """The name of the model's training run, or Refused when that run did not finish."""
+    info = client.get_run(run_id).info
+    if info.status != "FINISHED":
+        raise Refused(f"MLflow run {run_id} of {model} is {info.status}, not FINISHED; not registering it")
+    return str(info.run_name)
+
+
+VERDICTS = {"first": "promoted to champion", "promoted": "promoted to champion", "kept": "not promoted"}
+
+
+def data_line(dataset: Mapping[str, Any], strategy: str, n_train: int, n_test: int) -> str:
+    """'synthetic (fingerprint 3f2a9c1b0d4e), random split: 80,000 train / 20,000 test ratings'."""
+    identity = f"{dataset['source']} (fingerprint {str(dataset['fingerprint'])[:12]})"
+    return f"{identity}, {strategy} split: {n_train:,} train / {n_test:,} test ratings"
+
+
+def test_line(result: Mapping[str, Any], k: int) -> str:
+    """'RMSE 0.8641, MAE 0.6594, P@10 0.1297, ...': the metric table's metrics the evaluation holds."""
+    flat = flat_metrics(result, prefix="")
+    return ", ".join(f"{metric.header(k)} {flat[metric.name]:.4f}" for metric in METRICS if metric.name in flat)
+
+
+def description(run_name: str, run_id: str, data: str, tests: str, decision: Decision) -> str:
+    """A registered version's description: which run, which data, its test metrics, the gate's decision and why."""
+    return "\n".join(
+        [f"{run_name}, run {run_id}", f"data: {data}", f"test: {tests}", f"decision: {VERDICTS[decision.decision]}: {decision.reason}"]
+    )
 
 
 def read_split(layout: Layout) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
@@ -96,10 +120,11 @@ def first_decision(client: Any, found: Candidate, metric: str, source: str) -> D
     )
 
 
-def judge(client: Any, found: Candidate, params: Params, train: pd.DataFrame, test: pd.DataFrame, source: str) -> dict[str, Any]:
-    """Register the candidate as challenger, score the champion on this split, decide (no champion move yet)."""
+def judge(client: Any, found: Candidate, params: Params, train: pd.DataFrame, test: pd.DataFrame, source: str, data: str) -> dict[str, Any]:
+    """Register the candidate as challenger, score the champion on this split, decide (no champion
+    move yet); `data` is the description's data_line."""
     metric, name = gate_metric(found.model, params), registry.registered_name(found.model, source)
-    check_run_finished(client, found.run_id, found.model)
+    run_name = finished_run_name(client, found.run_id, found.model)
     version = registry.register(client, name, found.model_uri, found.run_id, found.tags)
     client.set_registered_model_alias(name, CHALLENGER, version.version)
     champion = registry.alias_version(client, name, CHAMPION)
@@ -118,10 +143,13 @@ def judge(client: Any, found: Candidate, params: Params, train: pd.DataFrame, te
         except RecsysError as exc:
             raise RecsysError(f"{name} champion v{champion.version} cannot be scored on this test split: {exc}") from None
         decision = registry.decide(metric, found.score, champion_score, params.promote.min_improvement, champion.version)
-    tags = {"promotion_decision": decision.decision, "promotion_reason": decision.reason}
-    if champion is not None and decision.decision != "unchanged":
-        tags.update(champion_score=f"{champion_score:.6g}", compared_with_version=str(champion.version))
-    registry.set_tags(client, name, version.version, tags)
+    if decision.decision != "unchanged":  # a version already champion keeps the record of how it became one
+        tags = {"promotion_decision": decision.decision}
+        if champion is not None:
+            tags["compared_with_version"] = str(champion.version)
+        registry.set_tags(client, name, version.version, tags)
+        text = description(run_name, found.run_id, data, test_line(found.result, params.evaluate.k), decision)
+        registry.describe(client, name, version.version, text)
     return {
         "registered_model": name,
         "data_source": source,
@@ -153,12 +181,13 @@ def judge_all(client: Any, params: Params, models: list[str], layout: Layout) ->
     """Register and judge every model; no champion moves yet."""
     train, test, dataset = read_split(layout)
     source = dataset_identity(dataset, layout.raw_meta)["data_source"]
+    data = data_line(dataset, params.split.strategy, len(train), len(test))
     evaluation = read_json(layout.evaluation)
     results: dict[str, Any] = {}
     for model in models:
         metric = gate_metric(model, params)
         try:
-            results[model] = judge(client, candidate(model, evaluation, dataset, metric, layout), params, train, test, source)
+            results[model] = judge(client, candidate(model, evaluation, dataset, metric, layout), params, train, test, source, data)
         except Refused as exc:
             results[model] = refused(model, metric, str(exc), source)
     return results

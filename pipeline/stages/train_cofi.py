@@ -1,5 +1,5 @@
 """Stage `train_cofi`: train split -> models/cofi/, metrics/train_cofi.json, plots/cofi_cost.csv, and an
-MLflow run named `cofi` (params, `train_cost` per iteration, cost-curve PNG, pyfunc model).
+MLflow run `cofi-rating@<source>` (params, `curve_train_cost` per iteration, cost-curve PNG, pyfunc model).
 
 Nothing is written when training fails (a NaN cost, bad input): the outputs appear all together.
 """
@@ -17,7 +17,7 @@ from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.models.base import TrainingData
 from pipeline.models.cofi import CofiModel
 from pipeline.paths import Layout
-from pipeline.stages.training import Curves, TrainingSpec, train
+from pipeline.stages.training import ALS, Curves, Hyperparameters, TrainingSpec, train
 
 NAME = "cofi"
 
@@ -56,7 +56,7 @@ def curves(model: CofiModel) -> Curves:
     history = model.history
     logged = {"train_cost": history.cost}
     if history.validation_rmse:
-        logged["validation_rmse"] = history.validation_rmse
+        logged["val_rmse"] = history.validation_rmse
     return Curves(cost_table(model), logged, history.cost_steps())
 
 
@@ -81,6 +81,12 @@ def logged_params(params: Params) -> dict[str, Any]:
     return {"cofi": params.cofi.model_dump(), **({"spark": params.spark.model_dump()} if params.cofi.engine == "spark" else {})}
 
 
+def hyperparameters(params: Params) -> Hyperparameters:
+    cofi = params.cofi
+    learning_rate = ALS if cofi.engine == "spark" else cofi.learning_rate
+    return Hyperparameters(cofi.num_features, learning_rate, cofi.iterations, cofi.lambda_, cofi.seed)
+
+
 def summary(metrics: Mapping[str, Any]) -> str:
     return (
         f"cofi: {metrics['iterations_run']} iterations in {metrics['seconds']:.1f} s, final cost "
@@ -91,10 +97,11 @@ def summary(metrics: Mapping[str, Any]) -> str:
 SPEC = TrainingSpec(
     name=NAME,
     logged_params=logged_params,
+    hyperparameters=hyperparameters,
     fit=fit,
     curves=curves,
     train_metrics=train_metrics,
-    figure=lambda c: cost_figure(c.table, list(c.logged.get("validation_rmse", []))),
+    figure=lambda c: cost_figure(c.table, list(c.logged.get("val_rmse", []))),
     figure_file="cofi_cost.png",
     summary=summary,
 )

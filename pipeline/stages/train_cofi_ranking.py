@@ -1,6 +1,6 @@
 """Stage `train_cofi_ranking`: train split -> models/cofi_ranking/, metrics/train_cofi_ranking.json,
-plots/cofi_ranking_cost.csv, and an MLflow run named `cofi_ranking` (params, `train_cost` per ALS
-iteration, cost-curve PNG, pyfunc model whose predict() returns ranking scores, not stars).
+plots/cofi_ranking_cost.csv, and an MLflow run `cofi-ranking@<source>` (params, `curve_train_cost` per
+ALS iteration, cost-curve PNG, pyfunc model whose predict() returns ranking scores, not stars).
 
 Nothing is written when training fails: the outputs appear all together.
 """
@@ -16,7 +16,7 @@ from pipeline.config import Params
 from pipeline.models.base import TrainingData
 from pipeline.models.cofi_ranking import CofiRankingModel
 from pipeline.paths import Layout
-from pipeline.stages.training import Curves, TrainingSpec, curve_figure, train
+from pipeline.stages.training import ALS, Curves, Hyperparameters, TrainingSpec, curve_figure, train
 
 NAME = "cofi_ranking"
 
@@ -39,9 +39,15 @@ def summary(metrics: Mapping[str, Any]) -> str:
     )
 
 
+def hyperparameters(params: Params) -> Hyperparameters:
+    cfg = params.cofi_ranking
+    return Hyperparameters(cfg.num_features, ALS, cfg.iterations, cfg.lambda_, cfg.seed)
+
+
 SPEC = TrainingSpec(
     name=NAME,
     logged_params=lambda params: {NAME: params.cofi_ranking.model_dump()},
+    hyperparameters=hyperparameters,
     fit=lambda data, params, layout: CofiRankingModel.fit(data, params.cofi_ranking),
     curves=curves,
     train_metrics=train_metrics,

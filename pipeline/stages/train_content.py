@@ -1,6 +1,6 @@
 """Stage `train_content`: train split + data/features/ -> models/content/, metrics/train_content.json,
-plots/content_loss.csv, and an MLflow run named `content` (params, per-epoch loss/val_loss,
-learning-curve PNG, model summary, pyfunc model).
+plots/content_loss.csv, and an MLflow run `content-rating@<source>` (params, per-epoch
+curve_train_loss/curve_val_loss, learning-curve PNG, model summary, pyfunc model).
 
 With `content.distribute: multi_worker` the same command runs on every worker of the TF_CONFIG
 cluster: worker 0 (the chief) does all of the above, the others train in step and write nothing.
@@ -28,26 +28,28 @@ from pipeline.models.content import ContentModel
 from pipeline.models.distributed import MULTI_WORKER, WorkerTask, worker_task
 from pipeline.paths import Layout
 from pipeline.stages.inputs import dataset_identity, read_training_data, save_trained
+from pipeline.stages.training import NO_PENALTY, Hyperparameters, training_run
 
 NAME = "content"
-CURVES = ("loss", "val_loss")
+CURVES = {"loss": "train_loss", "val_loss": "val_loss"}  # Keras' name -> the logged curve's (curve_<name>)
 
 Flush = Callable[[dict[str, list[float]], list[int]], None]
 
 
 class CurveLogger(keras.callbacks.Callback):
-    """Collects loss/val_loss per epoch and hands them to `flush` every `every` epochs and at the end."""
+    """Collects loss/val_loss per epoch (as train_loss/val_loss) and hands them to `flush` every
+    `every` epochs and at the end."""
 
     def __init__(self, flush: Flush, every: int = 10) -> None:
         super().__init__()
         self.flush, self.every = flush, every
-        self.pending: dict[str, list[float]] = {key: [] for key in CURVES}
+        self.pending: dict[str, list[float]] = {name: [] for name in CURVES.values()}
         self.steps: list[int] = []
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
-        for key in CURVES:
+        for key, name in CURVES.items():
             if logs and key in logs:
-                self.pending[key].append(float(logs[key]))
+                self.pending[name].append(float(logs[key]))
         self.steps.append(epoch + 1)
         if len(self.steps) >= self.every:
             self._flush()
@@ -58,7 +60,7 @@ class CurveLogger(keras.callbacks.Callback):
     def _flush(self) -> None:
         if self.steps:
             self.flush({key: values for key, values in self.pending.items() if values}, self.steps)
-        self.pending = {key: [] for key in CURVES}
+        self.pending = {name: [] for name in CURVES.values()}
         self.steps = []
 
 
@@ -92,16 +94,15 @@ def train_metrics(model: ContentModel, seconds: float, run_id: str, dataset: Map
         "epochs_run": len(model.history["loss"]),
         "seconds": round(seconds, 3),
         **model.parameter_counts(),
+        "parameter_count": model.parameter_count,
         "mlflow_run_id": run_id,
         **dataset_identity(dataset),
     }
 
 
-def run_summary(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """The numbers of metrics/train_content.json for MLflow; loss/val_loss become final_* (the
-    per-epoch curves own the plain names)."""
-    renamed = {"loss": "final_loss", "val_loss": "final_val_loss"}
-    return {renamed.get(k, k): float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+def hyperparameters(params: Params) -> Hyperparameters:
+    cfg = params.content  # early stopping, but no weight penalty
+    return Hyperparameters(cfg.embedding_dim, cfg.learning_rate, cfg.epochs, NO_PENALTY, cfg.seed)
 
 
 def learning_curve(table: pd.DataFrame) -> Any:
@@ -137,15 +138,16 @@ def run(params: Params, layout: Layout) -> None:
     tracking.check_reachable()  # an unreachable tracking server fails here, before any training
     data, meta = read_training_data_and_features(layout)
     train = data.ratings
-    with tracking.start_run(NAME, params.mlflow.experiment, NAME, meta) as run_id:
+    with training_run(NAME, params, meta, train, hyperparameters(params)) as run_id:
         tracking.log_params({"content": params.content.model_dump(), "features": params.features.model_dump()})
-        curves = CurveLogger(lambda values, steps: tracking.log_metric_history(values, steps, run_id=run_id))
+        curves = CurveLogger(lambda values, steps: tracking.log_curves(values, steps, run_id=run_id))
         started = time.perf_counter()
         verbose = 1 if sys.stdout.isatty() else 0
         model = ContentModel.fit(data, params.content, task=task, callbacks=[curves, *extra], verbose=verbose)
         metrics = train_metrics(model, time.perf_counter() - started, run_id, meta)
+        tracking.log_params({"parameter_count": metrics["parameter_count"]})
         table = loss_table(model.history)
-        tracking.log_metrics(run_summary(metrics))
+        tracking.log_metrics(tracking.train_metrics(metrics, skip=("parameter_count",)))
         tracking.log_figure(learning_curve(table), "content_loss.png")
         tracking.log_text(summary_text(model), "model_summary.txt")
         metrics["model_uri"] = tracking.log_model(model, NAME, example=train[[USER, MOVIE]].head(5).reset_index(drop=True))

@@ -1,7 +1,7 @@
 """Stage `train_content_ranking`: train split + features -> models/content_ranking/,
-metrics/train_content_ranking.json, plots/content_ranking_loss.csv, and an MLflow run named
-`content_ranking` (params, `train_loss` per epoch, loss-curve PNG, pyfunc model whose predict()
-returns ranking scores, not stars).
+metrics/train_content_ranking.json, plots/content_ranking_loss.csv, and an MLflow run
+`content-ranking@<source>` (params, `curve_train_loss` per epoch, loss-curve PNG, pyfunc model whose
+predict() returns ranking scores, not stars).
 
 Nothing is written when training fails: the outputs appear all together.
 """
@@ -17,7 +17,7 @@ from pipeline.config import Params
 from pipeline.models.base import TrainingData
 from pipeline.models.content_retrieval import ContentRankingModel
 from pipeline.paths import Layout
-from pipeline.stages.training import Curves, TrainingSpec, curve_figure, train
+from pipeline.stages.training import NO_PENALTY, Curves, Hyperparameters, TrainingSpec, curve_figure, train
 
 NAME = "content_ranking"
 
@@ -40,9 +40,15 @@ def summary(metrics: Mapping[str, Any]) -> str:
     )
 
 
+def hyperparameters(params: Params) -> Hyperparameters:
+    cfg = params.content_ranking  # id, history and blank-row dropout, but no weight penalty
+    return Hyperparameters(cfg.embedding_dim, cfg.learning_rate, cfg.epochs, NO_PENALTY, cfg.seed)
+
+
 SPEC = TrainingSpec(
     name=NAME,
     logged_params=lambda params: {NAME: params.content_ranking.model_dump()},
+    hyperparameters=hyperparameters,
     fit=lambda data, params, layout: ContentRankingModel.fit(data, params.content_ranking),
     curves=curves,
     train_metrics=train_metrics,

@@ -55,7 +55,8 @@ def test_compare_shows_every_metric_of_the_table_and_sorts_by_its_direction():
         }
     )
     for entry in METRICS:
-        table = compare.summarize_runs(runs, by=entry.name)
-        assert entry.header("k") in table.columns
-        assert table["run_id"].iloc[0] == ("low" if entry.lower_is_better else "high")
-        assert compare.summarize_runs(runs, by=entry.header("k"))["run_id"].tolist() == table["run_id"].tolist()
+        (group,) = compare.summarize_runs(runs, by=entry.name)
+        assert entry.header("k") in group.table.columns
+        assert group.table["run_id"].iloc[0] == ("low" if entry.lower_is_better else "high")
+        (again,) = compare.summarize_runs(runs, by=entry.header("k"))
+        assert again.table["run_id"].tolist() == group.table["run_id"].tolist()

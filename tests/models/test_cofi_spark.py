@@ -268,7 +268,8 @@ def test_the_stage_on_spark_writes_what_the_tensorflow_engine_writes(session, tm
     client = MlflowClient(tracking.tracking_uri())
     logged = client.get_run(metrics["mlflow_run_id"]).data.params
     assert logged["cofi.engine"] == "spark" and logged["spark.master"] == "local[2]"
-    history = sorted(client.get_metric_history(metrics["mlflow_run_id"], "train_cost"), key=lambda m: m.step)
+    assert logged["learning_rate"] == "als"  # ALS has no learning rate; cofi.learning_rate stays as configured
+    history = sorted(client.get_metric_history(metrics["mlflow_run_id"], "curve_train_cost"), key=lambda m: m.step)
     assert [m.step for m in history] == [0, 1, 2]
     np.testing.assert_allclose([m.value for m in history], curve["cost"])
 

@@ -80,18 +80,21 @@ def test_every_run_with_its_params_tags_and_full_curves_is_on_the_server(scenari
     experiment = client.get_experiment_by_name("recsys")
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     names = sorted(run.info.run_name for run in runs)
-    assert names == sorted([*TRAINED_MODELS, "bias", "global_mean", "popularity", "ease", "genre_affinity"] * 2)
+    source = scenario.read("data/raw/dataset.json")["source"]
+    models = ["cofi-rating", "content-rating", "cofi-ranking", "content-ranking", "bias-rating", "global_mean-rating"]
+    models += ["popularity-ranking", "ease-ranking", "genre_affinity-ranking"]
+    assert names == sorted([f"{model}@{source}" for model in models] * 2)
     fingerprint = scenario.read("data/raw/dataset.json")["fingerprint"]
     evaluation = scenario.read("metrics/evaluation.json")
     for round_, trained in enumerate(scenario.trainings):
         cofi = client.get_run(trained["cofi"]["mlflow_run_id"])
         assert cofi.info.status == "FINISHED" and cofi.data.tags["dataset_fingerprint"] == fingerprint
         assert (cofi.data.params["cofi.iterations"], cofi.data.params["cofi.num_features"]) == ("20", "5")
-        cost = client.get_metric_history(cofi.info.run_id, "train_cost")
+        cost = client.get_metric_history(cofi.info.run_id, "curve_train_cost")
         assert [m.step for m in sorted(cost, key=lambda m: m.step)] == list(range(COFI_ITERATIONS))
         content = client.get_run(trained["content"]["mlflow_run_id"])
         assert (content.data.params["content.epochs"], content.data.params["content.user_layers"]) == ("2", "[8]")
-        loss = client.get_metric_history(content.info.run_id, "loss")
+        loss = client.get_metric_history(content.info.run_id, "curve_train_loss")
         assert sorted(m.step for m in loss) == list(range(1, CONTENT_EPOCHS + 1))
         if round_ == 1:  # the workspace's curves and evaluation belong to the second retrain
             curve = pd.read_csv(scenario.repo / "plots/cofi_cost.csv")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
 from pipeline import tracking
 from pipeline.config import BiasParams, parse_params
@@ -20,6 +21,7 @@ from pipeline.split import split_ratings
 from pipeline.stages.evaluate import run
 from pipeline.stages.inputs import dataset_identity
 from tests.factories import layout_with, tiny_movies, tiny_ratings, training_data
+from tests.stages.mlflow_views import inputs
 
 PARAMS = parse_params({"evaluate": {"k": 3, "cold_threshold": 4, "plot_sample": 5}, "mlflow": {"experiment": "eval-test"}})
 DATASET = {"source": "synthetic", "rating_min": 0.5, "rating_max": 5.0, "rating_step": 0.5, "fingerprint": "f00d"}
@@ -85,10 +87,25 @@ def test_baselines_only_writes_the_schema_plots_report_and_mlflow_runs(layout):
     assert set(activity["model"]) == {"bias", "global_mean"}
     page, markdown = (layout.report_html).read_text(), (layout.report_md).read_text()
     assert all(f"<td>{name}</td>" in page and f"| {name} |" in markdown for name in evaluation)
-    runs = tracking.search_runs("eval-test").set_index("tags.mlflow.runName")
+    runs = tracking.search_runs("eval-test").set_index("tags.model")
     assert sorted(runs.index) == sorted(BASELINES)
     assert runs.loc["bias", "metrics.test_rmse"] == pytest.approx(evaluation["bias"]["rmse"])
     assert runs.loc["bias", "params.bias.reg_user"] == "15.0"
+    names = [runs.loc[name, "tags.mlflow.runName"] for name in ("bias", "popularity", "genre_affinity")]
+    assert names == ["bias-rating@synthetic", "popularity-ranking@synthetic", "genre_affinity-ranking@synthetic"]
+    settings = ["params.evaluate.k", "params.evaluate.relevance_threshold", "params.evaluate.cold_threshold"]
+    assert runs.loc["ease", settings].tolist() == ["3", "4.0", "4"]
+    assert runs.loc["ease", ["params.family", "params.objective", "params.data_source", "params.split_strategy"]].tolist() == [
+        "ease",
+        "ranking",
+        "synthetic",
+        "random",
+    ]
+    bias = MlflowClient().get_run(runs.loc["bias", "run_id"])
+    logged = inputs(bias)
+    assert (logged["training"]["name"], logged["testing"]["name"]) == ("synthetic/random/train", "synthetic/random/test")
+    assert logged["testing"]["digest"] == tracking.ratings_digest(test[["user_id", "movie_id", "rating"]])
+    assert logged["testing"]["profile"]["num_rows"] == len(test)
 
 
 def test_a_trained_model_is_evaluated_and_its_metrics_land_in_its_training_run(layout):
@@ -104,15 +121,33 @@ def test_a_trained_model_is_evaluated_and_its_metrics_land_in_its_training_run(l
     runs = tracking.search_runs("eval-test").set_index("run_id")
     assert runs.loc[run_id, "metrics.test_rmse"] == pytest.approx(evaluation["cofi"]["rmse"])
     assert runs.loc[run_id, "metrics.test_ndcg_at_k"] == pytest.approx(evaluation["cofi"]["ndcg_at_k"])
-    assert runs.loc[run_id, "metrics.evaluate_k"] == 3
+    assert runs.loc[run_id, ["params.evaluate.k", "params.evaluate.cold_threshold"]].tolist() == ["3", "4"]
+    assert not [column for column in runs.columns if column.startswith("metrics.evaluate")]  # settings are params
+    assert "testing" in inputs(MlflowClient().get_run(run_id))
     assert len(runs) == 1 + len(BASELINES)  # the training run and one per baseline
+
+
+def test_a_training_run_evaluated_before_with_other_settings_gets_a_nested_run(layout, capsys):
+    run_id = fake_trained_model(layout)
+    tracking.log_params({"cofi": {"num_features": 7}}, run_id=run_id)
+    run(PARAMS, layout, trained=FAKE)
+    other = PARAMS.model_copy(update={"evaluate": PARAMS.evaluate.model_copy(update={"k": 2})})
+    run(other, layout, trained=FAKE)
+    assert f"MLflow run {run_id} of cofi was evaluated with other settings (evaluate.k 3 -> 2)" in capsys.readouterr().out
+    runs = tracking.search_runs("eval-test")
+    nested = runs[runs["tags.mlflow.parentRunId"] == run_id].iloc[0]
+    evaluation = json.loads(layout.evaluation.read_text())
+    assert nested["tags.mlflow.runName"] == "cofi-rating@synthetic" and nested["params.cofi.num_features"] == "7"
+    assert (nested["params.evaluate.k"], nested["metrics.test_ndcg_at_k"]) == ("2", pytest.approx(evaluation["cofi"]["ndcg_at_k"]))
+    first = runs.set_index("run_id").loc[run_id]
+    assert first["params.evaluate.k"] == "3"  # the training run keeps its first evaluation
 
 
 def test_a_training_run_missing_from_the_store_gets_a_new_run(layout, capsys):
     fake_trained_model(layout, run_id="0" * 32)
     run(PARAMS, layout, trained=FAKE)
     assert "not in this store" in capsys.readouterr().out
-    assert "cofi" in set(tracking.search_runs("eval-test")["tags.mlflow.runName"])
+    assert "cofi-rating@synthetic" in set(tracking.search_runs("eval-test")["tags.mlflow.runName"])
 
 
 def test_the_same_inputs_give_the_same_metrics(layout):
@@ -210,7 +245,7 @@ def test_ease_beyond_max_movies_is_a_skipped_row_and_the_report_says_why(layout)
     assert "ndcg_at_k" in evaluation["genre_affinity"]
     markdown = layout.report_md.read_text()
     assert "ease was skipped: ease: " in markdown and "| ease |" not in markdown
-    assert "ease" not in set(tracking.search_runs("eval-test")["tags.mlflow.runName"])
+    assert "ease" not in set(tracking.search_runs("eval-test")["tags.model"])
 
 
 def test_a_cold_item_split_offers_only_movies_without_a_training_rating(layout):

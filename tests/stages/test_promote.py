@@ -123,10 +123,14 @@ def test_the_first_model_becomes_champion_and_its_version_is_tagged(workdir):
     }
     assert entry["reason"] == "no champion yet: this version becomes champion (rmse 2.0000)"
     assert alias(COFI) == alias(COFI, "challenger") == 1
-    tags = MlflowClient().get_model_version(COFI, "1").tags
-    assert tags["dataset_fingerprint"] == "f00d" and tags["data_source"] == "synthetic"
-    assert (tags["test_rmse"], tags["test_mae"], tags["promote_metric"]) == ("2", "2", "rmse")
-    assert tags["promotion_decision"] == "first"
+    version = MlflowClient().get_model_version(COFI, "1")
+    assert version.tags == {"dataset_fingerprint": "f00d", "data_source": "synthetic", "promotion_decision": "first"}
+    assert version.description == (
+        f"cofi, run {version.run_id}\n"
+        "data: synthetic (fingerprint f00d), random split: 4 train / 2 test ratings\n"
+        "test: RMSE 2.0000, MAE 2.0000\n"
+        "decision: promoted to champion: no champion yet: this version becomes champion (rmse 2.0000)"
+    )
 
 
 def test_a_better_challenger_takes_over_a_worse_one_does_not(workdir):
@@ -149,8 +153,9 @@ def test_a_better_challenger_takes_over_a_worse_one_does_not(workdir):
     assert (entry["decision"], entry["champion_score"], entry["champion_after"]) == ("kept", 0.0, 2)
     assert "not better" in entry["reason"]
     assert (alias(COFI), alias(COFI, "challenger")) == (2, 3)
-    tags = MlflowClient().get_model_version(COFI, "3").tags
-    assert (tags["promotion_decision"], tags["champion_score"], tags["compared_with_version"]) == ("kept", "0", "2")
+    version = MlflowClient().get_model_version(COFI, "3")
+    assert (version.tags["promotion_decision"], version.tags["compared_with_version"]) == ("kept", "2")
+    assert version.description.endswith("decision: not promoted: rmse 2.0000 vs champion v2 0.0000 on this test split: not better")
 
 
 def test_a_champion_of_the_same_source_trained_on_other_data_is_scored_again_on_this_split(workdir):
@@ -259,10 +264,13 @@ def test_running_promote_again_on_the_same_model_registers_nothing_new(workdir):
     trained("cofi", global_mean())
     evaluated(cofi={"rmse": 2.0})
     run(params(), ["cofi"])
+    first = MlflowClient().get_model_version(COFI, "1")
     run(params(), ["cofi"])
     entry = promotion()["cofi"]
     assert (entry["decision"], entry["version"], entry["champion_after"]) == ("unchanged", 1, 1)
     assert len(MlflowClient().search_model_versions(f"name = '{COFI}'")) == 1
+    again = MlflowClient().get_model_version(COFI, "1")  # it keeps the record of how it became champion
+    assert (again.description, again.tags) == (first.description, first.tags)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from pipeline.models.cofi import CofiModel
 from pipeline.paths import Layout
 from pipeline.stages.train_cofi import run
 from tests.factories import training_layout, training_outputs
+from tests.stages.mlflow_views import check_training_run
 
 K, ITERATIONS = 3, 6
 PARAMS = parse_params({"cofi": {"num_features": K, "iterations": ITERATIONS}, "mlflow": {"experiment": "cofi-test"}})
@@ -51,7 +52,16 @@ def test_writes_model_metrics_cost_curve_and_an_mlflow_run(layout):
 
     client = MlflowClient(tracking.tracking_uri())
     mlflow_run = client.get_run(metrics["mlflow_run_id"])
-    assert mlflow_run.info.run_name == "cofi"
+    shared = check_training_run(metrics["mlflow_run_id"], "cofi", "cofi", "rating", train, DATASET)
+    assert shared == {
+        **shared,
+        "latent_size": str(K),
+        "learning_rate": "0.1",
+        "epochs": str(ITERATIONS),
+        "regularization": "0.15",
+        "seed": "1234",
+        "parameter_count": str(metrics["parameter_count"]),
+    }
     assert client.get_experiment(mlflow_run.info.experiment_id).name == "cofi-test"
     logged = mlflow_run.data.params
     assert logged["cofi.num_features"] == str(K) and logged["cofi.cost"] == "mean"
@@ -61,9 +71,9 @@ def test_writes_model_metrics_cost_curve_and_an_mlflow_run(layout):
         "n_train_ratings": str(len(train)),
         "parameter_count": str(metrics["parameter_count"]),
     }
-    assert mlflow_run.data.tags["model_family"] == "cofi"
-    assert mlflow_run.data.tags["dataset_fingerprint"] == "c0ffee"
-    history = client.get_metric_history(metrics["mlflow_run_id"], "train_cost")
+    assert mlflow_run.data.metrics["train_rmse"] == pytest.approx(metrics["train_rmse"])
+    assert mlflow_run.data.metrics["train_final_cost"] == pytest.approx(metrics["final_cost"])
+    history = client.get_metric_history(metrics["mlflow_run_id"], "curve_train_cost")
     assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(ITERATIONS))
     artifacts = {a.path for a in client.list_artifacts(metrics["mlflow_run_id"])}
     assert "cofi_cost.png" in artifacts

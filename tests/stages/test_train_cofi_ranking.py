@@ -19,6 +19,7 @@ from pipeline.models.cofi_ranking import CofiRankingModel
 from pipeline.paths import Layout
 from pipeline.stages.train_cofi_ranking import NAME, run
 from tests.factories import training_layout, training_outputs
+from tests.stages.mlflow_views import check_training_run
 
 ITERATIONS = 4
 PARAMS = parse_params({"cofi_ranking": {"num_features": 3, "iterations": ITERATIONS}, "mlflow": {"experiment": "rank-test"}})
@@ -44,9 +45,11 @@ def test_writes_model_metrics_cost_curve_and_an_mlflow_run_with_a_scoring_pyfunc
 
     client = MlflowClient(tracking.tracking_uri())
     mlflow_run = client.get_run(metrics["mlflow_run_id"])
-    assert mlflow_run.info.run_name == "cofi_ranking" and mlflow_run.data.tags["model_family"] == "cofi_ranking"
+    shared = check_training_run(metrics["mlflow_run_id"], NAME, "cofi", "ranking", pd.read_parquet(layout.train), DATASET)
+    assert (shared["learning_rate"], shared["latent_size"], shared["epochs"]) == ("als", "3", str(ITERATIONS))
+    assert shared["parameter_count"] == str(model.parameter_count)
     assert mlflow_run.data.params["cofi_ranking.num_features"] == "3"
-    history = client.get_metric_history(metrics["mlflow_run_id"], "train_cost")
+    history = client.get_metric_history(metrics["mlflow_run_id"], "curve_train_cost")
     assert sorted(m.step for m in history) == list(range(ITERATIONS))
     assert "cofi_ranking_cost.png" in {a.path for a in client.list_artifacts(metrics["mlflow_run_id"])}
 

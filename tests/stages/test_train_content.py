@@ -19,6 +19,7 @@ from pipeline.paths import Layout
 from pipeline.stages import train_content
 from pipeline.stages.train_content import CurveLogger, loss_table
 from tests.factories import content_layout, training_outputs
+from tests.stages.mlflow_views import check_training_run
 
 CONTENT = {
     "user_layers": [8], "item_layers": [8], "embedding_dim": 4, "learning_rate": 0.05,
@@ -44,6 +45,7 @@ def test_stage_writes_model_metrics_curve_and_one_tracked_run(layout: Layout):
     assert metrics["val_loss"] == pytest.approx(curve["val_loss"].min())
     assert metrics["loss"] == pytest.approx(curve["loss"].iloc[metrics["best_epoch"] - 1])
     assert metrics["user_tower_params"] == 21 * 8 + 8 + 8 * 4 + 4 and metrics["movie_tower_params"] == 22 * 8 + 8 + 8 * 4 + 4
+    assert metrics["parameter_count"] == metrics["user_tower_params"] + metrics["movie_tower_params"]
     assert metrics["seconds"] > 0
     # what evaluate and promote check: the same keys as train_cofi.json (one helper writes both)
     assert (metrics["dataset_fingerprint"], metrics["data_source"]) == ("abc123", "synthetic")
@@ -53,10 +55,19 @@ def test_stage_writes_model_metrics_curve_and_one_tracked_run(layout: Layout):
 
     client = MlflowClient()
     run = client.get_run(metrics["mlflow_run_id"])
-    assert run.info.run_name == "content"
-    assert run.data.tags["model_family"] == "content" and run.data.tags["dataset_fingerprint"] == "abc123"
+    shared = check_training_run(run.info.run_id, "content", "content", "rating", pd.read_parquet(layout.train), DATASET)
+    assert {key: shared[key] for key in ("latent_size", "learning_rate", "epochs", "regularization", "seed")} == {
+        "latent_size": "4",
+        "learning_rate": "0.05",
+        "epochs": "12",
+        "regularization": "none",
+        "seed": "3",
+    }
+    assert shared["parameter_count"] == str(metrics["parameter_count"])
     assert run.data.params["content.batch_size"] == "64"
-    history = client.get_metric_history(run.info.run_id, "val_loss")
+    assert run.data.metrics["train_val_loss"] == pytest.approx(metrics["val_loss"])
+    assert len(client.get_metric_history(run.info.run_id, "curve_train_loss")) == metrics["epochs_run"]
+    history = client.get_metric_history(run.info.run_id, "curve_val_loss")
     assert [m.step for m in history] == curve["epoch"].tolist()
     np.testing.assert_allclose([m.value for m in history], curve["val_loss"], rtol=1e-6)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
@@ -100,7 +111,7 @@ def test_curve_logger_hands_over_epochs_in_batches():
         logger.on_epoch_end(epoch, {"loss": 10.0 - epoch, "val_loss": 20.0 - epoch})
     logger.on_train_end()
     assert [steps for _, steps in calls] == [[1, 2], [3, 4], [5]]
-    assert calls[0][0] == {"loss": [10.0, 9.0], "val_loss": [20.0, 19.0]}
+    assert calls[0][0] == {"train_loss": [10.0, 9.0], "val_loss": [20.0, 19.0]}
 
 
 def test_loss_table_without_validation_has_an_empty_val_loss_column():

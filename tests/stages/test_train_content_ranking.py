@@ -20,6 +20,7 @@ from pipeline.models.content_retrieval import ContentRankingModel
 from pipeline.paths import Layout
 from pipeline.stages.train_content_ranking import NAME, run
 from tests.factories import content_layout, training_outputs
+from tests.stages.mlflow_views import check_training_run
 
 EPOCHS = 3
 TINY = {"user_layers": [8], "item_layers": [8], "embedding_dim": 4, "id_dim": 4, "epochs": EPOCHS, "batch_size": 64, "history_length": 16}
@@ -45,9 +46,11 @@ def test_writes_model_metrics_loss_curve_and_an_mlflow_run_with_a_scoring_pyfunc
 
     client = MlflowClient(tracking.tracking_uri())
     mlflow_run = client.get_run(metrics["mlflow_run_id"])
-    assert mlflow_run.info.run_name == NAME and mlflow_run.data.tags["model_family"] == NAME
+    shared = check_training_run(metrics["mlflow_run_id"], NAME, "content", "ranking", pd.read_parquet(layout.train), DATASET)
+    assert (shared["latent_size"], shared["learning_rate"], shared["regularization"]) == ("4", "0.005", "none")
+    assert shared["parameter_count"] == str(model.parameter_count)
     assert mlflow_run.data.params["content_ranking.embedding_dim"] == "4"
-    assert sorted(m.step for m in client.get_metric_history(metrics["mlflow_run_id"], "train_loss")) == list(range(EPOCHS))
+    assert sorted(m.step for m in client.get_metric_history(metrics["mlflow_run_id"], "curve_train_loss")) == list(range(EPOCHS))
     assert "content_ranking_loss.png" in {a.path for a in client.list_artifacts(metrics["mlflow_run_id"])}
 
     pairs = pd.read_parquet(layout.train)[[USER, MOVIE]].head(5).reset_index(drop=True)
