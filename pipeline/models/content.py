@@ -39,6 +39,7 @@ from pipeline.features import Features, Scalers, no_history_user, scalers_from_d
 from pipeline.io import write_json
 from pipeline.models.base import (
     Catalogue,
+    ParameterCounts,
     SeenItems,
     TrainingData,
     check_pairs,
@@ -298,6 +299,16 @@ class ContentModel(SupportRanking):
 
     def parameter_counts(self) -> dict[str, int]:
         return tower_parameter_counts(self._trained())
+
+    def parameters(self) -> ParameterCounts:
+        """Only the two towers' weights, shared by every user and movie: none per user or movie."""
+        towers = self.parameter_counts()
+        parts = f"user tower {towers['user_tower_params']:,} + movie tower {towers['movie_tower_params']:,}"
+        return ParameterCounts(per_user=0, per_movie=0, shared=sum(towers.values()), parts=parts)
+
+    def embedded_movies(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the catalogue's movie ids, their v_m)."""
+        return self.catalogue.movie_ids, self.movie_embeddings()
 
     def _embed(self, tower_name: str, inputs: np.ndarray) -> np.ndarray:
         tower = self._trained().get_layer(tower_name)
