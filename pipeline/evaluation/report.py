@@ -204,13 +204,21 @@ def parameters_markdown(parameters: Mapping[str, ParameterCounts], families: Map
 # ---- figures --------------------------------------------------------------------------------
 def png_data_uri(figure: Figure) -> str:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)  # the figures lay themselves out (constrained): one draw
+    figure.savefig(buffer, format="png", dpi=100)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _figure(width: float, height: float) -> tuple[Figure, Axes]:
-    figure = Figure(figsize=(width, height), layout="constrained")
+def _figure(width: float, height: float, bottom: float = 0.55, right: float = 0.2) -> tuple[Figure, Axes]:
+    """A figure with one axes inside fixed margins (inches; left room for the y labels, top for the
+    title): drawn once, where a layout engine or a tight bounding box costs a second pass."""
+    figure = Figure(figsize=(width, height))
+    figure.subplots_adjust(left=0.8 / width, right=1 - right / width, bottom=bottom / height, top=1 - 0.35 / height)
     return figure, figure.subplots()
+
+
+def _model_ticks(axes: Axes, names: pd.Index) -> None:
+    """One x tick per model, its name slanted so that long names do not run into each other."""
+    axes.set_xticks(range(len(names)), names.astype(str), rotation=30, ha="right", rotation_mode="anchor")
 
 
 RMSE_STEP = 0.01  # the smallest RMSE difference worth reading off a chart
@@ -243,9 +251,9 @@ def rmse_chart(table: pd.DataFrame, column: str) -> Figure | None:
     values = table[column].dropna()
     if values.empty:
         return None
-    figure, axes = _figure(6, 3)
+    figure, axes = _figure(6, 3.2, bottom=0.85)
     axes.plot(range(len(values)), values.to_numpy(), "o", color="#4c72b0", markersize=8)
-    axes.set_xticks(range(len(values)), values.index.astype(str))
+    _model_ticks(axes, values.index)
     axes.set_xlim(-0.5, len(values) - 0.5)
     axes.set_ylabel(column)
     axes.set_title(f"{column} (lower is better)")
@@ -260,8 +268,10 @@ def bar_chart(table: pd.DataFrame, column: str, lower_is_better: bool) -> Figure
     values = table[column].dropna()
     if values.empty:
         return None
-    figure, axes = _figure(6, 3)
-    axes.bar(values.index.astype(str), values.to_numpy(), color="#4c72b0")
+    figure, axes = _figure(6, 3.2, bottom=0.85)
+    axes.bar(range(len(values)), values.to_numpy(), color="#4c72b0")
+    _model_ticks(axes, values.index)
+    axes.set_ylim(0, values.max() * 1.12 if values.max() > 0 else 1)  # room for the value labels
     axes.set_ylabel(column)
     axes.set_title(f"{column} ({'lower' if lower_is_better else 'higher'} is better)")
     for x, value in enumerate(values.to_numpy()):
@@ -292,6 +302,7 @@ def curve_figure(name: str, curve: pd.DataFrame) -> Figure | None:
         axes.plot(steps, curve[column].to_numpy(), label=str(column))
     axes.set_xlabel(steps_column or "step")
     axes.set_ylabel(CURVE_LABELS.get(name, "value"))
+    axes.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))  # a cost of 325,000 reads 3.25 x 1e5: fits the margin
     axes.set_title(f"{name}: learning curve")
     axes.legend()
     return figure
@@ -308,16 +319,18 @@ OTHER_COLOUR = "#c7c7c7"
 
 def principal_axes(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean, the first two principal axes as rows, their shares of the variance) of the rows of
-    `vectors` (NumPy SVD; an axis's sign is set so that its largest component is positive). Vectors
-    of one dimension get a flat second axis."""
+    `vectors`; an axis's sign is set so that its largest component is positive, and vectors of one
+    dimension get a flat second axis. The axes are the top eigenvectors of the (dims x dims)
+    scatter matrix: the same as an SVD of the centred rows, without the (movies x dims) factor."""
     data = np.asarray(vectors, np.float64)
     mean = data.mean(axis=0)
-    _, singular, rows = np.linalg.svd(data - mean, full_matrices=False)
-    n = min(2, len(rows))
+    centred = data - mean
+    variance, eigenvectors = np.linalg.eigh(centred.T @ centred)  # ascending
+    n = min(2, len(variance))
     axes, shares = np.zeros((2, data.shape[1])), np.zeros(2)
-    axes[:n] = rows[:n]
+    axes[:n] = eigenvectors[:, ::-1][:, :n].T
     axes *= np.where(axes[np.arange(2), np.argmax(np.abs(axes), axis=1)] < 0, -1.0, 1.0)[:, None]
-    variance = singular**2
+    variance = np.clip(variance[::-1], 0.0, None)
     if variance.sum() > 0:
         shares[:n] = variance[:n] / variance.sum()
     return mean, axes, shares
@@ -373,7 +386,7 @@ def movie_map(
 
 def map_figure(movie_map: MovieMap) -> Figure:
     """A scatter of the map's movies coloured by first genre, the MAP_TITLES most rated labelled."""
-    figure, axes = _figure(7, 5)
+    figure, axes = _figure(8, 5, right=1.6)  # the genre legend sits in the right margin
     genres = [g for g in dict.fromkeys(movie_map.genres) if g != OTHER]
     colours = dict(zip(sorted(genres, key=lambda g: (-np.sum(movie_map.genres == g), g)), GENRE_COLOURS, strict=False))
     for genre, colour in [*colours.items(), (OTHER, OTHER_COLOUR)]:
@@ -381,13 +394,15 @@ def map_figure(movie_map: MovieMap) -> Figure:
         if rows.any():
             x, y = movie_map.coordinates[rows].T
             axes.scatter(x, y, s=14, color=colour, label=f"{genre} ({rows.sum()})", alpha=0.85, linewidths=0)
-    for (x, y), title in zip(movie_map.coordinates[:MAP_TITLES], movie_map.titles[:MAP_TITLES], strict=False):
+    named = movie_map.coordinates[:MAP_TITLES]
+    axes.scatter(named[:, 0], named[:, 1], s=30, facecolors="none", edgecolors="black", linewidths=0.7)
+    for (x, y), title in zip(named, movie_map.titles[:MAP_TITLES], strict=False):
         axes.annotate(title if len(title) <= 30 else title[:29] + "…", (x, y), xytext=(3, 3), textcoords="offset points", fontsize=7)
     first, second = movie_map.shares
     axes.set_xlabel(f"principal axis 1 ({first:.0%} of the variance)")
     axes.set_ylabel(f"principal axis 2 ({second:.0%} of the variance)")
     axes.set_title(f"{movie_map.model}: movie vectors {movie_map.symbol}, {len(movie_map.titles)} most-rated movies")
-    figure.legend(loc="outside right upper", fontsize=7, title="first genre", title_fontsize=8)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, title="first genre", title_fontsize=8, frameon=False)
     return figure
 
 
@@ -403,7 +418,7 @@ def activity_figure(activity: pd.DataFrame) -> Figure | None:
     """RMSE by bin of the user's training ratings, one line per model."""
     if activity.empty:
         return None
-    figure, axes = _figure(7, 3.5)
+    figure, axes = _figure(7, 3.5, bottom=0.85)  # two-line tick labels and the axis label
     order = list(dict.fromkeys(activity["activity"]))
     for model, rows in activity.groupby("model", sort=False):
         positions = [order.index(a) for a in rows["activity"]]
