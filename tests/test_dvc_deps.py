@@ -32,6 +32,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.models.loading import TRAINED_MODELS
+from pipeline.paths import Layout
 from tests.isolation import REPO
 
 PACKAGE = "pipeline"
@@ -284,3 +286,16 @@ def test_a_module_added_later_is_caught_without_changing_this_test(source, tmp_p
     assert problems(stages, Source(tmp_path)) == [
         f"stage {stage}: missing dep pipeline/models/added_later.py (imported by pipeline.models.cofi)" for stage in running_cofi
     ]
+
+
+def _paths(entries: list) -> set[str]:
+    """The paths of a stage's deps, outs or plots (an entry is a path, or {path: options})."""
+    return {str(next(iter(entry))) if isinstance(entry, dict) else str(entry) for entry in entries}
+
+
+def test_evaluate_depends_on_the_learning_curve_of_every_trained_model_its_report_draws():
+    stages = load_stages()
+    curves = {Layout().learning_curve(name).as_posix() for name in TRAINED_MODELS}
+    assert curves <= _paths(stages["evaluate"]["deps"])
+    written = {path for spec in stages.values() for key in ("outs", "plots") for path in _paths(spec.get(key, []))}
+    assert curves <= written  # each one a training stage's output

@@ -79,6 +79,37 @@ class Recommender(Protocol):
     def load(cls, directory: str | Path) -> Self: ...
 
 
+@dataclass(frozen=True)
+class ParameterCounts:
+    """A trained model's learned numbers by what they belong to: a set per training user, a set per
+    movie, or shared by every user and movie (a network's weights). `parts` names them with their sizes."""
+
+    per_user: int
+    per_movie: int
+    shared: int
+    parts: str
+
+    @property
+    def total(self) -> int:
+        return self.per_user + self.per_movie + self.shared
+
+
+@runtime_checkable
+class CountsParameters(Protocol):
+    """A model that splits its learned numbers into per-user, per-movie and shared ones (the trained models)."""
+
+    def parameters(self) -> ParameterCounts: ...
+
+
+@runtime_checkable
+class EmbedsMovies(Protocol):
+    """A model that represents each movie by a learned vector (cofi's x_i, content's v_m)."""
+
+    def embedded_movies(self) -> tuple[np.ndarray, np.ndarray]:
+        """(movie ids, one vector per movie as the rows of a matrix)."""
+        ...
+
+
 @runtime_checkable
 class RecommendsForRatings(Protocol):
     """A model that recommends for a new user described by {movie_id: rating} (cofi)."""

@@ -31,6 +31,7 @@ from pipeline.errors import DataError, ModelError, RecsysError, data_error
 from pipeline.io import write_json
 from pipeline.models.base import (
     Catalogue,
+    ParameterCounts,
     SeenItems,
     TrainingData,
     check_pairs,
@@ -440,6 +441,16 @@ def _dot_rows(factors: Mapping[str, np.ndarray], movie: np.ndarray, user: np.nda
     return out
 
 
+def factor_parameters(factors: Mapping[str, np.ndarray]) -> ParameterCounts:
+    """The learned numbers of a factorization {X, W, b[, c]}: w_j and b_j per user, x_i (and the
+    movie bias c_i) per movie, nothing shared."""
+    (n_users, k), n_movies = factors["W"].shape, len(factors["X"])
+    bias = "c" in factors
+    per_movie = factors["X"].size + (factors["c"].size if bias else 0)
+    parts = f"w_j, b_j: {n_users:,} users x ({k} + 1); x_i{', c_i' if bias else ''}: {n_movies:,} movies x {k}{' + 1' if bias else ''}"
+    return ParameterCounts(per_user=factors["W"].size + factors["b"].size, per_movie=per_movie, shared=0, parts=parts)
+
+
 # ---- the model ----------------------------------------------------------------------------------
 
 
@@ -514,9 +525,16 @@ class CofiModel(SupportRanking):
             history=history,
         )
 
+    def parameters(self) -> ParameterCounts:
+        return factor_parameters(self.factors)
+
     @property
     def parameter_count(self) -> int:
-        return int(sum(v.size for v in self.factors.values()))
+        return self.parameters().total
+
+    def embedded_movies(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids of the movies with training ratings, their x_i)."""
+        return self.movie_ids, self.factors["X"]
 
     # -- predictions --
     def predict(self, pairs: pd.DataFrame) -> np.ndarray:

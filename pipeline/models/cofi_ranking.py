@@ -64,6 +64,7 @@ from pipeline.errors import DataError, ModelError, data_error
 from pipeline.io import write_json
 from pipeline.models.base import (
     Catalogue,
+    ParameterCounts,
     SeenItems,
     TrainingData,
     check_pairs,
@@ -74,7 +75,7 @@ from pipeline.models.base import (
     save_arrays,
     seen_exclusion,
 )
-from pipeline.models.cofi import check_new_ratings, check_train
+from pipeline.models.cofi import check_new_ratings, check_train, factor_parameters
 from pipeline.models.ranking import SupportRanking
 
 FORMAT = "cofi-ranking-1"
@@ -409,9 +410,16 @@ class CofiRankingModel(SupportRanking):
             rating_range=data.scale.bounds, history=history,
         )  # fmt: skip
 
+    def parameters(self) -> ParameterCounts:
+        return factor_parameters(self.factors)
+
     @property
     def parameter_count(self) -> int:
-        return int(sum(v.size for v in self.factors.values()))
+        return self.parameters().total
+
+    def embedded_movies(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the catalogue's movie ids, their x_i)."""
+        return self.catalogue.movie_ids, self.factors["X"]
 
     # -- scores --
     def _user_rows(self, user_ids: np.ndarray) -> np.ndarray:

@@ -38,6 +38,7 @@ from pipeline.errors import ConfigError, ModelError, RecsysError, data_error
 from pipeline.features import Features
 from pipeline.io import write_json
 from pipeline.models.base import (
+    ParameterCounts,
     TrainingData,
     check_pairs,
     index_of,
@@ -279,7 +280,17 @@ class ContentModel(ContentTables, SupportRanking):
     @property
     def parameter_count(self) -> int:
         """Every trained weight of the network (both towers)."""
-        return int(sum(int(np.prod(weight.shape)) for weight in self._trained().trainable_weights))
+        return self.parameters().total
+
+    def parameters(self) -> ParameterCounts:
+        """Only the two towers' weights, shared by every user and movie: none per user or movie."""
+        towers = self.parameter_counts()
+        parts = f"user tower {towers['user_tower_params']:,} + movie tower {towers['movie_tower_params']:,}"
+        return ParameterCounts(per_user=0, per_movie=0, shared=sum(towers.values()), parts=parts)
+
+    def embedded_movies(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the catalogue's movie ids, their v_m)."""
+        return self.catalogue.movie_ids, self.movie_embeddings()
 
     def _embed(self, tower_name: str, inputs: np.ndarray) -> np.ndarray:
         return embed(self._trained().get_layer(tower_name), inputs, self.params.embedding_dim)

@@ -69,6 +69,7 @@ from pipeline.data.schema import GENRE_VOCABULARY, MOVIE, RATING, USER, YEAR
 from pipeline.errors import DataError, ModelError, RecsysError, data_error
 from pipeline.features import AVG_RATING, N_RATINGS, Features
 from pipeline.models.base import (
+    ParameterCounts,
     SeenItems,
     TrainingData,
     check_pairs,
@@ -80,7 +81,7 @@ from pipeline.models.base import (
     save_arrays,
     seen_exclusion,
 )
-from pipeline.models.content import MOVIE_TOWER, USER_TOWER, build_tower, genre_feature_row
+from pipeline.models.content import MOVIE_TOWER, USER_TOWER, build_tower, genre_feature_row, tower_parameter_counts
 from pipeline.models.content_input import gathered_batches, row_batches, standardise
 from pipeline.models.content_tables import ContentTables, embed
 from pipeline.models.ranking import SupportRanking
@@ -312,9 +313,23 @@ class ContentRankingModel(ContentTables, SupportRanking):
         model._train(data.ratings, data.features, data.movies, data.scale.bounds, verbose)
         return model
 
+    def parameters(self) -> ParameterCounts:
+        """The towers' weights and the id embedding's unknown-movie row are shared; the id embedding
+        has a row per catalogue movie (also read by the users' history bags); nothing per user."""
+        towers = tower_parameter_counts(self._trained())
+        id_dim = self.params.id_dim
+        parts = f"user tower {towers['user_tower_params']:,} + movie tower {towers['movie_tower_params']:,}"
+        if id_dim:
+            parts += f" + unknown-movie row {id_dim}; movie-id embedding: {len(self.catalogue):,} movies x {id_dim}"
+        return ParameterCounts(per_user=0, per_movie=len(self.catalogue) * id_dim, shared=sum(towers.values()) + id_dim, parts=parts)
+
     @property
     def parameter_count(self) -> int:
-        return int(self._trained().count_params())
+        return self.parameters().total
+
+    def embedded_movies(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the catalogue's movie ids, their v_m)."""
+        return self.catalogue.movie_ids, self.movie_vectors()
 
     def _train(
         self, train: pd.DataFrame, features: Features, movies: pd.DataFrame, rating_range: tuple[float, float], verbose: int

@@ -1,11 +1,12 @@
 """Stage `evaluate`: the trained models and the baselines on the same test split.
 
-Reads data/split/{train,test}.parquet, data/raw/{movies.parquet,dataset.json}, models/<name>/ and
-metrics/train_<name>.json; writes metrics/evaluation.json, plots/predictions_<model>.csv,
-plots/error_by_activity.csv and reports/report.{html,md} together (nothing partial on error).
-Metrics, the evaluation settings (params evaluate.k, .relevance_threshold, .cold_threshold) and the
-test split (an input dataset) go into each trained model's MLflow run; each baseline gets a run of
-its own, `<baseline>-<objective>@<source>`.
+Reads data/split/{train,test}.parquet, data/raw/{movies.parquet,dataset.json}, models/<name>/,
+metrics/train_<name>.json and the learning curves plots/<name>_<cost|loss>.csv; writes
+metrics/evaluation.json, plots/predictions_<model>.csv, plots/error_by_activity.csv and
+reports/report.{html,md} together (nothing partial on error). The report also counts each trained
+model's parameters and maps each family's movie vectors in 2-D. Metrics, the evaluation settings
+(params evaluate.k, .relevance_threshold, .cold_threshold) and the test split (an input dataset) go
+into each trained model's MLflow run; each baseline gets a run of its own, `<baseline>-<objective>@<source>`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pandas as pd
 
 from pipeline.choices import family_objective
 from pipeline.config import Params
-from pipeline.data.schema import RATING, USER
+from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.errors import DataError, ModelError, ModelSkipped
 from pipeline.evaluation.metrics import (
     PREDICTION,
@@ -32,9 +33,9 @@ from pipeline.evaluation.metrics import (
     seen_items,
     train_counts,
 )
-from pipeline.evaluation.report import html_report, markdown_report
+from pipeline.evaluation.report import MovieMap, html_report, markdown_report, movie_map
 from pipeline.io import atomic_outputs, read_json, write_json
-from pipeline.models.base import Catalogue, Recommender, TrainingData
+from pipeline.models.base import Catalogue, CountsParameters, EmbedsMovies, ParameterCounts, Recommender, TrainingData
 from pipeline.models.baselines import BiasModel, GlobalMeanModel, PopularityModel
 from pipeline.models.ease import EaseModel
 from pipeline.models.genre_affinity import GenreAffinityModel
@@ -206,6 +207,25 @@ def read_curves(names: list[str], layout: Layout) -> dict[str, pd.DataFrame]:
     return {name: pd.read_csv(layout.learning_curve(name)) for name in names if layout.learning_curve(name).is_file()}
 
 
+def parameter_counts(models: Mapping[str, Recommender]) -> dict[str, ParameterCounts]:
+    """Each trained model's learned numbers: per user, per movie, shared."""
+    return {name: model.parameters() for name, model in models.items() if isinstance(model, CountsParameters)}
+
+
+MAPPED = {"cofi": "x_i", "content": "v_m"}  # the model drawn on each family's embedding map, and its movie vectors' name
+
+
+def movie_maps(models: Mapping[str, Recommender], data: TrainingData) -> list[MovieMap]:
+    """A 2-D map of the movie vectors of each MAPPED model that was loaded."""
+    counts = data.ratings[MOVIE].value_counts()
+    maps: list[MovieMap] = []
+    for name, symbol in MAPPED.items():
+        model = models.get(name)
+        if isinstance(model, EmbedsMovies) and (found := movie_map(name, symbol, *model.embedded_movies(), data.movies, counts)):
+            maps.append(found)
+    return maps
+
+
 EVALUATION_SETTINGS = ("k", "relevance_threshold", "cold_threshold")
 
 
@@ -270,19 +290,21 @@ def run(params: Params, layout: Layout, trained: Mapping[str, str] = TRAINED_MOD
     """`trained` maps model name -> loader ("module:Class"); tests pass their own."""
     data, test, dataset = read_inputs(layout)
     train, catalogue = data.ratings, Catalogue.from_movies(data.movies)
-    models: dict[str, Recommender | Skipped] = {}
+    loaded: dict[str, Recommender] = {}
     run_ids: dict[str, str] = {}
     for name, loader in trained.items():
         model, run_ids[name] = load_trained(name, loader, catalogue, dataset, layout)
         # rank exactly as `recsys recommend` does (a rating model by params.ranking); predict() is unaffected
-        models[name] = for_lists(model, params.ranking)
-    models.update(fit_baselines(data, params))
+        loaded[name] = for_lists(model, params.ranking)
+    models: dict[str, Recommender | Skipped] = {**loaded, **fit_baselines(data, params)}
 
     evaluation, samples, activity = evaluate_all(models, train, test, catalogue, params)
     protocol = protocol_text(params, len(train), len(test), dataset)
     k = params.evaluate.k
-    markdown = markdown_report(evaluation, k, protocol, FAMILIES)
-    page = html_report(evaluation, k, protocol, read_curves(list(trained), layout), activity, FAMILIES)
+    parameters = parameter_counts(loaded)
+    markdown = markdown_report(evaluation, k, protocol, FAMILIES, parameters)
+    curves = read_curves(list(trained), layout)
+    page = html_report(evaluation, k, protocol, curves, activity, FAMILIES, parameters, movie_maps(loaded, data))
 
     finals = [layout.evaluation, layout.error_by_activity, layout.report_html, layout.report_md, *map(layout.predictions, samples)]
     with atomic_outputs(*finals) as tmps:

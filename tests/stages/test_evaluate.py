@@ -272,3 +272,47 @@ def test_a_cold_item_split_offers_only_movies_without_a_training_rating(layout):
     lists = top_k_items(popularity.score_block, catalogue, seen_items(train, catalogue), test["user_id"].unique(), 3, excluded=warm)
     assert not set(lists["movie_id"]) & set(catalogue.movie_ids[warm])
     assert set(lists["movie_id"]) <= set(test["movie_id"]) | set(catalogue.movie_ids[~warm])
+
+
+def four_trained_models(layout: Layout) -> dict[str, object]:
+    """models/<name>, metrics/train_<name>.json and plots/<name>_<curve>.csv of the four trained
+    models, fitted small on the layout's train split (their training runs are not in the store:
+    evaluate logs into new runs); returns the models."""
+    from pipeline.config import CofiParams, CofiRankingParams, ContentParams, ContentRankingParams
+    from pipeline.features import build_features
+    from pipeline.models.cofi import CofiModel
+    from pipeline.models.cofi_ranking import CofiRankingModel
+    from pipeline.models.content import ContentModel
+    from pipeline.models.content_retrieval import ContentRankingModel
+
+    train = pd.read_parquet(layout.train)
+    data = training_data(train, tiny_movies(), features=build_features(train, tiny_movies(), 0.0))
+    towers = {"user_layers": [4], "item_layers": [4], "embedding_dim": 3, "epochs": 2}
+    models = {
+        "cofi": CofiModel.fit(data, CofiParams(num_features=3, iterations=4)),
+        "content": ContentModel.fit(data, ContentParams(**towers, validation_fraction=0.1, patience=None)),
+        "cofi_ranking": CofiRankingModel.fit(data, CofiRankingParams(num_features=3, iterations=2, positive_threshold=None)),
+        "content_ranking": ContentRankingModel.fit(data, ContentRankingParams(**towers, id_dim=2, batch_size=8, positive_threshold=3.0)),
+    }
+    layout.plots.mkdir(exist_ok=True)
+    for name, model in models.items():
+        model.save(layout.model_dir(name))
+        write_json(layout.training_metrics(name), {"mlflow_run_id": "0" * 32, **dataset_identity(DATASET)})
+        pd.DataFrame({"iteration": [0, 1, 2], "value": [3.0, 2.0, 1.8]}).to_csv(layout.learning_curve(name), index=False)
+    return models
+
+
+def test_the_report_counts_each_models_parameters_and_shows_its_curve_and_each_familys_movie_map(layout):
+    models = four_trained_models(layout)
+    run(PARAMS, layout)
+    markdown = layout.report_md.read_text()
+    for name, model in models.items():
+        counts = model.parameters()
+        cells = [f"{n:,}" for n in (counts.per_user, counts.per_movie, counts.shared, counts.total)]
+        assert f"| {name} | {name.split('_')[0]} | " in markdown and " | ".join(cells) in markdown, name
+    cofi = models["cofi"].parameters()
+    assert (cofi.per_user, cofi.per_movie, cofi.shared) == (10 * 4, pd.read_parquet(layout.train)["movie_id"].nunique() * 3, 0)
+
+    alts = set(re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', layout.report_html.read_text()))
+    assert {f"{name} learning curve" for name in TRAINED_MODELS} <= alts
+    assert {"cofi movie embedding map", "content movie embedding map"} <= alts
