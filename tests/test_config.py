@@ -32,6 +32,8 @@ def test_the_committed_params_file_loads_and_matches_the_model_defaults():
         ({"validate": {"min_timestamp": 100, "max_timestamp": 100}}, "validate: max_timestamp"),
         ({"data": {"synthetic": {"n_users": 10, "n_movies": 50, "n_ratings": 5000}}}, "at most half"),
         ({"data": {"synthetic": {"n_users": 100, "min_user_ratings": 20, "n_ratings": 1000}}}, "at least"),
+        ({"serve": {"max_rows": 0}}, "serve.max_rows"),
+        ({"serve": {"k": 20, "max_k": 10}}, "serve: k \\(20\\) cannot exceed max_k \\(10\\)"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_key(raw, message):

@@ -21,7 +21,6 @@ import pandas as pd
 
 from pipeline import tracking
 from pipeline.config import Params
-from pipeline.data.schema import MOVIE, USER
 from pipeline.features import load_features
 from pipeline.models.base import TrainingData
 from pipeline.models.content import ContentModel
@@ -136,7 +135,6 @@ def run(params: Params, layout: Layout) -> None:
     extra: list[keras.callbacks.Callback] = [] if task is None else [EpochLine(task)]
     tracking.check_reachable()  # an unreachable tracking server fails here, before any training
     data, meta = read_training_data_and_features(layout)
-    train = data.ratings
     with tracking.start_run(NAME, params.mlflow.experiment, NAME, meta) as run_id:
         tracking.log_params({"content": params.content.model_dump(), "features": params.features.model_dump()})
         curves = CurveLogger(lambda values, steps: tracking.log_metric_history(values, steps, run_id=run_id))
@@ -148,7 +146,7 @@ def run(params: Params, layout: Layout) -> None:
         tracking.log_metrics(run_summary(metrics))
         tracking.log_figure(learning_curve(table), "content_loss.png")
         tracking.log_text(summary_text(model), "model_summary.txt")
-        metrics["model_uri"] = tracking.log_model(model, NAME, example=train[[USER, MOVIE]].head(5).reset_index(drop=True))
+        metrics["model_uri"] = tracking.log_model(model, NAME, params.serve)
         save_trained(model, metrics, table, NAME, layout)
     print(
         f"content: {metrics['epochs_run']} epochs in {metrics['seconds']:.1f} s, kept epoch {metrics['best_epoch']} "
