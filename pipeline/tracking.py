@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
@@ -228,10 +229,32 @@ class RecsysPyfunc(PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         from mlflow.exceptions import MlflowException
 
+        one_blas_thread()
         try:
             return self.answers.answer(model_input, params)
         except RecsysError as exc:
             raise MlflowException.invalid_parameter_value(str(exc)) from None
+
+
+_BLAS_LIMIT = threading.Lock()
+_blas_limited = False
+
+
+def one_blas_thread() -> None:
+    """Limit BLAS to one thread in this process, once, before the first prediction.
+
+    A served request is one user's (1 x k)(k x movies) product, and the scoring server answers
+    requests in parallel threads: BLAS's own threads only add waiting to such small products (on a
+    busy 2-core machine one user's scores took 20x longer with OpenBLAS's two threads than with one,
+    and the served p95 was 17x higher: benchmarks/README.md, "Serving").
+    """
+    global _blas_limited
+    with _BLAS_LIMIT:
+        if not _blas_limited:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=1, user_api="blas")
+            _blas_limited = True
 
 
 def _pip_requirements() -> list[str]:

@@ -189,6 +189,13 @@ def test_the_limits_can_be_set_when_the_model_is_loaded(logged: Logged):
     assert "at most 2 per request" in refusal(tighter, pd.DataFrame({USER: [10, 11, 12]}))
 
 
+def test_predicting_leaves_blas_one_thread_for_the_small_products_of_a_request(logged: Logged):
+    from threadpoolctl import threadpool_info
+
+    logged.pyfunc.predict(pd.DataFrame({USER: [logged.known_user()]}))
+    assert {library["num_threads"] for library in threadpool_info() if library["user_api"] == "blas"} == {1}
+
+
 def test_a_rating_models_list_is_its_recommend_in_stars_to_two_decimals():
     model = BiasModel.fit(training_data(*low_rank_ratings(n_users=12, n_movies=15)))
     user = int(model.seen.user_ids[0])
