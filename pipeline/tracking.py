@@ -245,8 +245,8 @@ def one_blas_thread() -> None:
 
     A served request is one user's (1 x k)(k x movies) product, and the scoring server answers
     requests in parallel threads: BLAS's own threads only add waiting to such small products (on a
-    busy 2-core machine one user's scores took 20x longer with OpenBLAS's two threads than with one,
-    and the served p95 was 17x higher: benchmarks/README.md, "Serving").
+    busy 2-core machine one user's scores took 16x longer with OpenBLAS's two threads than with one,
+    and the server spent 20 ms of CPU per top-10 request instead of 4-6: benchmarks/README.md, "Serving").
     """
     global _blas_limited
     with _BLAS_LIMIT:
