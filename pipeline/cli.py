@@ -187,8 +187,7 @@ def recommend(
         fail("give exactly one of --user, --ratings, --genres")
 
     def action() -> None:
-        from pipeline import display
-        from pipeline.models.base import RecommendsForGenres, RecommendsForRatings
+        from pipeline import display, serving
         from pipeline.models.loading import load_trained, model_for
         from pipeline.models.ranking import for_lists
 
@@ -208,11 +207,10 @@ def recommend(
             heading = [f"Top {n} for user {user} ({name} model; {len(trained.seen.of(user))} movies rated in training):"]
             query: dict[str, Any] = {"model": name, "user": user}
         elif ratings is not None:
-            if not isinstance(trained, RecommendsForRatings):
-                raise RecsysError(f"--ratings: the {name} model cannot fit a new user from ratings; use --model cofi")
+            serving.require_new_user(trained, name, serving.RATINGS, label="--ratings", advice="use --model cofi")
             wanted = parse_assignments(ratings, "--ratings")
             resolved = [(key, _movie_id(trained.catalogue, key)) for key in wanted]
-            table = trained.recommend_for_ratings({movie: wanted[key] for key, movie in resolved}, n=n)
+            table = serving.new_user_list(trained, name, n, ratings={movie: wanted[key] for key, movie in resolved})
             rated = [
                 {"typed": key, "movie_id": movie, "title": _title_of(trained.catalogue, movie), "rating": wanted[key]}
                 for key, movie in resolved
@@ -221,10 +219,9 @@ def recommend(
             heading = ["Ratings read:", *read, f"Top {n} for these ratings ({name} model):"]
             query = {"model": name, "ratings": rated}
         else:
-            if not isinstance(trained, RecommendsForGenres):
-                raise RecsysError(f"--genres: the {name} model cannot describe a new user by genres; use --model content")
+            serving.require_new_user(trained, name, serving.GENRES, label="--genres", advice="use --model content")
             tastes = parse_assignments(genres or "", "--genres")
-            table = trained.recommend_for_genres(tastes, n=n)
+            table = serving.new_user_list(trained, name, n, genres=tastes)
             shown_tastes = ", ".join(f"{k}={v:g}" for k, v in tastes.items())
             heading = [f"Top {n} for genre tastes {shown_tastes} ({name} model):"]
             query = {"model": name, "genres": tastes}

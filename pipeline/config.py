@@ -465,6 +465,21 @@ class RecommendParams(Section):
     )
 
 
+class ServeParams(Section):
+    """What the model served by `mlflow models serve` answers (pipeline/serving.py). Logged with each
+    trained model; `MLFLOW_PYFUNC_INFERENCE_CONFIG='{"max_rows": 5000}'` overrides them when serving."""
+
+    k: int = Field(10, ge=1, description="length of a top-k list when the request gives no params k")
+    max_k: int = Field(100, ge=1, description="longest top-k list a request may ask for; a larger params k is answered 400")
+    max_rows: int = Field(1000, ge=1, description="most rows (users, or user-movie pairs) in one request; more are answered 400")
+
+    @model_validator(mode="after")
+    def _default_within_limit(self) -> ServeParams:
+        if self.k > self.max_k:
+            raise ValueError(f"k ({self.k}) cannot exceed max_k ({self.max_k})")
+        return self
+
+
 class MlflowParams(Section):
     experiment: str = Field("recsys", min_length=1, description="MLflow experiment name")
 
@@ -485,6 +500,7 @@ class Params(Section):
     ranking: RankingParams = RankingParams()
     promote: PromoteParams = PromoteParams()
     recommend: RecommendParams = RecommendParams()
+    serve: ServeParams = ServeParams()
     mlflow: MlflowParams = MlflowParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

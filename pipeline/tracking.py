@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,7 +28,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 import mlflow.pyfunc
-import numpy as np
 import pandas as pd
 from mlflow.data.dataset_source import DatasetSource
 from mlflow.data.meta_dataset import MetaDataset
@@ -37,6 +37,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, DataType, Schema
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT, MLFLOW_PARENT_RUN_ID
 
+from pipeline.config import ServeParams
 from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.errors import RecsysError
 
@@ -375,20 +376,55 @@ def log_artifact(path: str | os.PathLike[str], artifact_path: str | None = None)
 
 
 class RecsysPyfunc(PythonModel):
-    """MLflow pyfunc over a project model: `predict(DataFrame[user_id, movie_id])` -> the model's
-    predict(): stars for a rating model, ranking scores for a ranking model (cofi_ranking).
+    """MLflow pyfunc over a project model, answering what pipeline/serving.py describes: a top-k list
+    per `user_id` (params k), or with `movie_id` in every row the model's predict() of the pairs
+    (stars for a rating model, ranking scores for a ranking model such as cofi_ranking).
 
     The model's own files (npz/JSON/.keras) are the artifact `model_dir`; `model_config["loader"]`
-    names its class as "module:Class", whose `load(dir)` rebuilds it.
+    names its class as "module:Class", whose `load(dir)` rebuilds it, `name` the pipeline's name for
+    it (cofi_ranking); the other keys are params.yaml's `serve` limits. A bad request raises MLflow's INVALID_PARAMETER_VALUE, which the
+    scoring server answers with HTTP 400 and the message (any other exception would be answered
+    400 with a generic message only).
     """
 
     def load_context(self, context: Any) -> None:
         from pipeline.models.loading import class_at
+        from pipeline.serving import Answers
 
-        self.model = class_at(context.model_config["loader"]).load(context.artifacts["model_dir"])
+        config = dict(context.model_config)
+        loader, name = config.pop("loader"), config.pop("name")
+        self.model = class_at(loader).load(context.artifacts["model_dir"])
+        self.answers = Answers(self.model, name, ServeParams.model_validate(config))
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
-        return np.asarray(self.model.predict(model_input), dtype=np.float64)
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        one_blas_thread()
+        try:
+            return self.answers.answer(model_input, params)
+        except RecsysError as exc:
+            raise MlflowException.invalid_parameter_value(str(exc)) from None
+
+
+_BLAS_LIMIT = threading.Lock()
+_blas_limited = False
+
+
+def one_blas_thread() -> None:
+    """Limit BLAS to one thread in this process, once, before the first prediction.
+
+    A served request is one user's (1 x k)(k x movies) product, and the scoring server answers
+    requests in parallel threads: BLAS's own threads only add waiting to such small products (on a
+    busy 2-core machine one user's scores took 16x longer with OpenBLAS's two threads than with one,
+    and the server spent 20 ms of CPU per top-10 request instead of 4-6: benchmarks/README.md, "Serving").
+    """
+    global _blas_limited
+    with _BLAS_LIMIT:
+        if not _blas_limited:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(limits=1, user_api="blas")
+            _blas_limited = True
 
 
 def _pip_requirements() -> list[str]:
@@ -405,24 +441,32 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
-def log_model(model: Any, name: str, example: pd.DataFrame | None = None) -> str:
-    """Save `model` with its own save(), log it as a pyfunc named `name`; returns the model URI."""
-    from mlflow.models import infer_signature
+def signature(serve: ServeParams) -> Any:
+    """No input schema (serving.py checks the request itself: a typed one would let MLflow truncate a
+    user_id of 1.5 to 1 and drop the ratings column) and the param k, so that the server passes it on."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ParamSchema, ParamSpec
 
+    return ModelSignature(inputs=None, outputs=None, params=ParamSchema([ParamSpec("k", "long", serve.k)]))
+
+
+def log_model(model: Any, name: str, serve: ServeParams | None = None) -> str:
+    """Save `model` with its own save(), log it as a pyfunc named `name` with the `serve` limits
+    (params.yaml's defaults when None); returns the model URI."""
+    serve = serve or ServeParams()
     loader = f"{type(model).__module__}:{type(model).__qualname__}"
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp) / "model"
         model_dir.mkdir()
         model.save(model_dir)
-        example = example if example is not None else pd.DataFrame({USER: [0], MOVIE: [0]}, dtype="int64")
-        signature = infer_signature(example, np.asarray(model.predict(example), dtype=np.float64))
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=RecsysPyfunc(),
             artifacts={"model_dir": str(model_dir)},
-            model_config={"loader": loader},
+            model_config={"loader": loader, "name": name, **serve.model_dump()},
             code_paths=[str(PACKAGE_DIR)],
-            signature=signature,
+            signature=signature(serve),
+            input_example=(pd.DataFrame({USER: model.seen.user_ids[:1]}), {"k": serve.k}),  # a request, shown with the model
             pip_requirements=_pip_requirements(),
         )
     return info.model_uri

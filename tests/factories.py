@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.config import CofiParams, ColumnsParams, SyntheticParams
+from pipeline.config import CofiParams, CofiRankingParams, ColumnsParams, SyntheticParams
 from pipeline.data import movielens
 from pipeline.data.schema import GENRES, MOVIE, RATING, TIMESTAMP, TITLE, USER, YEAR, RatingScale
 from pipeline.data.synthetic import generate
@@ -21,6 +21,7 @@ from pipeline.features import Features, build_features, save_features
 from pipeline.io import write_json
 from pipeline.models.base import TrainingData
 from pipeline.models.cofi import CofiModel
+from pipeline.models.cofi_ranking import CofiRankingModel
 from pipeline.paths import Layout
 
 SCALE = RatingScale(0.5, 5.0, 0.5)  # MovieLens' half stars, as the synthetic source writes them
@@ -131,6 +132,13 @@ def split_rows(ratings: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.D
 def tiny_cofi(ratings: pd.DataFrame, movies: pd.DataFrame) -> CofiModel:
     """A collaborative filtering model trained in a fraction of a second (3 features, 5 iterations)."""
     return CofiModel.fit(training_data(ratings, movies), CofiParams(num_features=3, iterations=5))
+
+
+def tiny_cofi_ranking(ratings: pd.DataFrame, movies: pd.DataFrame) -> CofiRankingModel:
+    """A collaborative filtering model for top-N lists trained in milliseconds (3 features, 4 ALS iterations;
+    every rating a positive, so that every user's scores differ; no movie biases)."""
+    params = CofiRankingParams(num_features=3, iterations=4, lambda_=0.001, positive_threshold=None)
+    return CofiRankingModel.fit(training_data(ratings, movies), params, progress=False)
 
 
 # ---- a pipeline folder ------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ def test_the_committed_params_file_loads_and_matches_the_model_defaults():
         ({"recommend": {"k": 0}}, "recommend.k"),
         ({"recommend": {"batch_size": 0}}, "recommend.batch_size"),
         ({"recommend": {"table": "recs; DROP TABLE ratings"}}, "recommend.table"),
+        ({"serve": {"max_rows": 0}}, "serve.max_rows"),
+        ({"serve": {"k": 20, "max_k": 10}}, "serve: k \\(20\\) cannot exceed max_k \\(10\\)"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_key(raw, message):

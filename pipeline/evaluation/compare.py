@@ -27,9 +27,9 @@ LOWER_IS_BETTER = {metric.header("k") for metric in METRIC_TABLE if metric.lower
 IDENTITY = ["run", "run_id", "family", "objective", "dataset", "started"]
 # the params every model logs under the same names (pipeline/stages/training.py), shown first when they differ
 SHARED_PARAMS = ("latent_size", "learning_rate", "epochs", "regularization", "seed", "parameter_count")
-# params that are the group (data_source, split_strategy) or in the run's name; `loader` is the class
-# of the logged pyfunc's model (MLflow logs its model_config as params)
-NOT_COMPARED = {"family", "objective", "data_source", "split_strategy", "loader"}
+# params that are the group (data_source, split_strategy) or in the run's name; `loader` (the class) and
+# `name` of the logged pyfunc's model_config, which MLflow logs as params
+NOT_COMPARED = {"family", "objective", "data_source", "split_strategy", "loader", "name"}
 UNKNOWN = "-"
 WIDTH = 120  # longest printed line
 CELL = 40  # longest printed cell: longer values end in "~"

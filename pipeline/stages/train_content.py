@@ -21,7 +21,6 @@ import pandas as pd
 
 from pipeline import tracking
 from pipeline.config import Params
-from pipeline.data.schema import MOVIE, USER
 from pipeline.features import load_features
 from pipeline.models.base import TrainingData
 from pipeline.models.content import ContentModel
@@ -150,7 +149,7 @@ def run(params: Params, layout: Layout) -> None:
         tracking.log_metrics(tracking.train_metrics(metrics, skip=("parameter_count",)))
         tracking.log_figure(learning_curve(table), "content_loss.png")
         tracking.log_text(summary_text(model), "model_summary.txt")
-        metrics["model_uri"] = tracking.log_model(model, NAME, example=train[[USER, MOVIE]].head(5).reset_index(drop=True))
+        metrics["model_uri"] = tracking.log_model(model, NAME, params.serve)
         save_trained(model, metrics, table, NAME, layout)
     print(
         f"content: {metrics['epochs_run']} epochs in {metrics['seconds']:.1f} s, kept epoch {metrics['best_epoch']} "

@@ -116,8 +116,7 @@ def train(spec: TrainingSpec, params: Params, layout: Layout) -> dict[str, Any]:
         }
         tracking.log_metrics(tracking.train_metrics(metrics, skip=("parameter_count",)))
         tracking.log_figure(spec.figure(curves), spec.figure_file)
-        example = ratings[[USER, MOVIE]].head(5).reset_index(drop=True)
-        metrics["model_uri"] = tracking.log_model(model, spec.name, example=example)
+        metrics["model_uri"] = tracking.log_model(model, spec.name, params.serve)
         save_trained(model, metrics, curves.table, spec.name, layout)
     print(spec.summary(metrics))
     return metrics

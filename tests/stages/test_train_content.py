@@ -74,7 +74,7 @@ def test_stage_writes_model_metrics_curve_and_one_tracked_run(layout: Layout):
     assert {"content_loss.png", "model_summary.txt"} <= artifacts
 
     train = pd.read_parquet(layout.train)
-    pairs = pd.concat([train[[USER, MOVIE]].head(5), pd.DataFrame({USER: [-1], MOVIE: [-1]})], ignore_index=True)
+    pairs = pd.concat([train[[USER, MOVIE]].head(5), pd.DataFrame({USER: [999_999], MOVIE: [999_999]})], ignore_index=True)
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/content")
     np.testing.assert_allclose(pyfunc.predict(pairs), model.predict(pairs), rtol=1e-6)
 
