@@ -148,6 +148,20 @@ class ValidateParams(Section):
         description="latest plausible rating time (unix seconds; default 2100-01-01, so that milliseconds fail); "
         "a fixed bound rather than the clock, so the same data always gives the same report",
     )
+    # Own data only (data.source files | sql), against the data validate accepted last from that source:
+    max_rating_drop: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="largest share of ratings the new data may have lost against the previous accepted data "
+        "(0.1: fewer than 90% of its ratings fails)",
+    )
+    max_days_ahead: int = Field(
+        366,
+        ge=1,
+        description="a rating later than the previous accepted data's newest one by more than this many days is "
+        "from the future; the stand-in for the clock, which validate never reads (README, Retraining on new data)",
+    )
 
     @model_validator(mode="after")
     def _timestamps_ordered(self) -> ValidateParams:

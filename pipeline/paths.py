@@ -49,6 +49,11 @@ class Layout:
         return self.raw / "id_map"
 
     @property
+    def accepted_data(self) -> Path:
+        """data/accepted.json: figures of the data validate accepted last (and of the data before it), per source."""
+        return self.data / "accepted.json"
+
+    @property
     def split(self) -> Path:
         return self.data / "split"
 
@@ -83,6 +88,11 @@ class Layout:
     @property
     def validation_reports(self) -> Path:
         return self.reports / "validation"
+
+    @property
+    def drift(self) -> Path:
+        """metrics/drift.json: the accepted data against the data accepted before it (validate)."""
+        return self.metrics / "drift.json"
 
     @property
     def evaluation(self) -> Path:
@@ -138,6 +148,8 @@ class Layout:
         """The stage that writes `path` (a file or a folder below one of the stages' outputs)."""
         writers = {
             self.raw: "ingest",
+            self.accepted_data: "validate",
+            self.drift: "validate",
             self.split: "split",
             self.features: "features",
             self.evaluation: "evaluate",

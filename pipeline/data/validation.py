@@ -2,13 +2,16 @@
 
 `validate_frames` runs both suites in an ephemeral GX context and returns a plain
 `ValidationOutcome` (one `Check` per expectation: name, column, success, unexpected count, a few
-examples); when given a folder it also builds the GX Data Docs HTML there. `validate_to_reports`
+examples); when given a folder it also builds the GX Data Docs HTML there. Given the summary of the
+data accepted before (pipeline/data/drift.py) it also checks the ratings against it (their number,
+no rating from the future) and the id maps against its id types. `validate_to_reports`
 adds summary.json beside the Data Docs; `failure_message` turns the failures into readable lines.
 
-The reports depend on the data and params only, byte for byte: timestamps are bounded by params
-(not the clock), GX's run is named `RUN_NAME` at `RUN_TIME` (the Unix epoch, a fixed stand-in for
-a run time), its batch load time is dropped (the data fingerprint stays), and the random element
-ids and the logo URL's load-time query of the HTML are replaced by stable ones (`stable_html`).
+The reports depend on the data and params only (and the data accepted before), byte for byte:
+timestamps are bounded by params and the data accepted before (not the clock), GX's run is named
+`RUN_NAME` at `RUN_TIME` (the Unix epoch, a fixed stand-in for a run time), its batch load time
+is dropped (the data fingerprint stays), and the random element ids and the logo URL's load-time
+query of the HTML are replaced by stable ones (`stable_html`).
 
 Great Expectations takes seconds to import: it is imported inside the functions only.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import ValidateParams
+from pipeline.data.drift import INTEGER, TEXT
+from pipeline.data.ids import SOURCE_ID, WHOLE_NUMBER
 from pipeline.data.schema import (
     GENRE_SEPARATOR,
     GENRE_VOCABULARY,
@@ -45,6 +51,8 @@ from pipeline.io import write_json
 
 RATINGS_SUITE = "ratings"
 MOVIES_SUITE = "movies"
+ID_SUITES = {USER: "user_ids", MOVIE: "movie_ids"}  # the id maps (own data), against the previous accepted id types
+DAY = 86_400
 DOCS_SITE = "recsys_validation"  # the ephemeral context already owns "local_site"
 EXAMPLES = 3
 SUMMARY_FILE = "summary.json"
@@ -189,6 +197,67 @@ def ratings_expectations(scale: RatingScale, params: ValidateParams, unknown_mov
             min_value=params.min_users,
         ),
     ]
+
+
+def utc(seconds: int) -> str:
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def minimum_kept(n_ratings: int, max_drop: float) -> int:
+    """The fewest ratings new data may have against `n_ratings` accepted before (a drop of at most `max_drop`)."""
+    return math.ceil(round(n_ratings * (1 - max_drop), 9))
+
+
+def future_bound(reference: Mapping[str, Any], params: ValidateParams) -> int:
+    """The latest rating time new data may hold: the previous accepted newest rating + validate.max_days_ahead."""
+    return int(reference["newest_timestamp"]) + params.max_days_ahead * DAY
+
+
+def history_expectations(reference: Mapping[str, Any], params: ValidateParams) -> list[Any]:
+    """Checks of the ratings against the previous accepted data's summary (pipeline/data/drift.py):
+    no larger drop in their number than validate.max_rating_drop, no rating from the future."""
+    import great_expectations.expectations as gxe
+
+    previous, newest = int(reference["n_ratings"]), int(reference["newest_timestamp"])
+    need, bound = minimum_kept(previous, params.max_rating_drop), future_bound(reference, params)
+    return [
+        _expect(
+            gxe.ExpectTableRowCountToBeBetween,
+            f"fewer ratings than validate.max_rating_drop {params.max_rating_drop:g} allows: the previous accepted "
+            f"data had {previous:,}, at least {need:,} are needed",
+            min_value=need,
+        ),
+        _expect(
+            gxe.ExpectColumnValuesToBeBetween,
+            f"from the future: later than {utc(bound)}, the previous accepted data's newest rating ({utc(newest)}) "
+            f"+ validate.max_days_ahead {params.max_days_ahead} days",
+            column=TIMESTAMP,
+            max_value=bound,
+        ),
+    ]
+
+
+def id_type_expectation(kind: str, previous_type: str, n_ids: int) -> Any:
+    """One check of an id map's source ids (pipeline/data/ids.py) against the previous accepted data's id
+    type: integers must stay whole numbers; text ids must keep at least one id that is not a whole number
+    (else ingest keeps them as numbers instead of hashing them). Either change gives every id another number."""
+    import great_expectations.expectations as gxe
+
+    whole = f"^{WHOLE_NUMBER}$"
+    name = kind.removesuffix("_id")
+    if previous_type == INTEGER:
+        problem = (
+            f"are text, but the previous accepted data's {name} ids were integers: ingest hashes every {name} id "
+            f"now (the id rule), so no {name} keeps its id"
+        )
+        return _expect(gxe.ExpectColumnValuesToMatchRegex, problem, column=SOURCE_ID, regex=whole)
+    problem = (
+        f"are whole numbers, as every {name} id now is, but the previous accepted data's {name} ids were text: ingest "
+        f"keeps them as numbers instead of hashing them now (the id rule), so no {name} keeps its id"
+    )
+    # passes when the share of ids that are not whole numbers is at least `mostly`: half of one id's share
+    # of n_ids, i.e. at least one such id
+    return _expect(gxe.ExpectColumnValuesToNotMatchRegex, problem, column=SOURCE_ID, regex=whole, mostly=0.5 / max(n_ids, 1))
 
 
 def movies_expectations(params: ValidateParams) -> list[Any]:
@@ -341,12 +410,22 @@ def validate_frames(
     params: ValidateParams,
     *,
     docs_dir: str | Path | None = None,
+    reference: Mapping[str, Any] | None = None,
+    id_maps: Mapping[str, pd.DataFrame] | None = None,
 ) -> ValidationOutcome:
-    """Run both suites; build Data Docs into `docs_dir` when given."""
+    """Run both suites; build Data Docs into `docs_dir` when given. With the previous accepted data's
+    summary (`reference`) the ratings are also checked against it, and each id map of `id_maps`
+    (id kind -> data/raw/id_map/ table) against its id type."""
     unknown = unknown_movie_ids(ratings, movies)
     context = _context(None if docs_dir is None else Path(docs_dir))
-    checks = _run_suite(context, RATINGS_SUITE, ratings, ratings_expectations(scale, params, unknown))
+    history = [] if reference is None else history_expectations(reference, params)
+    checks = _run_suite(context, RATINGS_SUITE, ratings, ratings_expectations(scale, params, unknown) + history)
     checks += _run_suite(context, MOVIES_SUITE, movies, movies_expectations(params))
+    previous_types = {} if reference is None else reference.get("id_types", {})
+    for kind, id_map in (id_maps or {}).items():
+        if previous_types.get(kind) in (INTEGER, TEXT):
+            expectation = id_type_expectation(kind, previous_types[kind], len(id_map))
+            checks += _run_suite(context, ID_SUITES[kind], id_map, [expectation])
     if docs_dir is not None:
         _drop_load_times(context)
         context.build_data_docs(site_names=[DOCS_SITE])
@@ -397,10 +476,13 @@ def validate_to_reports(
     scale: RatingScale,
     params: ValidateParams,
     out_dir: str | Path,
+    *,
+    reference: Mapping[str, Any] | None = None,
+    id_maps: Mapping[str, pd.DataFrame] | None = None,
 ) -> ValidationOutcome:
     """Validate, then write `out_dir`/summary.json and the Data Docs HTML (`out_dir`/index.html)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    outcome = validate_frames(ratings, movies, scale, params, docs_dir=out)
+    outcome = validate_frames(ratings, movies, scale, params, docs_dir=out, reference=reference, id_maps=id_maps)
     write_json(out / SUMMARY_FILE, outcome.to_dict())
     return outcome

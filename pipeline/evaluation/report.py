@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MultipleLocator
 
 from pipeline.data.schema import GENRES, MOVIE, TITLE
+from pipeline.evaluation.drift_report import drift_html, drift_markdown
 from pipeline.evaluation.metric_table import BY_NAME, METRICS
 from pipeline.models.base import ParameterCounts
 
@@ -119,9 +120,12 @@ def markdown_report(
     protocol: str,
     families: Mapping[str, Mapping[str, str]] | None = None,
     parameters: Mapping[str, ParameterCounts] | None = None,
+    *,
+    drift: Mapping[str, Any] | None = None,
 ) -> str:
     """reports/report.md: a title, the protocol in one paragraph, the metrics table, the skipped
-    models, the rating vs ranking objective per family, and the trained models' parameters."""
+    models, the rating vs ranking objective per family, the trained models' parameters, and the data
+    drift (metrics/drift.json)."""
     skipped = skipped_text(evaluation)
     parts = [f"# Model evaluation\n\n{protocol}\n\n{markdown_table(metrics_table(evaluation, k))}"]
     if skipped:
@@ -129,6 +133,7 @@ def markdown_report(
     for section in (objectives_markdown(evaluation, k, families or {}), parameters_markdown(parameters or {}, families or {})):
         if section:
             parts.append(f"\n{section}")
+    parts.append(drift_markdown(drift))
     return "".join(parts)
 
 
@@ -477,6 +482,8 @@ def html_report(
     families: Mapping[str, Mapping[str, str]] | None = None,
     parameters: Mapping[str, ParameterCounts] | None = None,
     maps: Sequence[MovieMap] = (),
+    *,
+    drift: Mapping[str, Any] | None = None,
 ) -> str:
     """reports/report.html: one self-contained page (no external files, scripts or fonts)."""
     table = metrics_table(evaluation, k)
@@ -507,6 +514,7 @@ def html_report(
             *(_figure_html(f"{m.model} movie embedding map", map_figure(m), map_caption(m)) for m in maps),
         ]
     sections += ["<h2>Error by user activity</h2>", _figure_html("RMSE by user activity", activity_figure(activity))]
+    sections += drift_html(drift)
     body = "\n".join(part for part in sections if part)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Model evaluation</title>'

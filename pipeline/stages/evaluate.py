@@ -302,9 +302,10 @@ def run(params: Params, layout: Layout, trained: Mapping[str, str] = TRAINED_MOD
     protocol = protocol_text(params, len(train), len(test), dataset)
     k = params.evaluate.k
     parameters = parameter_counts(loaded)
-    markdown = markdown_report(evaluation, k, protocol, FAMILIES, parameters)
+    drift = read_json(layout.drift) if layout.drift.is_file() else None  # validate's, for the data-drift section
+    markdown = markdown_report(evaluation, k, protocol, FAMILIES, parameters, drift=drift)
     curves = read_curves(list(trained), layout)
-    page = html_report(evaluation, k, protocol, curves, activity, FAMILIES, parameters, movie_maps(loaded, data))
+    page = html_report(evaluation, k, protocol, curves, activity, FAMILIES, parameters, movie_maps(loaded, data), drift=drift)
 
     finals = [layout.evaluation, layout.error_by_activity, layout.report_html, layout.report_md, *map(layout.predictions, samples)]
     with atomic_outputs(*finals) as tmps:

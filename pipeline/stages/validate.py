@@ -1,9 +1,16 @@
-"""Stage `validate`: Great Expectations gate over data/raw/ -> reports/validation/.
+"""Stage `validate`: Great Expectations gate over data/raw/ -> reports/validation/, and for accepted
+data data/accepted.json and metrics/drift.json.
 
 The reports are written (atomically) whether or not the data passes, so a failure can be read in
 reports/validation/summary.json and index.html (a self-contained page rendered from the summary,
 beside Great Expectations' Data Docs); a failure then raises a DataError listing each failed
 expectation, which makes `recsys validate` exit non-zero and DVC stop before the later stages.
+
+Own data (data.source files | sql) are also checked against the data validate accepted last from
+the same source (data/accepted.json, a DVC output kept between runs: `persist`): no larger drop in
+the number of ratings than validate.max_rating_drop, no rating from the future, no change of id type.
+Only data that pass replace that reference and write metrics/drift.json (pipeline/data/drift.py), so a
+rejected batch changes neither. Other sources are defined by params, so their drift is only reported.
 """
 
 from __future__ import annotations
@@ -14,9 +21,12 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.choices import OWN_SOURCES
 from pipeline.config import Params
-from pipeline.data.schema import RatingScale
+from pipeline.data import drift
+from pipeline.data.schema import MOVIE, USER, RatingScale
 from pipeline.data.validation import (
+    ID_SUITES,
     MOVIES_SUITE,
     RATINGS_SUITE,
     SUMMARY_FILE,
@@ -26,8 +36,10 @@ from pipeline.data.validation import (
 )
 from pipeline.data.validation_page import write_page
 from pipeline.errors import DataError, data_error
-from pipeline.io import atomic_outputs, read_json
-from pipeline.paths import Layout
+from pipeline.io import atomic_outputs, read_json, write_json
+from pipeline.paths import ID_MAP_MOVIES, ID_MAP_USERS, Layout
+
+ID_MAP_FILES = {USER: ID_MAP_USERS, MOVIE: ID_MAP_MOVIES}
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
@@ -47,7 +59,17 @@ def read_meta(path: Path) -> Any:
 
 def suite_files(layout: Layout) -> dict[str, str]:
     """The file each suite checks."""
-    return {RATINGS_SUITE: str(layout.raw_ratings), MOVIES_SUITE: str(layout.raw_movies)}
+    ids = {ID_SUITES[kind]: str(layout.raw_id_map / name) for kind, name in ID_MAP_FILES.items()}
+    return {RATINGS_SUITE: str(layout.raw_ratings), MOVIES_SUITE: str(layout.raw_movies), **ids}
+
+
+def read_id_maps(layout: Layout, meta: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """data/raw/id_map/ tables of own data (dataset.json names their id rules), by id kind."""
+    if not meta.get("ids"):
+        return {}
+    paths = {kind: layout.raw_id_map / name for kind, name in ID_MAP_FILES.items()}
+    layout.require(*paths.values())
+    return {kind: read_parquet(path) for kind, path in paths.items()}
 
 
 def failure_report(outcome: ValidationOutcome, layout: Layout) -> str:
@@ -64,9 +86,20 @@ def run(params: Params, layout: Layout) -> None:
     layout.require(layout.raw_ratings, layout.raw_movies, layout.raw_meta)
     ratings = read_parquet(layout.raw_ratings)
     movies = read_parquet(layout.raw_movies)
-    scale = RatingScale.from_meta(read_meta(layout.raw_meta), str(layout.raw_meta))
+    meta = read_meta(layout.raw_meta)
+    scale = RatingScale.from_meta(meta, str(layout.raw_meta))
+    id_maps = read_id_maps(layout, meta)
+    source = str(meta.get("source", "unknown"))
+    accepted = drift.read_accepted(layout.accepted_data)
+    current = drift.summarize(ratings, movies, meta)
+    reference = drift.reference_for(accepted, source, current)
+    gated = reference if source in OWN_SOURCES else None  # other sources change only with their params
     with atomic_outputs(layout.validation_reports) as (tmp,):
-        outcome = validate_to_reports(ratings, movies, scale, params.validate_params, tmp)
+        outcome = validate_to_reports(ratings, movies, scale, params.validate_params, tmp, reference=gated, id_maps=id_maps)
         write_page(tmp, suite_files(layout))  # in place of the Data Docs' index page, which needs a network
+        if outcome.success:
+            with atomic_outputs(layout.accepted_data, layout.drift) as (accepted_tmp, drift_tmp):
+                write_json(accepted_tmp, drift.accept(accepted, source, current))
+                write_json(drift_tmp, drift.drift_figures(source, reference, current))
     if not outcome.success:
         raise DataError(failure_report(outcome, layout))

@@ -294,3 +294,81 @@ def test_stable_html_drops_load_time_queries_and_numbers_random_ids_in_order() -
     assert stable_html(page) == (
         '<img src="logo.png"><img src="x.png?dataContextId=7"><a href="#body-id1"></a><div id=body-id1></div><div id=body-id2></div>'
     )
+
+
+# ---- against the previous accepted data -----------------------------------------------------------
+
+DAY = 86_400
+# the previous accepted data: 10 ratings, the newest at T + 5 (2001-09-09 01:46:45 UTC), integer user ids, text movie ids
+REFERENCE = {
+    "n_ratings": 10,
+    "n_users": 3,
+    "n_movies": 3,
+    "id_types": {"user_id": "integer", "movie_id": "text"},
+    "oldest_timestamp": T,
+    "newest_timestamp": T + 5,
+    "rating_histogram": {"4": 10},
+}
+HISTORY = ValidateParams(min_ratings=1, min_movies=3, min_users=1, max_rating_drop=0.25, max_days_ahead=30)
+
+
+def id_map(*source_ids: str) -> pd.DataFrame:
+    return pd.DataFrame({"user_id": range(1, len(source_ids) + 1), "source_id": pd.array(source_ids, dtype="str")})
+
+
+def history_lines(ratings: pd.DataFrame, id_maps: dict | None = None) -> list[str]:
+    """The failure lines of the checks against REFERENCE (files named as the validate stage names them)."""
+    outcome = validate_frames(ratings, clean_movies(), SCALE, HISTORY, reference=REFERENCE, id_maps=id_maps)
+    files = {"ratings": "ratings.parquet", "user_ids": "id_map/users.parquet", "movie_ids": "id_map/movies.parquet"}
+    return [failure_line(check, files[check.suite]) for check in outcome.failures]
+
+
+def eight_ratings(**changes) -> pd.DataFrame:
+    """Eight ratings of three users at T .. T + 7 (8 of the previous 10: a drop of 20%)."""
+    ratings = pd.concat([clean_ratings(), clean_ratings().head(2).assign(user_id=4)], ignore_index=True)
+    return ratings.assign(timestamp=np.arange(8, dtype="int64") + T, **changes)
+
+
+def test_new_data_like_the_previous_pass_every_check_against_it() -> None:
+    ids = {"user_id": id_map("1", "2", "3", "4"), "movie_id": id_map("a", "20", "30")}
+    outcome = validate_frames(eight_ratings(), clean_movies(), SCALE, HISTORY, reference=REFERENCE, id_maps=ids)
+    assert outcome.failures == []
+    assert len(outcome.checks) == n_expectations() + 2 + 2  # the drop and the future; one per id map
+    assert {c.suite for c in outcome.checks} == {"ratings", "movies", "user_ids", "movie_ids"}
+
+
+def test_a_drop_in_ratings_larger_than_the_param_fails_naming_both_counts() -> None:
+    assert history_lines(eight_ratings().head(7)) == [
+        "ratings.parquet: fewer ratings than validate.max_rating_drop 0.25 allows: the previous accepted data had 10, "
+        "at least 8 are needed (got 7) [expect_table_row_count_to_be_between]"
+    ]
+    assert history_lines(eight_ratings()) == []  # 8 of 10: a drop of exactly 0.25 passes
+
+
+def test_a_rating_from_the_future_fails_naming_the_bound_and_an_example() -> None:
+    bound = T + 5 + 30 * DAY
+    late = eight_ratings().assign(timestamp=[T, T, T, T, T, bound, bound + 1, bound + 7200])
+    assert history_lines(late) == [
+        "ratings.parquet: column 'timestamp': 2 rows from the future: later than 2001-10-09 01:46:45 UTC, the previous "
+        "accepted data's newest rating (2001-09-09 01:46:45 UTC) + validate.max_days_ahead 30 days "
+        f"(e.g. {bound + 1}, {bound + 7200}) [expect_column_values_to_be_between]"
+    ]
+
+
+def test_integer_ids_that_turn_into_text_fail_naming_the_text_ids() -> None:
+    assert history_lines(eight_ratings(), {"user_id": id_map("1", "u2", "3", "u4")}) == [
+        "id_map/users.parquet: column 'source_id': 2 rows are text, but the previous accepted data's user ids were integers: "
+        "ingest hashes every user id now (the id rule), so no user keeps its id (e.g. 'u2', 'u4') [expect_column_values_to_match_regex]"
+    ]
+    assert history_lines(eight_ratings(), {"user_id": id_map("1", "-2", "30")}) == []
+
+
+def test_text_ids_that_all_turn_into_integers_fail_and_some_integer_text_ids_pass() -> None:
+    assert history_lines(eight_ratings(), {"movie_id": id_map("10", "20", "30")}) == [
+        "id_map/movies.parquet: column 'source_id': 3 rows are whole numbers, as every movie id now is, but the previous "
+        "accepted data's movie ids were text: ingest keeps them as numbers instead of hashing them now (the id rule), so "
+        "no movie keeps its id (e.g. '10', '20', '30') [expect_column_values_to_not_match_regex]"
+    ]
+    # one id that is not a whole number keeps them all text (hashed): nothing changed
+    assert history_lines(eight_ratings(), {"movie_id": id_map("10", "20", "007")}) == []
+    assert history_lines(eight_ratings(), {"movie_id": id_map(*map(str, range(999)), "x")}) == []

@@ -316,3 +316,16 @@ def test_the_report_counts_each_models_parameters_and_shows_its_curve_and_each_f
     alts = set(re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', layout.report_html.read_text()))
     assert {f"{name} learning curve" for name in TRAINED_MODELS} <= alts
     assert {"cofi movie embedding map", "content movie embedding map"} <= alts
+
+
+def test_the_report_shows_the_data_drift_that_validate_wrote(layout):
+    from pipeline.data.drift import drift_figures
+
+    run(PARAMS, layout, trained={})
+    assert "Data drift" not in layout.report_md.read_text()  # validate wrote no metrics/drift.json
+    before = {"n_ratings": 50, "n_users": 10, "newest_timestamp": 0, "rating_histogram": {"4": 50}}
+    write_json(layout.drift, drift_figures("files", before, {**before, "n_ratings": 60, "rating_histogram": {"4": 30, "5": 30}}))
+    run(PARAMS, layout, trained={})
+    markdown, page = layout.report_md.read_text(), layout.report_html.read_text()
+    assert "## Data drift since the previous accepted data" in markdown and "50 ratings of 10 users" in markdown
+    assert "<h2>Data drift since the previous accepted data</h2>" in page and "total-variation distance 0.5000" in page

@@ -50,7 +50,9 @@ def test_clean_data_writes_summary_and_data_docs(tmp_path: Path) -> None:
     assert "https://" not in page  # our own page, not the Data Docs index that loads from CDNs
     assert (layout.validation_reports / "expectations" / "ratings.html").is_file()
     assert '<a href="expectations/ratings.html">' in page
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "reports"]  # GX leaves nothing else behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "metrics", "reports"]  # GX leaves nothing else behind
+    assert sorted(p.name for p in layout.data.iterdir()) == ["accepted.json", "raw"]
+    assert [p.name for p in layout.metrics.iterdir()] == ["drift.json"]
 
 
 def test_failing_data_raises_readable_error_and_keeps_the_report(tmp_path: Path) -> None:
@@ -123,3 +125,113 @@ def test_the_reports_of_the_same_data_and_params_are_byte_identical(tmp_path: Pa
 
 def tree(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# ---- own data against the data accepted before ------------------------------------------------------
+
+OWN = {**META, "source": "files", "ids": {"user_id": "source", "movie_id": "source"}}
+DAY = 86_400
+
+
+def write_own(root: Path, ratings: pd.DataFrame, user_ids: list[str] | None = None) -> Layout:
+    """data/raw/ of own data: ratings over clean_movies(), dataset.json with the id rules, the id maps."""
+    users = [str(u) for u in sorted(ratings["user_id"].unique())] if user_ids is None else user_ids
+    rule = "source" if all(u.isdigit() for u in users) else "hashed"
+    layout = write_raw(root, ratings, clean_movies(), {**OWN, "ids": {"user_id": rule, "movie_id": "source"}})
+    layout.raw_id_map.mkdir(exist_ok=True)
+    pd.DataFrame({"user_id": range(1, len(users) + 1), "source_id": users}).to_parquet(layout.raw_id_map / "users.parquet")
+    pd.DataFrame({"movie_id": [10, 20, 30], "source_id": ["10", "20", "30"]}).to_parquet(layout.raw_id_map / "movies.parquet")
+    return layout
+
+
+def newer(ratings: pd.DataFrame, days: int) -> pd.DataFrame:
+    """A second batch: each of the ratings' users rates one more movie, `days` after the newest rating."""
+    extra = pd.DataFrame({"user_id": [1, 2, 3], "movie_id": [30, 20, 10], "rating": [5.0, 5.0, 4.5]})
+    return pd.concat([ratings, extra.assign(timestamp=int(ratings["timestamp"].max()) + days * DAY)], ignore_index=True)
+
+
+def new_user(ratings: pd.DataFrame, days: int) -> pd.DataFrame:
+    """A user 4 who rates every movie, `days` after the newest rating."""
+    extra = pd.DataFrame({"user_id": 4, "movie_id": [10, 20, 30], "rating": 3.0, "timestamp": int(ratings["timestamp"].max()) + days * DAY})
+    return pd.concat([ratings, extra], ignore_index=True)
+
+
+def test_accepted_batches_become_the_reference_and_the_drift_compares_the_last_two(tmp_path: Path) -> None:
+    first = clean_ratings()
+    validate_stage.run(PARAMS, write_own(tmp_path, first))
+    layout = write_own(tmp_path, newer(first, 30))
+    validate_stage.run(PARAMS, layout)
+    accepted = json.loads(layout.accepted_data.read_text())
+    assert list(accepted) == ["files"]
+    assert (accepted["files"]["previous"]["n_ratings"], accepted["files"]["accepted"]["n_ratings"]) == (6, 9)
+    figures = json.loads(layout.drift.read_text())
+    assert (figures["previous"]["n_ratings"], figures["current"]["n_ratings"], figures["n_ratings_change"]) == (6, 9, 3)
+    assert figures["current"]["rating_histogram"] == {"0.5": 1, "1.5": 1, "2": 1, "3.5": 1, "4": 1, "4.5": 1, "5": 3}
+    # shares before 1/6 each of 0.5 1.5 2 3.5 4 5; after 1/9 each, 3/9 at 5: tv = 5 (1/6 - 1/9) = 0.2777...
+    assert figures["rating_tv_distance"] == 0.277778
+    assert summary(layout)["suites"]["user_ids"]["success"] is True
+
+
+def test_validating_accepted_data_again_gives_the_same_bytes(tmp_path: Path) -> None:
+    validate_stage.run(PARAMS, write_own(tmp_path, clean_ratings()))
+    layout = write_own(tmp_path, newer(clean_ratings(), 30))
+    validate_stage.run(PARAMS, layout)
+    before = {**tree(layout.validation_reports), "accepted": layout.accepted_data.read_bytes(), "drift": layout.drift.read_bytes()}
+    validate_stage.run(PARAMS, layout)  # e.g. dvc repro --force: judged against the same reference again
+    after = {**tree(layout.validation_reports), "accepted": layout.accepted_data.read_bytes(), "drift": layout.drift.read_bytes()}
+    assert [name for name in sorted(before) if before[name] != after.get(name)] == []
+
+
+@pytest.mark.parametrize(
+    ("batch", "line"),
+    [
+        (
+            lambda first: first.head(7),
+            "data/raw/ratings.parquet: fewer ratings than validate.max_rating_drop 0.1 allows: the previous accepted data had 9, "
+            "at least 9 are needed (got 7) [expect_table_row_count_to_be_between]",
+        ),
+        (
+            lambda first: new_user(first, 400),
+            "data/raw/ratings.parquet: column 'timestamp': 3 rows from the future: later than 2002-10-12 01:46:45 UTC, the "
+            "previous accepted data's newest rating (2001-10-11 01:46:45 UTC) + validate.max_days_ahead 366 days "
+            "(e.g. 1037324805) [expect_column_values_to_be_between]",
+        ),
+    ],
+    ids=["rating-count drop", "ratings from the future"],
+)
+def test_a_rejected_batch_fails_with_one_line_and_leaves_the_reference_and_drift_alone(tmp_path: Path, batch, line: str) -> None:
+    validate_stage.run(PARAMS, write_own(tmp_path, clean_ratings()))
+    first = newer(clean_ratings(), 32)
+    layout = write_own(tmp_path, first)
+    validate_stage.run(PARAMS, layout)
+    kept = (layout.accepted_data.read_bytes(), layout.drift.read_bytes())
+    write_own(tmp_path, batch(first))
+    with pytest.raises(DataError) as caught:
+        validate_stage.run(PARAMS, Layout(tmp_path))
+    assert str(caught.value).splitlines()[1:] == [f"{tmp_path}/{line}"]
+    assert (layout.accepted_data.read_bytes(), layout.drift.read_bytes()) == kept
+    assert summary(layout)["success"] is False  # the report says why
+
+
+def test_integer_user_ids_turning_into_text_are_rejected(tmp_path: Path) -> None:
+    validate_stage.run(PARAMS, write_own(tmp_path, clean_ratings()))
+    layout = write_own(tmp_path, newer(clean_ratings(), 1), user_ids=["1", "2", "u3"])
+    kept = layout.accepted_data.read_bytes()
+    with pytest.raises(DataError) as caught:
+        validate_stage.run(PARAMS, layout)
+    assert str(caught.value).splitlines()[1:] == [
+        f"{layout.raw_id_map / 'users.parquet'}: column 'source_id': 1 row are text, but the previous accepted data's user ids "
+        "were integers: ingest hashes every user id now (the id rule), so no user keeps its id (e.g. 'u3') "
+        "[expect_column_values_to_match_regex]"
+    ]
+    assert layout.accepted_data.read_bytes() == kept
+
+
+def test_other_sources_report_their_drift_without_the_checks(tmp_path: Path) -> None:
+    """Synthetic data and MovieLens releases change only with their params: a smaller synthetic dataset passes."""
+    validate_stage.run(PARAMS, write_raw(tmp_path, newer(clean_ratings(), 1), clean_movies()))
+    layout = write_raw(tmp_path, clean_ratings(), clean_movies())
+    validate_stage.run(PARAMS, layout)
+    figures = json.loads(layout.drift.read_text())
+    assert (figures["source"], figures["n_ratings_change"], figures["n_ratings_change_ratio"]) == ("test", -3, -0.333333)
+    assert set(summary(layout)["suites"]) == {"ratings", "movies"}
