@@ -22,8 +22,12 @@ PYTEST_WORKERS ?= 3
 PYTEST_ARGS ?=
 RETRAIN_LOCK := .retrain.lock
 LOCK_BUSY := 75
+# What a failed retrain puts back as it was: dvc.lock and the outputs DVC does not cache (cache: false in
+# dvc.yaml, tests/test_workflows.py checks the list); `dvc checkout` then restores the cached ones from dvc.lock.
+RETRAIN_BACKUP := .retrain-backup
+RETRAIN_KEEP := dvc.lock data/accepted.json metrics plots
 
-.PHONY: setup run test check retrain retrain-steps plots vega-template clean help
+.PHONY: setup run test check retrain retrain-guarded retrain-steps retrain-restore plots vega-template clean help
 
 help:
 	@echo "make run    - create .venv from uv.lock and run the pipeline (dvc repro)"
@@ -58,10 +62,37 @@ check: setup
 # One retrain at a time on this checkout: flock holds $(RETRAIN_LOCK) until the steps end (also on a crash).
 retrain: setup
 	@command -v flock >/dev/null || { echo "make retrain: needs flock (util-linux; macOS: brew install flock)" >&2; exit 1; }
-	@flock --nonblock --conflict-exit-code $(LOCK_BUSY) $(RETRAIN_LOCK) $(MAKE) --no-print-directory retrain-steps; \
+	@flock --nonblock --conflict-exit-code $(LOCK_BUSY) $(RETRAIN_LOCK) $(MAKE) --no-print-directory retrain-guarded; \
 	status=$$?; \
 	if [ $$status -eq $(LOCK_BUSY) ]; then echo "make retrain: another retrain holds $(RETRAIN_LOCK); not starting a second one" >&2; fi; \
 	exit $$status
+
+# The steps, and on failure (e.g. new data that validate rejects) the workspace as it was before them:
+# nothing of a failed retrain stays in dvc.lock, data/, models/, metrics/ or plots/, and nothing is pushed.
+retrain-guarded:
+	@rm -rf $(RETRAIN_BACKUP) && mkdir -p $(RETRAIN_BACKUP) && \
+	for path in $(RETRAIN_KEEP); do if [ -e "$$path" ]; then mkdir -p "$(RETRAIN_BACKUP)/$$(dirname $$path)" && cp -a "$$path" "$(RETRAIN_BACKUP)/$$path" || exit 1; fi; done
+	@$(MAKE) --no-print-directory retrain-steps || { status=$$?; $(MAKE) --no-print-directory retrain-restore; exit $$status; }
+	@rm -rf $(RETRAIN_BACKUP)
+
+# A rejected batch's validation report is kept in reports/validation-rejected/ (the accepted one comes back).
+# Once promote has written new decisions the champions have moved: the workspace then stays with them.
+retrain-restore:
+	@if [ -f metrics/promotion.json ] && ! cmp -s metrics/promotion.json "$(RETRAIN_BACKUP)/metrics/promotion.json"; then \
+	  echo "make retrain: a step after promote failed; the champions moved, so the workspace keeps this retrain's outputs" >&2; \
+	else \
+	  echo "make retrain: a step failed; putting dvc.lock and the pipeline's outputs back as they were before it" >&2; \
+	  if grep -qs '"success": false' reports/validation/summary.json; then \
+	    rm -rf reports/validation-rejected && mv reports/validation reports/validation-rejected && \
+	    echo "make retrain: the rejected data's validation report: reports/validation-rejected/index.html" >&2; \
+	  fi; \
+	  for path in $(RETRAIN_KEEP); do \
+	    rm -rf "$$path"; if [ -e "$(RETRAIN_BACKUP)/$$path" ]; then cp -a "$(RETRAIN_BACKUP)/$$path" "$$path" || exit 1; fi; \
+	  done; \
+	  if [ -f dvc.lock ]; then dvc checkout --force --allow-missing || exit 1; \
+	  else echo "make retrain: there was no dvc.lock before: nothing to check out" >&2; fi; \
+	fi; \
+	rm -rf $(RETRAIN_BACKUP)
 
 # The DVC run-cache could restore the models of an earlier run without training (and without an MLflow
 # run), so the training stages are forced; evaluate, promote and recommend follow because their inputs changed.

@@ -112,6 +112,31 @@ def test_retrain_runs_make_retrain_then_reports_and_opens_a_pull_request():
     assert "pull-request.md" in pull_request["with"]["body-path"]
 
 
+def uncached_outputs() -> set[str]:
+    """Every output of dvc.yaml that DVC does not cache (cache: false): git holds them."""
+    found = set()
+    for stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].values():
+        for entry in [*stage.get("outs", []), *stage.get("metrics", []), *stage.get("plots", [])]:
+            if isinstance(entry, dict):
+                found |= {path for path, options in entry.items() if options and options.get("cache") is False}
+    return found
+
+
+def covered(path: str, patterns: list[str]) -> bool:
+    return any(Path(path).match(pattern) or path == pattern or path.startswith(pattern.rstrip("/") + "/") for pattern in patterns)
+
+
+def test_a_failed_retrain_restores_and_the_pull_request_commits_every_uncached_output():
+    makefile = (REPO / "Makefile").read_text()
+    keep = re.search(r"^RETRAIN_KEEP := (.+)$", makefile, re.MULTILINE)
+    assert keep is not None
+    outputs = uncached_outputs()
+    assert {"data/accepted.json", "metrics/drift.json", "metrics/promotion.json"} <= outputs
+    assert [path for path in sorted(outputs) if not covered(path, keep[1].split())] == []  # dvc checkout cannot restore them
+    pull_request = next(step for step in steps(load(RETRAIN)) if step.get("uses", "").startswith("peter-evans/create-pull-request@"))
+    assert [path for path in sorted(outputs) if not covered(path, pull_request["with"]["add-paths"].split())] == []
+
+
 @pytest.mark.parametrize("path", [CI, RETRAIN], ids=["ci", "retrain"])
 def test_actions_are_pinned_and_expressions_use_known_contexts(path):
     text = path.read_text()
@@ -140,3 +165,41 @@ def test_every_secret_the_retrain_workflow_reads_is_documented_in_the_readme():
     assert secrets >= {"MLFLOW_TRACKING_URI", "DVC_REMOTE_URL"}
     missing = sorted(name for name in secrets if f"`{name}`" not in section)
     assert not missing, f"README 'Scheduled retraining' does not document: {missing}"
+
+
+def restore(workspace: Path) -> subprocess.CompletedProcess[str]:
+    """`make retrain-restore` (what a failed `make retrain` runs) in `workspace`, which has no dvc.lock."""
+    return subprocess.run(["make", "-f", str(REPO / "Makefile"), "-C", str(workspace), "retrain-restore"], capture_output=True, text=True)
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_a_failed_retrain_puts_the_uncached_outputs_back_and_keeps_the_rejected_report(tmp_path: Path):
+    backup = tmp_path / ".retrain-backup"
+    write(backup / "metrics/evaluation.json", "before")
+    write(backup / "data/accepted.json", "accepted before")
+    write(tmp_path / "metrics/evaluation.json", "after")
+    write(tmp_path / "metrics/drift.json", "written by the failed run")
+    write(tmp_path / "data/accepted.json", "accepted by the failed run")
+    write(tmp_path / "reports/validation/summary.json", '{\n  "success": false\n}\n')
+    result = restore(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "metrics/evaluation.json").read_text() == "before" and not (tmp_path / "metrics/drift.json").exists()
+    assert (tmp_path / "data/accepted.json").read_text() == "accepted before"
+    assert (tmp_path / "reports/validation-rejected/summary.json").is_file() and not (tmp_path / "reports/validation").exists()
+    assert "the rejected data's validation report: reports/validation-rejected/index.html" in result.stderr
+    assert not backup.exists()
+
+
+def test_a_failure_after_promote_wrote_its_decisions_restores_nothing(tmp_path: Path):
+    write(tmp_path / ".retrain-backup/metrics/promotion.json", "old decisions")
+    write(tmp_path / "metrics/promotion.json", "new decisions: the champions moved")
+    write(tmp_path / "metrics/evaluation.json", "of the models the champions came from")
+    result = restore(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "a step after promote failed; the champions moved, so the workspace keeps this retrain's outputs" in result.stderr
+    assert (tmp_path / "metrics/promotion.json").read_text() == "new decisions: the champions moved"
+    assert (tmp_path / "metrics/evaluation.json").is_file() and not (tmp_path / ".retrain-backup").exists()
