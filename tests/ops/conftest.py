@@ -1,13 +1,18 @@
 """One retraining scenario shared by the tracking-server, retrain and DVC-remote tests (it is the slow part).
 
 A real `mlflow server` (sqlite backend, its own artifact folder) on 127.0.0.1; a copy of the repository
-with tiny params and a local-folder DVC remote; `make retrain` run twice, each result committed as the
-retrain pull request would be. The server stays up for the session; `Scenario.server` can stop and
+with tiny params, a local-folder DVC remote and a team's own files (data.source: files): `make retrain`
+on a first batch of ratings in data/own/ratings.csv, then again after a second batch of newer ratings
+is appended, each result committed as the retrain pull request would be; then a third batch that
+validate rejects (its user ids turn into text) is appended and `make retrain` must fail, leaving the
+workspace and the champions as the second retrain left them (`Scenario.rejected`, `Scenario.snapshots`);
+the file is then put back. The server stays up for the session; `Scenario.server` can stop and
 restart it on the same store and port.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -16,15 +21,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from pipeline import registry
+from pipeline.config import SyntheticParams
+from pipeline.data.synthetic import generate
 from pipeline.models.loading import TRAINED_MODELS
 from tests.isolation import GIT, copy_repository
 from tests.servers import HOST, environment, free_port, mlflow_server, start, stop
 
+# The team's own ratings: a tiny synthetic dataset, 80% of it the first batch and 20% (new timestamps
+# within 30 days after the first batch's newest rating) the second; own files keep their ids as integers.
+OWN_DATA = SyntheticParams(n_users=60, n_movies=200, n_ratings=3000, min_user_ratings=20, seed=42)
+RATINGS_FILE, MOVIES_FILE = "data/own/ratings.csv", "data/own/movies.csv"
+DAY = 86_400
+# What a rejected retrain must leave as it was (data/own/ is the team's input, changed by the test itself).
+KEPT = ("data", "models", "metrics", "plots", "reports/validation", "dvc.lock")
+
 # Tiny data and training: seconds per stage, still every stage doing real work.
 TINY = {
-    "data": {"synthetic": {"n_users": 60, "n_movies": 200, "n_ratings": 3000, "min_user_ratings": 20}},
+    "data": {"source": "files"},
     "cofi": {"num_features": 5, "iterations": 20},
     "content": {"user_layers": [8], "item_layers": [8], "embedding_dim": 4, "epochs": 2, "validation_fraction": 0.0, "patience": None},
     "content_ranking": {"user_layers": [8], "item_layers": [8], "embedding_dim": 4, "id_dim": 4, "epochs": 2},
@@ -76,6 +94,8 @@ class Scenario:
     seconds: list[float] = field(default_factory=list)
     promotions: list[dict[str, Any]] = field(default_factory=list)
     trainings: list[dict[str, dict[str, Any]]] = field(default_factory=list)
+    rejected: subprocess.CompletedProcess[str] | None = None  # the third, rejected `make retrain`
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)  # "accepted" / "rejected": snapshot()
 
     def env(self, **overrides: str) -> dict[str, str]:
         # a bounded MLflow client: 2 retries instead of 7 with backoff
@@ -102,9 +122,49 @@ class Scenario:
         git(self.repo, "commit", "-qm", f"retrain {len(self.runs)}")
         return result
 
+    def champions(self) -> dict[str, str]:
+        """The champion version of each trained model, read from the server's own store."""
+        source = self.read("data/raw/dataset.json")["source"]
+        store = self.server.store_client()
+        names = {name: registry.registered_name(name, source) for name in TRAINED_MODELS}
+        return {name: store.get_model_version_by_alias(registered, "champion").version for name, registered in names.items()}
+
+    def snapshot(self) -> dict[str, Any]:
+        """sha256 of every file under KEPT (data/own/ left out) and the champions."""
+        files = [path for name in KEPT for path in sorted((self.repo / name).rglob("*")) or [self.repo / name]]
+        hashes = {
+            str(path.relative_to(self.repo)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in files
+            if path.is_file() and not path.is_relative_to(self.repo / "data/own")
+        }
+        return {"files": hashes, "champions": self.champions()}
+
 
 def git(repo: Path, *args: str) -> str:
     return subprocess.run([*GIT, *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+def own_batches() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(first batch, second batch, movies) of the team's ratings; the second batch's ratings are newer."""
+    ratings, movies = generate(OWN_DATA)
+    rng = np.random.default_rng(7)
+    later = rng.random(len(ratings)) < 0.2
+    first = ratings[~later]
+    newest = int(first["timestamp"].max())
+    second = ratings[later].assign(timestamp=newest + 1 + rng.integers(0, 30 * DAY, int(later.sum())))
+    return first, second, movies
+
+
+def text_id_batch(movies: pd.DataFrame, after: int) -> pd.DataFrame:
+    """A third batch whose new users have text ids (u1, u2, u3): ingest then hashes every user id."""
+    users = np.repeat(["u1", "u2", "u3"], 4)
+    return pd.DataFrame(
+        {"user_id": users, "movie_id": np.tile(movies["movie_id"].to_numpy()[:4], 3), "rating": 4.0, "timestamp": after + DAY}
+    )
+
+
+def append_ratings(repo: Path, batch: pd.DataFrame) -> None:
+    batch.to_csv(repo / RATINGS_FILE, mode="a", header=False, index=False)
 
 
 @pytest.fixture(scope="session")
@@ -118,10 +178,20 @@ def scenario(tmp_path_factory: pytest.TempPathFactory):
         repo = copy_repository(root / "repo", TINY)
         remote = root / "remote"
         subprocess.run(["dvc", "remote", "add", "-d", "storage", str(remote)], cwd=repo, env=environment(), check=True)
-        git(repo, "commit", "-qam", "a local-folder DVC remote")
+        first, second, movies = own_batches()
+        first.to_csv(repo / RATINGS_FILE, index=False)
+        movies.to_csv(repo / MOVIES_FILE, index=False)
+        git(repo, "add", "-A")
+        git(repo, "commit", "-qm", "a local-folder DVC remote; the team's first batch of ratings")
         found = Scenario(repo, remote, server)
         found.retrain()
+        append_ratings(repo, second)
         found.retrain()
+        found.snapshots["accepted"] = found.snapshot()
+        append_ratings(repo, text_id_batch(movies, int(second["timestamp"].max())))
+        found.rejected = found.run("make", "-o", ".venv/.synced", "retrain")
+        found.snapshots["rejected"] = found.snapshot()
+        git(repo, "checkout", "--", RATINGS_FILE)  # the team takes the bad batch out again
         yield found
     finally:
         server.stop()

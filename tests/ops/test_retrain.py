@@ -1,13 +1,20 @@
-"""`make retrain` end to end, twice, against a local-folder DVC remote and a real tracking server."""
+"""`make retrain` end to end against a local-folder DVC remote and a real tracking server: a team's
+first batch of ratings, a second batch of newer ratings, and a third batch that validate rejects."""
 
 from __future__ import annotations
 
 import fcntl
+import json
 import re
 import time
 
+import mlflow
+import pandas as pd
 import pytest
 
+from pipeline import registry, tracking
+from pipeline.config import load_params
+from pipeline.data.schema import conform_ratings
 from pipeline.models.loading import TRAINED_MODELS
 
 pytestmark = pytest.mark.slow
@@ -41,21 +48,67 @@ def test_the_first_retrain_runs_every_stage_pushes_and_makes_both_models_champio
         assert (entry["decision"], entry["version"], entry["champion_after"]) == ("first", 1, 1)
 
 
-def test_the_second_retrain_trains_again_and_compares_with_the_first(scenario):
+def test_the_second_retrain_ingests_the_appended_batch_and_trains_on_it(scenario):
     second = scenario.runs[1].stdout
-    # data stages are up to date; the training stages are forced, so evaluate, promote and recommend (it
-    # reads the training records, whose run ids are new) follow
-    retrained = {"train_cofi", "train_content", "train_cofi_ranking", "train_content_ranking"}
-    assert ran(second) == retrained | {"evaluate", "promote", "recommend"}
+    # data/own/ratings.csv grew: ingest and every later stage run again
+    assert ran(second) == set(STAGES)
+    assert "ingest: files: 3,000 ratings, 60 users, 200 movies" in second
+    drift, accepted = scenario.read("metrics/drift.json"), scenario.read("data/accepted.json")["files"]
+    assert (drift["previous"]["n_ratings"], drift["current"]["n_ratings"]) == (accepted["previous"]["n_ratings"], 3000)
+    assert drift["n_ratings_change"] == 3000 - accepted["previous"]["n_ratings"] > 0
+    assert drift["current"]["newest_timestamp"] > drift["previous"]["newest_timestamp"]
+    assert 0 <= drift["rating_tv_distance"] < 0.1  # a random fifth of the same ratings: the stars barely move
+    assert f"total-variation distance {drift['rating_tv_distance']:.4f}" in (scenario.repo / "reports/report.md").read_text()
     for model in TRAINED_MODELS:
         before, after = scenario.trainings[0][model], scenario.trainings[1][model]
         assert after["mlflow_run_id"] != before["mlflow_run_id"] and after["model_uri"] != before["model_uri"]
-        first, entry = scenario.promotions[0][model], scenario.promotions[1][model]
+        assert after["dataset_fingerprint"] != before["dataset_fingerprint"]
+        entry = scenario.promotions[1][model]
         assert entry["version"] == 2 and entry["champion_version"] == 1
-        # the first model, scored again on the same test split, gets the same number as its own evaluation
-        assert entry["champion_score"] == pytest.approx(first["challenger_score"], rel=1e-9)
-        assert entry["decision"] in ("promoted", "kept")
-        assert entry["champion_after"] == (2 if entry["decision"] == "promoted" else 1)
+
+
+def test_the_champion_is_judged_on_the_new_test_split_not_by_its_old_evaluation(scenario, monkeypatch):
+    scenario.server.ensure()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scenario.server.uri)
+    mlflow.set_tracking_uri(scenario.server.uri)
+    params = load_params(scenario.repo / "params.yaml")
+    train, test = (conform_ratings(pd.read_parquet(scenario.repo / f"data/split/{part}.parquet")) for part in ("train", "test"))
+    for model in ("cofi", "cofi_ranking"):  # a rating and a ranking model
+        entry, old = scenario.promotions[1][model], scenario.promotions[0][model]
+        champion = tracking.load_model(f"models:/{entry['registered_model']}/1")
+        on_new_split = registry.score(champion, entry["metric"], train, test, params.evaluate, params.ranking)
+        assert entry["champion_score"] == pytest.approx(on_new_split, rel=1e-9)
+        assert entry["champion_score"] != pytest.approx(old["challenger_score"], rel=1e-6)  # its score on the first split
+
+
+def test_the_champion_moves_only_to_a_better_challenger(scenario):
+    # the gate itself, with worse, equal and better challengers: tests/test_registry.py, tests/stages/test_promote.py
+    for model in TRAINED_MODELS:
+        entry = scenario.promotions[1][model]
+        better = registry.improvement(entry["metric"], entry["challenger_score"], entry["champion_score"]) > 0
+        assert (entry["decision"], entry["champion_after"]) == (("promoted", 2) if better else ("kept", 1)), model
+
+
+def test_a_batch_that_validate_rejects_fails_the_retrain_and_changes_nothing(scenario):
+    rejected = scenario.rejected
+    assert rejected is not None and rejected.returncode != 0
+    assert ran(rejected.stdout) == {"ingest", "validate"}
+    assert "data validation failed" in rejected.stderr
+    assert (
+        "data/raw/id_map/users.parquet: column 'source_id': 3 rows are text, but the previous accepted data's user ids were "
+        "integers: ingest hashes every user id now (the id rule), so no user keeps its id (e.g. 'u3', 'u1', 'u2')"
+    ) in rejected.stderr, rejected.stderr
+    assert "putting dvc.lock and the pipeline's outputs back as they were" in rejected.stderr
+    assert "dvc push" not in rejected.stdout
+    accepted, after = scenario.snapshots["accepted"], scenario.snapshots["rejected"]
+    assert after["champions"] == accepted["champions"]
+    changed = sorted(path for path in {*accepted["files"], *after["files"]} if accepted["files"].get(path) != after["files"].get(path))
+    assert changed == []
+    files = set(after["files"])  # what was compared: the lock, the reference, the data, the models, the metrics
+    assert {"dvc.lock", "data/accepted.json", "data/raw/ratings.parquet", "metrics/drift.json", "metrics/promotion.json"} <= files
+    assert all(any(path.startswith(f"models/{model}/") for path in files) for model in TRAINED_MODELS)
+    report = json.loads((scenario.repo / "reports/validation-rejected/summary.json").read_text())
+    assert report["success"] is False and report["suites"]["user_ids"]["failed"] == 1
 
 
 def test_a_second_retrain_while_one_runs_is_refused_at_once(scenario):

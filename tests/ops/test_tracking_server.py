@@ -84,11 +84,12 @@ def test_every_run_with_its_params_tags_and_full_curves_is_on_the_server(scenari
     models = ["cofi-rating", "content-rating", "cofi-ranking", "content-ranking", "bias-rating", "global_mean-rating"]
     models += ["popularity-ranking", "ease-ranking", "genre_affinity-ranking"]
     assert names == sorted([f"{model}@{source}" for model in models] * 2)
-    fingerprint = scenario.read("data/raw/dataset.json")["fingerprint"]
+    fingerprint = scenario.read("data/raw/dataset.json")["fingerprint"]  # of the second batch
     evaluation = scenario.read("metrics/evaluation.json")
+    assert scenario.trainings[1]["cofi"]["dataset_fingerprint"] == fingerprint
     for round_, trained in enumerate(scenario.trainings):
         cofi = client.get_run(trained["cofi"]["mlflow_run_id"])
-        assert cofi.info.status == "FINISHED" and cofi.data.tags["dataset_fingerprint"] == fingerprint
+        assert cofi.info.status == "FINISHED" and cofi.data.tags["dataset_fingerprint"] == trained["cofi"]["dataset_fingerprint"]
         assert (cofi.data.params["cofi.iterations"], cofi.data.params["cofi.num_features"]) == ("20", "5")
         cost = client.get_metric_history(cofi.info.run_id, "curve_train_cost")
         assert [m.step for m in sorted(cost, key=lambda m: m.step)] == list(range(COFI_ITERATIONS))
