@@ -14,6 +14,8 @@ The gate (`decide`, `challenger_score`) is pure; the registry calls take an Mlfl
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import re
 from collections.abc import Mapping
@@ -174,7 +176,10 @@ def register(client: Any, name: str, model_uri: str, run_id: str, tags: Mapping[
 
     version = find_version(client, name, model_uri, run_id)
     if version is None:
-        version = mlflow.register_model(model_uri, name, tags=dict(tags))
+        # MLflow prints "Successfully registered model ..." and "Created version ..." to stderr; promote
+        # says what it registered in its own decision line
+        with contextlib.redirect_stderr(io.StringIO()):
+            version = mlflow.register_model(model_uri, name, tags=dict(tags))
     else:
         set_tags(client, name, version.version, tags)
     return version

@@ -282,10 +282,10 @@ def sample_tables(n_users: int = 12, n_movies: int = 8, n_ratings: int = 48, see
 # ---- library chatter ------------------------------------------------------------------------------
 
 # Lines the libraries print on their own (TensorFlow's native start-up, MLflow, PySpark, GX warnings;
-# DVC's warning for an empty dependency such as an empty __init__.py).
+# MLflow's registry chatter; DVC's warning for an empty dependency such as an empty __init__.py).
 NOISE = re.compile(
     r"cuInit|absl|oneDNN|cudart|TF_ENABLE_ONEDNN_OPTS|tensorflow/core|FutureWarning|UserWarning|WARNING mlflow|Downloading artifacts"
-    r"|WARNING: '[^']*' is empty"
+    r"|WARNING: '[^']*' is empty|Successfully registered model|Created version '|INFO mlflow"
 )
 
 
