@@ -107,10 +107,10 @@ GENRE_DRIVEN = 0.5  # share of a user's picks drawn from their favourite genres
 GENRE_CHOICE_SHARPNESS = 1.5  # how strongly taste steers which genres a user watches
 # Real users mostly rate what they expect to like (ratings are missing not at random), so the odds
 # of picking a movie are also multiplied by exp(LATENT_CHOICE * min(p . q, LATENT_CHOICE_CAP)):
-# the latent part of the expected rating, which neither popularity nor genres reveal. Without it
-# (0) the ranking models could not beat popularity (nDCG@10 vs popularity: cofi_ranking -8%,
-# content_ranking +12%). 3.5 gives +88% and +68% (popularity 0.155) on the default data, close to
-# the +94% and +79% of ml-latest-small (popularity 0.158); 3.0 gave +55% and +37%
+# the latent part of the expected rating, which neither popularity nor genres reveal. Picks blind
+# to it left the ranking models level with popularity (nDCG@10 vs popularity: cofi_ranking -8%,
+# content_ranking +12%, EASE -5%). 3.5 gives +75%, +71% and +84% on the default data, close to
+# ml-latest-small's +94%, +79% and +86%; 3.0 gave +68%, +50% and +66%
 # (benchmarks/bench_ranking_models.py --datasets synthetic).
 LATENT_CHOICE = 3.5  # per star of p . q (odds x4.2 per standard deviation of p . q)
 LATENT_CHOICE_CAP = 1.0  # stars (2.4 sd of p . q); bounds the odds: rejection sampling keeps 1 draw in 14
@@ -312,13 +312,14 @@ class _InverseCdf:
         self.cdf = np.append(cdf, np.inf)  # the sentinel stops every walk
         self.slices = len(cdf) / (cdf[-1] - cdf[0] + 1e-300)
         self.start = cdf[0]
-        edges = cdf[0] + np.arange(len(cdf)) / self.slices
-        # One back from the answer at each slice's lower edge, in case rounding put u just below its edge.
-        self.guide = np.maximum(np.searchsorted(cdf, edges, side="right") - 1, 0)
+        # Entries in slices before u's own are <= u (the slice map is monotone), so the walk starts there.
+        self.guide = np.searchsorted(self._slice(cdf), np.arange(len(cdf)), side="left")
+
+    def _slice(self, u: np.ndarray) -> np.ndarray:
+        return np.clip((u - self.start) * self.slices, 0, len(self.cdf) - 2).astype(np.int64)
 
     def __call__(self, u: np.ndarray) -> np.ndarray:
-        slot = np.clip((u - self.start) * self.slices, 0, len(self.guide) - 1).astype(np.int64)
-        at = self.guide[slot]
+        at = self.guide[self._slice(u)]
         behind = np.flatnonzero(self.cdf[at] <= u)
         while len(behind):
             at[behind] += 1
@@ -339,25 +340,26 @@ class _Picker:
     """
 
     def __init__(self, world: World) -> None:
-        n_genres = len(GENRE_VOCABULARY)
+        n_genres, n_movies = len(GENRE_VOCABULARY), len(world.popularity)
         self.world = world
-        popularity_cdf = np.cumsum(world.popularity)
-        self.popularity_pick = _InverseCdf(popularity_cdf / popularity_cdf[-1])
-        # Movies of genre g, concatenated genre by genre; the cdf of segment g runs over (g, g + 1].
+        # Segment g < n_genres holds the movies of genre g, segment n_genres every movie (global
+        # popularity); concatenated segment by segment, the cdf of segment s runs over (s, s + 1].
         movie, slot = np.nonzero(world.movie_genres < n_genres)
         genre = world.movie_genres[movie, slot].astype(np.int64)
         order = np.lexsort((movie, genre))
-        self.pool_movie, pool_genre = movie[order], genre[order]
+        self.pool_movie = np.concatenate((movie[order], np.arange(n_movies)))
+        segment = np.concatenate((genre[order], np.full(n_movies, n_genres)))
         weight = world.popularity[self.pool_movie]
-        mass = np.bincount(pool_genre, weights=weight, minlength=n_genres)
-        self.pool_weight = weight / mass[pool_genre]  # probability within its genre
-        segment_cdf = pd.Series(self.pool_weight).groupby(pool_genre).cumsum().to_numpy()
-        self.pool_pick = _InverseCdf(pool_genre + segment_cdf)
-        self.pool_genre = pool_genre
-        choice_cdf = np.cumsum(world.genre_choice, axis=1)
-        self.choice_cdf = (choice_cdf / choice_cdf[:, -1:]).astype(np.float32)  # last column exactly 1
-        self.genre_weights = np.zeros((n_genres, len(world.popularity)))  # (genre, movie) probabilities
-        self.genre_weights[self.pool_genre, self.pool_movie] = self.pool_weight
+        weight /= np.bincount(segment, weights=weight, minlength=n_genres + 1)[segment]  # probability within its segment
+        self.pool_pick = _InverseCdf(segment + pd.Series(weight).groupby(segment).cumsum().to_numpy())
+        # User u's segment odds (GENRE_DRIVEN spread by genre_choice, the rest on popularity) as the
+        # cdf over (u, u + 1], concatenated user by user.
+        odds = np.concatenate((GENRE_DRIVEN * world.genre_choice, np.full((len(world.genre_choice), 1), 1.0 - GENRE_DRIVEN)), axis=1)
+        cdf = np.cumsum(odds, axis=1)
+        self.segment_pick = _InverseCdf((np.arange(len(cdf))[:, None] + cdf / cdf[:, -1:]).ravel())
+        in_genre = segment < n_genres
+        self.genre_weights = np.zeros((n_genres, n_movies))  # (genre, movie) probabilities
+        self.genre_weights[segment[in_genre], self.pool_movie[in_genre]] = weight[in_genre]
 
     def draw(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """One movie per entry of `users` (with replacement), with probability mixture x exp(tilt).
@@ -379,15 +381,9 @@ class _Picker:
         return _latent_log_odds(np.einsum("ij,ij->i", self.world.user_factors[users], self.world.movie_factors[movies]))
 
     def _draw_mixture(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One movie per entry of `users` from the popularity / favourite-genre mixture."""
-        movies = np.empty(len(users), dtype=np.int64)
-        by_genre = rng.random(len(users)) < GENRE_DRIVEN
-        n_pop = int((~by_genre).sum())
-        movies[~by_genre] = self.popularity_pick(rng.random(n_pop))
-        chooser = users[by_genre]
-        genre = (self.choice_cdf[chooser] < rng.random((len(chooser), 1), dtype=np.float32)).sum(axis=1)
-        movies[by_genre] = self.pool_movie[self.pool_pick(genre + rng.random(len(chooser)))]
-        return movies
+        """One movie per entry of `users` from the popularity / favourite-genre mixture: a segment, then a movie in it."""
+        segment = self.segment_pick(users + rng.random(len(users))) - users * (len(GENRE_VOCABULARY) + 1)
+        return self.pool_movie[self.pool_pick(segment + rng.random(len(users)))]
 
     def released(self, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
         """Whether each movie was out by the end of the user's activity window."""
