@@ -21,13 +21,14 @@ from typing import Any
 import pandas as pd
 
 from pipeline import registry, tracking
+from pipeline.choices import family_objective
 from pipeline.config import Params
 from pipeline.data.schema import conform_ratings
 from pipeline.errors import ModelError, RecsysError
 from pipeline.evaluation.metric_table import METRICS
 from pipeline.evaluation.metrics import flat_metrics
 from pipeline.io import read_json, write_json
-from pipeline.models.loading import TRAINED_MODELS, model_class
+from pipeline.models.loading import TRAINED_MODELS
 from pipeline.paths import DEFAULT_LAYOUT, Layout
 from pipeline.registry import CHALLENGER, CHAMPION, Decision, Refused
 from pipeline.stages.inputs import check_trained_on, dataset_identity
@@ -47,7 +48,7 @@ class Candidate:
 
 def gate_metric(model: str, params: Params) -> str:
     """promote.metric for a rating model, promote.ranking_metric for a ranking model."""
-    predicts_ratings = bool(getattr(model_class(model), "predicts_ratings", True)) if model in TRAINED_MODELS else True
+    predicts_ratings = model not in TRAINED_MODELS or family_objective(model)[1] == "rating"  # by name: imports no model
     return registry.gate_metric(predicts_ratings, params.promote.metric, params.promote.ranking_metric)
 
 

@@ -24,12 +24,12 @@ from pipeline.evaluation import metrics
 from pipeline.models.base import Catalogue
 from pipeline.models.baselines import BiasModel, GlobalMeanModel
 from pipeline.models.cofi import CofiModel
-from pipeline.models.loading import TRAINED_MODELS
+from pipeline.models.loading import TRAINED_MODELS, model_class
 from pipeline.paths import DEFAULT_LAYOUT as LAYOUT
 from pipeline.split import split_ratings
 from pipeline.stages import evaluate
 from pipeline.stages.inputs import dataset_identity
-from pipeline.stages.promote import run
+from pipeline.stages.promote import gate_metric, run
 from tests.factories import low_rank_ratings, training_data
 from tests.servers import HOST, free_port
 
@@ -402,3 +402,9 @@ def test_a_skipped_evaluation_row_is_refused_with_its_reason(workdir):
     run(params(), ["cofi"])
     entry = promotion()["cofi"]
     assert entry["decision"] == "refused" and "skipped (too many movies)" in entry["reason"]
+
+
+@pytest.mark.parametrize("name", sorted(TRAINED_MODELS))
+def test_the_gate_metric_follows_the_models_objective_without_importing_it(name: str):
+    stage = params(metric="mae", ranking_metric="recall_at_k")
+    assert gate_metric(name, stage) == ("mae" if model_class(name).predicts_ratings else "recall_at_k")

@@ -217,7 +217,7 @@ def test_a_missing_model_folder_is_named(layout):
     assert not layout.recommendations.exists()
 
 
-# ---- the stage command: no TensorFlow or MLflow for cofi_ranking -------------------------------------------
+# ---- the stage command: no TensorFlow or MLflow for either model --------------------------------------------
 
 
 HEAVY_CHECK = """
@@ -240,11 +240,12 @@ def stage_process(layout: Layout) -> tuple[list[str], list[str]]:
     return lines, [name for name in heavy.removeprefix("heavy:").split(",") if name]
 
 
-def test_the_stage_command_imports_tensorflow_only_for_content_ranking(layout):
+def test_the_stage_command_imports_neither_tensorflow_nor_mlflow_for_either_ranking_model(layout):
     lines, heavy = stage_process(layout)
     assert heavy == []
     assert lines == [f"recommend: top {K} for 30 users ({30 * K} rows) in data/recommendations/top_k.parquet; {meta(layout)['reason']}"]
     assert meta(layout)["model"] == "cofi_ranking" and read_top_k(layout).groupby(USER).size().eq(K).all()
     evaluation(layout, cofi_ranking=0.1, content_ranking=0.2)
     _, heavy = stage_process(layout)
-    assert meta(layout)["model"] == "content_ranking" and "tensorflow" in heavy and "mlflow" not in heavy
+    # the towers' vectors were saved at training; only its feature scalers come from scikit-learn
+    assert meta(layout)["model"] == "content_ranking" and heavy == ["sklearn"]
