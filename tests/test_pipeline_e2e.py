@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from pipeline.config import Params
 from tests.browser import count_near, external_resources, screenshot, share_not_white
@@ -52,21 +53,46 @@ def test_dvc_repro_builds_every_stage_output(reproduced):
         assert (repo / output).is_file(), output
     for folder in ("models/cofi", "models/content", "models/cofi_ranking", "models/content_ranking"):
         assert any((repo / folder).iterdir()), folder
-    train = json.loads((repo / "metrics/train_cofi_ranking.json").read_text())
-    assert train["mlflow_run_id"] and train["model_uri"] and train["data_source"] == "synthetic"
+    train = json.loads((repo / "records/train_cofi_ranking.json").read_text())
+    assert train["mlflow_run_id"] and train["model_uri"] and train["data_source"] == "synthetic" and train["seconds"] > 0
     assert (repo / "plots/cofi_ranking_cost.csv").is_file()
     evaluation = json.loads((repo / "metrics/evaluation.json").read_text())
     assert {"cofi", "content", "cofi_ranking", "content_ranking", "popularity", "ease", "genre_affinity"} <= set(evaluation)
     assert "rmse" not in evaluation["cofi_ranking"] and "ndcg_at_k" in evaluation["cofi_ranking"]
-    promotion = json.loads((repo / "metrics/promotion.json").read_text())
+    promotion = json.loads((repo / "records/promotion.json").read_text())
     assert set(promotion) == {"cofi", "content", "cofi_ranking", "content_ranking"}
     assert (promotion["cofi"]["metric"], promotion["cofi_ranking"]["metric"]) == ("rmse", "ndcg_at_k")
     assert promotion["cofi_ranking"]["registered_model"] == "recsys-cofi_ranking-synthetic"
+    assert json.loads((repo / "metrics/promotion.json").read_text())["cofi"]["promoted"] == 1
     assert "Rating vs ranking objective" in (repo / "reports/report.md").read_text()
     summary = json.loads((repo / "reports/validation/summary.json").read_text())
     assert summary["success"] is True
     meta = json.loads((repo / "data/raw/dataset.json").read_text())
     assert meta["source"] == "synthetic" and meta["n_ratings"] == 3000
+
+
+def declared_metrics(repo: Path) -> list[str]:
+    """Every file that dvc.yaml lists under a stage's `metrics:`."""
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"].values()
+    return [path for stage in stages for entry in stage.get("metrics", []) for path in (entry if isinstance(entry, dict) else [entry])]
+
+
+def non_numbers(tree: object, where: str = "") -> list[str]:
+    """'key.path: value' of every leaf of a JSON tree that is not an int or a float (a bool is not a number)."""
+    if isinstance(tree, dict):
+        return [found for key, value in tree.items() for found in non_numbers(value, f"{where}.{key}" if where else key)]
+    if isinstance(tree, list):
+        return [found for i, value in enumerate(tree) for found in non_numbers(value, f"{where}[{i}]")]
+    return [] if isinstance(tree, int | float) and not isinstance(tree, bool) else [f"{where}: {tree!r}"]
+
+
+def test_every_declared_metrics_file_holds_numbers_only(reproduced):
+    repo, _ = reproduced
+    files = declared_metrics(repo)
+    assert {"metrics/drift.json", "metrics/evaluation.json", "metrics/promotion.json", "metrics/train_cofi.json"} <= set(files)
+    assert non_numbers({"a": 1, "b": {"c": "x", "d": True, "e": [0.5, None]}}) == ["b.c: 'x'", "b.d: True", "b.e[1]: None"]
+    assert [f"{file}: {found}" for file in files for found in non_numbers(json.loads((repo / file).read_text()))] == []
+    assert all((repo / "records" / Path(file).name).is_file() for file in files)  # the rest of each result
 
 
 def test_recommend_lists_k_unseen_movies_for_every_training_user_from_the_best_ranking_model(reproduced, tmp_path: Path):
