@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import yaml
 from pipeline.config import Params
 from tests.browser import count_near, external_resources, screenshot, share_not_white
 from tests.factories import noise_lines
-from tests.isolation import BIN, copy_repository, environment, merge, run_tool
+from tests.isolation import BIN, GIT, copy_repository, environment, merge, run_tool
 
 pytestmark = pytest.mark.slow
 
@@ -32,9 +33,17 @@ def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="module")
-def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The MLflow store of the reproduced repository's runs (every test gets a fresh one otherwise)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow-e2e') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory: pytest.TempPathFactory, tracking_uri: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
     repo = copy_repository(tmp_path_factory.mktemp("repo"), SMALL)
-    return repo, dvc(repo, "repro")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+        return repo, dvc(repo, "repro")
 
 
 def test_dvc_repro_builds_every_stage_output(reproduced):
@@ -210,3 +219,38 @@ def test_dvc_exp_run_on_real_movielens_through_the_mirror(tmp_path: Path, shared
     assert (len(train), len(test)) == (80_668, 20_168)  # sklearn's train_test_split, 0.2, seed 42
     assert pd.read_parquet(repo / "data/features/users.parquet")["user_id"].nunique() == train["user_id"].nunique()
     assert not (repo / "models").exists()  # only the stages up to features ran
+
+
+def test_dvc_metrics_diff_and_plots_diff_show_a_param_change_against_the_committed_baseline(
+    reproduced, tracking_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The README's "Comparing experiments in DVC": commit the outputs, change evaluate.k, dvc repro, then
+    both diffs. A copy of the reproduced repository, so the other tests keep theirs as it was; its MLflow
+    store, where promote finds the training runs."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    repo = tmp_path / "repo"
+    shutil.copytree(reproduced[0], repo, symlinks=True)
+    subprocess.run([*GIT, "add", "dvc.lock", "metrics", "records", "plots", "data/accepted.json"], cwd=repo, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "baseline"], cwd=repo, check=True)
+    baseline = json.loads((repo / "metrics/evaluation.json").read_text())
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    k = params["evaluate"]["k"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(merge(params, {"evaluate": {"k": k + 5}}), sort_keys=False))
+
+    again = dvc(repo, "repro")
+    assert set(re.findall(r"Running stage '(\w+)'", again.stdout)) == {"evaluate", "promote", "recommend"}  # no retraining
+    changed = json.loads((repo / "metrics/evaluation.json").read_text())
+    metrics = dvc(repo, "metrics", "diff", "--json")
+    plots = dvc(repo, "plots", "diff", "--json")
+    for result in (metrics, plots):
+        assert "failed to load" not in (result.stdout + result.stderr).lower()
+    diff = json.loads(metrics.stdout)["metrics/evaluation.json"]
+    assert changed["cofi"]["precision_at_k"] != baseline["cofi"]["precision_at_k"]
+    assert diff["cofi.precision_at_k"]["old"] == baseline["cofi"]["precision_at_k"]
+    assert diff["cofi.precision_at_k"]["new"] == changed["cofi"]["precision_at_k"]
+    drawn = json.loads(plots.stdout)
+    assert "errors" not in drawn and drawn["data"]
+    for name, renders in drawn["data"].items():
+        for render in renders:
+            assert set(render["revisions"]) == {"HEAD", "workspace"}, name
+            assert {row["rev"] for row in render["content"]["data"]["values"]} == {"HEAD", "workspace"}, name
