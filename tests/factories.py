@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline import records
 from pipeline.config import CofiParams, CofiRankingParams, ColumnsParams, SyntheticParams
 from pipeline.data import movielens
 from pipeline.data.schema import GENRES, MOVIE, RATING, TIMESTAMP, TITLE, USER, YEAR, RatingScale
@@ -188,9 +189,14 @@ def content_layout(root: Path, dataset: dict = DATASET) -> Layout:
     return layout
 
 
-def training_outputs(layout: Layout, name: str) -> tuple[Path, Path, Path]:
-    """What the training stage of model `name` writes: its folder, metrics file and learning curve."""
-    return layout.model_dir(name), layout.training_metrics(name), layout.learning_curve(name)
+def training_outputs(layout: Layout, name: str) -> tuple[Path, Path, Path, Path]:
+    """What the training stage of model `name` writes: its folder, metrics file, record and learning curve."""
+    return layout.model_dir(name), layout.training_metrics(name), layout.training_record(name), layout.learning_curve(name)
+
+
+def training_result(layout: Layout, name: str) -> dict:
+    """What the training stage of model `name` wrote to its metrics file and record, joined."""
+    return records.read(layout.training_metrics(name), layout.training_record(name))
 
 
 # ---- MovieLens release files -------------------------------------------------------------------
