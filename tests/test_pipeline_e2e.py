@@ -157,7 +157,11 @@ def test_recommend_is_quiet_and_verbose_brings_the_library_lines_back(reproduced
     quiet_run = tool(repo, "recsys", "recommend", "--model", "content", "--objective", "rating", "--user", user, "-n", "3")
     assert noise_lines(quiet_run.stdout + quiet_run.stderr) == [] and quiet_run.stderr == ""
     assert quiet_run.stdout.startswith(f"Top 3 for user {user} (content model;")
-    verbose_run = tool(repo, "recsys", "--verbose", "recommend", "--model", "content", "--objective", "rating", "--user", user, "-n", "3")
+    # genre tastes go through the user tower: TensorFlow is imported (a training user's list needs no network)
+    tastes = ("recommend", "--model", "content", "--objective", "rating", "--genres", "Horror=5", "-n", "3")
+    quiet_run = tool(repo, "recsys", *tastes)
+    assert noise_lines(quiet_run.stdout + quiet_run.stderr) == [] and quiet_run.stderr == ""
+    verbose_run = tool(repo, "recsys", "--verbose", *tastes)
     assert verbose_run.stdout == quiet_run.stdout
     if not noise_lines(tensorflow_import_output()):
         pytest.skip("this TensorFlow build prints nothing when imported")
