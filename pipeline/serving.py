@@ -33,7 +33,7 @@ import pandas as pd
 from pipeline.config import ServeParams
 from pipeline.data.schema import MOVIE, TITLE, USER
 from pipeline.errors import ModelError, RecsysError, describe_examples
-from pipeline.models.base import RecommendsForGenres, RecommendsForRatings, index_of
+from pipeline.models.base import RecommendsForGenres, RecommendsForRatings, TopList, index_of
 
 RATINGS, GENRES = "ratings", "genres"
 COLUMNS = (USER, MOVIE, RATINGS, GENRES)
@@ -197,7 +197,7 @@ class Answers:
     model: Any
     name: str
     serve: ServeParams = field(default_factory=ServeParams)
-    _cold: pd.DataFrame | None = field(default=None, init=False, repr=False)
+    _cold: TopList | None = field(default=None, init=False, repr=False)
 
     @property
     def decimals(self) -> int:
@@ -234,25 +234,26 @@ class Answers:
         cold = False
         if ratings is not None or genres is not None:
             table = new_user_list(self.model, self.name, k, ratings=ratings, genres=genres)
+            top = TopList(table[MOVIE].to_numpy(np.int64), table[TITLE].to_numpy(), table["score"].to_numpy(np.float64))
         elif index_of(np.array([user], np.int64), self.model.seen.user_ids)[0] >= 0:
-            table = self.model.recommend(user, n=k, exclude_seen=True)
+            top = self.model.top_list(user, n=k, exclude_seen=True)  # recommend()'s list, without its DataFrame
         else:
-            table, cold = self.cold_start_list().head(k), True
-        return {USER: user, "cold_start": cold, "recommendations": self.records(table)}
+            top, cold = self.cold_start_list().head(k), True
+        return {USER: user, "cold_start": cold, "recommendations": self.records(top)}
 
-    def cold_start_list(self) -> pd.DataFrame:
+    def cold_start_list(self) -> TopList:
         """The serve.max_k best movies for a user without training ratings (module doc), computed once."""
         if self._cold is None:
             scores = np.asarray(self.model.score_block(np.array([no_history_user(self.model)], np.int64))[0], np.float64)
             support = np.bincount(self.model.seen.indices, minlength=len(scores))
             best = np.lexsort((-support, -scores))[: self.serve.max_k]  # score first, then support; stable
             catalogue = self.model.catalogue
-            self._cold = pd.DataFrame({MOVIE: catalogue.movie_ids[best], TITLE: catalogue.titles[best], "score": scores[best]})
+            self._cold = TopList(catalogue.movie_ids[best], catalogue.titles[best], scores[best])
         return self._cold
 
-    def records(self, table: pd.DataFrame) -> list[dict[str, Any]]:
-        scores = np.round(table["score"].to_numpy(np.float64), self.decimals).tolist()
+    def records(self, top: TopList) -> list[dict[str, Any]]:
+        scores = np.round(top.scores, self.decimals).tolist()
         return [
             {MOVIE: movie, TITLE: title, "score": score}
-            for movie, title, score in zip(table[MOVIE].tolist(), table[TITLE].tolist(), scores, strict=True)
+            for movie, title, score in zip(top.movie_ids.tolist(), top.titles.tolist(), scores, strict=True)
         ]
