@@ -25,7 +25,7 @@ LOCK_BUSY := 75
 # What a failed retrain puts back as it was: dvc.lock and the outputs DVC does not cache (cache: false in
 # dvc.yaml, tests/test_workflows.py checks the list); `dvc checkout` then restores the cached ones from dvc.lock.
 RETRAIN_BACKUP := .retrain-backup
-RETRAIN_KEEP := dvc.lock data/accepted.json metrics plots
+RETRAIN_KEEP := dvc.lock data/accepted.json metrics records plots
 
 .PHONY: setup run test check retrain retrain-guarded retrain-steps retrain-restore plots vega-template clean help
 
@@ -68,7 +68,7 @@ retrain: setup
 	exit $$status
 
 # The steps, and on failure (e.g. new data that validate rejects) the workspace as it was before them:
-# nothing of a failed retrain stays in dvc.lock, data/, models/, metrics/ or plots/, and nothing is pushed.
+# nothing of a failed retrain stays in dvc.lock, data/, models/, metrics/, records/ or plots/, and nothing is pushed.
 retrain-guarded:
 	@rm -rf $(RETRAIN_BACKUP) && mkdir -p $(RETRAIN_BACKUP) && \
 	for path in $(RETRAIN_KEEP); do if [ -e "$$path" ]; then mkdir -p "$(RETRAIN_BACKUP)/$$(dirname $$path)" && cp -a "$$path" "$(RETRAIN_BACKUP)/$$path" || exit 1; fi; done
@@ -76,9 +76,10 @@ retrain-guarded:
 	@rm -rf $(RETRAIN_BACKUP)
 
 # A rejected batch's validation report is kept in reports/validation-rejected/ (the accepted one comes back).
-# Once promote has written new decisions the champions have moved: the workspace then stays with them.
+# Once promote has written new decisions the champions have moved: the workspace then stays with them
+# (records/promotion.json, not metrics/: its version numbers change whenever promote registers).
 retrain-restore:
-	@if [ -f metrics/promotion.json ] && ! cmp -s metrics/promotion.json "$(RETRAIN_BACKUP)/metrics/promotion.json"; then \
+	@if [ -f records/promotion.json ] && ! cmp -s records/promotion.json "$(RETRAIN_BACKUP)/records/promotion.json"; then \
 	  echo "make retrain: a step after promote failed; the champions moved, so the workspace keeps this retrain's outputs" >&2; \
 	else \
 	  echo "make retrain: a step failed; putting dvc.lock and the pipeline's outputs back as they were before it" >&2; \

@@ -81,7 +81,7 @@ def inference(model: ContentModel, users: np.ndarray, sample_users: int) -> tupl
     """(seconds for score_block over all users, per-pair network seconds scaled to all users)."""
     times = []
     for _ in range(3):
-        model._movie_embeddings = None
+        model._vectors = None  # the towers run again for every user and movie, as right after training
         started = time.perf_counter()
         block = model.score_block(users)
         times.append(time.perf_counter() - started)

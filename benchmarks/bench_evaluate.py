@@ -149,7 +149,7 @@ def synthetic(n_users: int, n_movies: int, n_ratings: int, seed: int = 0) -> tup
 
 
 def prepare(workdir: Path, ratings: pd.DataFrame, movies: pd.DataFrame, source: str, env: dict[str, str]) -> dict[str, int]:
-    """data/, models/random/, metrics/train_random.json (with a real MLflow run) in `workdir`."""
+    """data/, models/random/, records/train_random.json (with a real MLflow run) in `workdir`."""
     from pipeline import tracking
     from pipeline.data.schema import RatingScale, conform_movies, conform_ratings
     from pipeline.split import split_ratings
@@ -160,7 +160,7 @@ def prepare(workdir: Path, ratings: pd.DataFrame, movies: pd.DataFrame, source: 
         movies.assign(year=pd.array([None] * len(movies), dtype="Int64"), genres="")[["movie_id", "title", "year", "genres"]]
     )
     train, test = split_ratings(conform_ratings(ratings.assign(timestamp=ratings["timestamp"].astype("int64"))), "random", 0.2, 42)
-    for folder in ("data/raw", "data/split", "metrics"):
+    for folder in ("data/raw", "data/split", "records"):
         (workdir / folder).mkdir(parents=True, exist_ok=True)
     movies.to_parquet(workdir / "data/raw/movies.parquet", index=False)
     train.to_parquet(workdir / "data/split/train.parquet", index=False)
@@ -170,7 +170,7 @@ def prepare(workdir: Path, ratings: pd.DataFrame, movies: pd.DataFrame, source: 
     RandomFactorModel.fit(TrainingData(train, movies, RatingScale(0.5, 5.0, 0.5))).save(workdir / "models/random")
     with tracking.start_run("random", "recsys", "random", dataset) as run_id:
         pass
-    (workdir / "metrics/train_random.json").write_text(json.dumps({"mlflow_run_id": run_id, **dataset_identity(dataset)}))
+    (workdir / "records/train_random.json").write_text(json.dumps({"mlflow_run_id": run_id, **dataset_identity(dataset)}))
     shutil.copy(REPO / "params.yaml", workdir / "params.yaml")
     return {"users": ratings["user_id"].nunique(), "movies": len(movies), "train": len(train), "test": len(test)}
 

@@ -6,8 +6,8 @@
 
 Each size runs `bench_stages.py --workdir <workdir>/<n>` (one process per stage, peak RSS by
 os.wait4) and appends one JSON line per stage to <workdir>/stages.jsonl; cofi seconds per
-iteration and content seconds per epoch come from the stage's metrics/train_<name>.json (fit wall
-seconds / iterations or epochs run, so one-off setup is included). --content-epochs N caps the
+iteration and content seconds per epoch come from the stage's records/train_<name>.json (fit wall
+seconds) and metrics/train_<name>.json (iterations or epochs run, so one-off setup is included). --content-epochs N caps the
 content model's epochs on sizes >= --cap-from (default 5M), where 30 epochs take hours here.
 Writes the Markdown table to stdout and <workdir>/scale.md, the plot to --plot (PNG).
 """
@@ -35,10 +35,11 @@ def run_size(n: int, workdir: Path, stages: list[str], extra: list[str]) -> None
     if extra:
         command += ["--set", *extra]
     subprocess.run(command, check=True)
-    for name in ("cofi", "content"):  # keep what the table needs, drop the data (25M: ~2 GB)
-        source = folder / "metrics" / f"train_{name}.json"
-        if source.is_file():
-            shutil.copy(source, workdir / f"train_{name}_{n}.json")
+    for name in ("cofi", "content"):  # keep what the table needs (counts in metrics/, seconds in records/), drop the data (25M: ~2 GB)
+        files = [folder / kind / f"train_{name}.json" for kind in ("metrics", "records")]
+        if all(path.is_file() for path in files):
+            joined = {key: value for path in files for key, value in json.loads(path.read_text()).items()}  # both are flat
+            (workdir / f"train_{name}_{n}.json").write_text(json.dumps(joined))
     shutil.rmtree(folder / "data", ignore_errors=True)
 
 

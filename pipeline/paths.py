@@ -78,6 +78,11 @@ class Layout:
         return self.root / "metrics"
 
     @property
+    def records(self) -> Path:
+        """records/: what the stages record beside their metrics (pipeline/records.py), one file each."""
+        return self.root / "records"
+
+    @property
     def plots(self) -> Path:
         return self.root / "plots"
 
@@ -91,7 +96,8 @@ class Layout:
 
     @property
     def drift(self) -> Path:
-        """metrics/drift.json: the accepted data against the data accepted before it (validate)."""
+        """metrics/drift.json: the accepted data against the data accepted before it (validate); its
+        data source and id types are in record_of(drift)."""
         return self.metrics / "drift.json"
 
     @property
@@ -133,8 +139,17 @@ class Layout:
         return self.models / name
 
     def training_metrics(self, name: str) -> Path:
-        """metrics/train_<name>.json: the training stage's numbers and its MLflow run."""
+        """metrics/train_<name>.json: the training stage's numbers."""
         return self.metrics / f"train_{name}.json"
+
+    def training_record(self, name: str) -> Path:
+        """records/train_<name>.json: the training stage's MLflow run and model URI, the dataset it was
+        trained on and its wall-clock seconds."""
+        return self.record_of(self.training_metrics(name))
+
+    def record_of(self, metrics_file: Path) -> Path:
+        """records/<file>: the rest of the result whose numbers are in metrics/<file>."""
+        return self.records / metrics_file.name
 
     def learning_curve(self, name: str) -> Path:
         """plots/<name>_cost.csv (cofi) or <name>_loss.csv (content): a training stage's curve."""
@@ -150,9 +165,11 @@ class Layout:
             self.raw: "ingest",
             self.accepted_data: "validate",
             self.drift: "validate",
+            self.record_of(self.drift): "validate",
             self.split: "split",
             self.features: "features",
             self.evaluation: "evaluate",
+            self.record_of(self.evaluation): "evaluate",
             self.recommendations: "recommend",
         }
         for candidate in (path, *path.parents):

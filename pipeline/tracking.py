@@ -7,7 +7,8 @@ Models know nothing of MLflow: a trained model object with `predict(DataFrame[us
 Names, so that a run reads the same whatever its model (README, "MLflow runs"): a run is
 `<family>-<objective>@<data source>` (`cofi-ranking@ml-latest-small`); metrics are `curve_*` (one
 value per iteration or epoch), `test_*` (the evaluate stage, on the test split) and `train_*` (one
-value each from metrics/train_<name>.json), which the UI's alphabetical lists keep in that order.
+value each from metrics/train_<name>.json, and train_seconds from records/train_<name>.json), which
+the UI's alphabetical lists keep in that order.
 """
 
 from __future__ import annotations
@@ -214,7 +215,8 @@ def identity_params(family: str, objective: str, dataset: Mapping[str, Any], spl
 
 
 def train_metrics(values: Mapping[str, Any], skip: Sequence[str] = ()) -> dict[str, float]:
-    """The numbers of a metrics/train_<name>.json as MLflow metrics named train_<key> (a key that
+    """The numbers of a training result (metrics/train_<name>.json, and the seconds of
+    records/train_<name>.json) as MLflow metrics named train_<key> (a key that
     already starts with train_ keeps its name); booleans, text and `skip` are left out."""
     return {
         key if key.startswith(TRAIN) else f"{TRAIN}{key}": float(value)

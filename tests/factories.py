@@ -6,12 +6,17 @@ the folders it is given.
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
+from pipeline import records
 from pipeline.config import CofiParams, CofiRankingParams, ColumnsParams, SyntheticParams
 from pipeline.data import movielens
 from pipeline.data.schema import GENRES, MOVIE, RATING, TIMESTAMP, TITLE, USER, YEAR, RatingScale
@@ -22,7 +27,9 @@ from pipeline.io import write_json
 from pipeline.models.base import TrainingData
 from pipeline.models.cofi import CofiModel
 from pipeline.models.cofi_ranking import CofiRankingModel
+from pipeline.models.loading import model_class
 from pipeline.paths import Layout
+from tests.isolation import REPO
 
 SCALE = RatingScale(0.5, 5.0, 0.5)  # MovieLens' half stars, as the synthetic source writes them
 T = 1_000_000_000  # a plausible rating time (2001)
@@ -182,9 +189,14 @@ def content_layout(root: Path, dataset: dict = DATASET) -> Layout:
     return layout
 
 
-def training_outputs(layout: Layout, name: str) -> tuple[Path, Path, Path]:
-    """What the training stage of model `name` writes: its folder, metrics file and learning curve."""
-    return layout.model_dir(name), layout.training_metrics(name), layout.learning_curve(name)
+def training_outputs(layout: Layout, name: str) -> tuple[Path, Path, Path, Path]:
+    """What the training stage of model `name` writes: its folder, metrics file, record and learning curve."""
+    return layout.model_dir(name), layout.training_metrics(name), layout.training_record(name), layout.learning_curve(name)
+
+
+def training_result(layout: Layout, name: str) -> dict:
+    """What the training stage of model `name` wrote to its metrics file and record, joined."""
+    return records.read(layout.training_metrics(name), layout.training_record(name))
 
 
 # ---- MovieLens release files -------------------------------------------------------------------
@@ -292,3 +304,38 @@ NOISE = re.compile(
 def noise_lines(text: str) -> list[str]:
     """The lines of `text` that are library noise (TensorFlow, absl, CUDA, MLflow/PySpark warnings, download bars)."""
     return [line for line in text.splitlines() if NOISE.search(line)]
+
+
+def check_scores_from_saved_vectors(trained, name: str, user_ids: np.ndarray, directory: Path, monkeypatch) -> None:
+    """A content model saved and loaded again scores `user_ids` (known and unknown) as `trained` does
+    from the vectors saved with it: no tower runs, the Keras network is not read, and a fresh process
+    imports neither TensorFlow nor Keras; the saved vectors are what the towers compute."""
+    trained.save(directory)
+    model = model_class(name).load(directory)
+    monkeypatch.setattr(model, "_embed", lambda tower, inputs: pytest.fail(f"the {tower} ran"))
+    np.testing.assert_array_equal(model.score_block(user_ids), trained.score_block(user_ids))
+    assert model._network is None, "the Keras network was read"
+    scores, imported = scores_in_fresh_process(directory, name, user_ids.tolist())
+    np.testing.assert_allclose(scores, trained.score_block(user_ids), rtol=1e-12)
+    assert imported == []
+    monkeypatch.undo()
+    saved, recomputed = model.tower_vectors(), model._compute_vectors()  # the second reads the network
+    for part in ("users", "no_history", "movies", "unknown_movie"):
+        np.testing.assert_allclose(getattr(saved, part), getattr(recomputed, part), atol=1e-6)
+    assert len(saved.users) == len(model.user_ids) and len(saved.movies) == len(model.catalogue)
+
+
+def scores_in_fresh_process(directory: Path, name: str, user_ids: list[int]) -> tuple[np.ndarray, list[str]]:
+    """(score_block of `user_ids`, the modules among tensorflow/keras it imported) of the model in
+    `directory` loaded as `name` in a new Python process, as evaluate and the batch stage load it."""
+    script = (
+        "import json, sys\n"
+        "import numpy as np\n"
+        "from pipeline.models.loading import model_class\n"
+        f"model = model_class({name!r}).load({str(directory)!r})\n"
+        f"scores = model.score_block(np.array({user_ids!r}, np.int64))\n"
+        "print(json.dumps({'scores': scores.tolist(), 'imported': [m for m in ('tensorflow', 'keras') if m in sys.modules]}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO)
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    return np.array(answer["scores"]), answer["imported"]

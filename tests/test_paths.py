@@ -22,6 +22,9 @@ def test_the_default_layout_names_the_files_dvc_yaml_tracks_relative_to_the_root
         "data/features",
     )
     assert (str(layout.model_dir("cofi")), str(layout.training_metrics("content"))) == ("models/cofi", "metrics/train_content.json")
+    assert (str(layout.training_record("content")), str(layout.record_of(layout.promotion))) == (
+        "records/train_content.json", "records/promotion.json",
+    )  # fmt: skip
     assert (str(layout.learning_curve("cofi")), str(layout.learning_curve("content"))) == ("plots/cofi_cost.csv", "plots/content_loss.csv")
     assert (str(layout.evaluation), str(layout.predictions("bias")), str(layout.validation_reports)) == (
         "metrics/evaluation.json", "plots/predictions_bias.csv", "reports/validation",
@@ -44,3 +47,5 @@ def test_a_missing_input_names_the_stage_that_writes_it(tmp_path: Path, file: st
         layout.require(getattr(layout, file))
     with pytest.raises(DataError, match="run the features stage first"):
         layout.require(layout.features / "users.parquet")
+    with pytest.raises(DataError, match="records/evaluation.json: not found; run the evaluate stage first"):
+        layout.require(layout.record_of(layout.evaluation))

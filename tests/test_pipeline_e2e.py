@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from pipeline.config import Params
 from tests.browser import count_near, external_resources, screenshot, share_not_white
 from tests.factories import noise_lines
-from tests.isolation import BIN, copy_repository, environment, merge, run_tool
+from tests.isolation import BIN, GIT, copy_repository, environment, merge, run_tool
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +33,17 @@ def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
 
 
 @pytest.fixture(scope="module")
-def reproduced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The MLflow store of the reproduced repository's runs (every test gets a fresh one otherwise)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow-e2e') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory: pytest.TempPathFactory, tracking_uri: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
     repo = copy_repository(tmp_path_factory.mktemp("repo"), SMALL)
-    return repo, dvc(repo, "repro")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+        return repo, dvc(repo, "repro")
 
 
 def test_dvc_repro_builds_every_stage_output(reproduced):
@@ -52,21 +62,46 @@ def test_dvc_repro_builds_every_stage_output(reproduced):
         assert (repo / output).is_file(), output
     for folder in ("models/cofi", "models/content", "models/cofi_ranking", "models/content_ranking"):
         assert any((repo / folder).iterdir()), folder
-    train = json.loads((repo / "metrics/train_cofi_ranking.json").read_text())
-    assert train["mlflow_run_id"] and train["model_uri"] and train["data_source"] == "synthetic"
+    train = json.loads((repo / "records/train_cofi_ranking.json").read_text())
+    assert train["mlflow_run_id"] and train["model_uri"] and train["data_source"] == "synthetic" and train["seconds"] > 0
     assert (repo / "plots/cofi_ranking_cost.csv").is_file()
     evaluation = json.loads((repo / "metrics/evaluation.json").read_text())
     assert {"cofi", "content", "cofi_ranking", "content_ranking", "popularity", "ease", "genre_affinity"} <= set(evaluation)
     assert "rmse" not in evaluation["cofi_ranking"] and "ndcg_at_k" in evaluation["cofi_ranking"]
-    promotion = json.loads((repo / "metrics/promotion.json").read_text())
+    promotion = json.loads((repo / "records/promotion.json").read_text())
     assert set(promotion) == {"cofi", "content", "cofi_ranking", "content_ranking"}
     assert (promotion["cofi"]["metric"], promotion["cofi_ranking"]["metric"]) == ("rmse", "ndcg_at_k")
     assert promotion["cofi_ranking"]["registered_model"] == "recsys-cofi_ranking-synthetic"
+    assert json.loads((repo / "metrics/promotion.json").read_text())["cofi"]["promoted"] == 1
     assert "Rating vs ranking objective" in (repo / "reports/report.md").read_text()
     summary = json.loads((repo / "reports/validation/summary.json").read_text())
     assert summary["success"] is True
     meta = json.loads((repo / "data/raw/dataset.json").read_text())
     assert meta["source"] == "synthetic" and meta["n_ratings"] == 3000
+
+
+def declared_metrics(repo: Path) -> list[str]:
+    """Every file that dvc.yaml lists under a stage's `metrics:`."""
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"].values()
+    return [path for stage in stages for entry in stage.get("metrics", []) for path in (entry if isinstance(entry, dict) else [entry])]
+
+
+def non_numbers(tree: object, where: str = "") -> list[str]:
+    """'key.path: value' of every leaf of a JSON tree that is not an int or a float (a bool is not a number)."""
+    if isinstance(tree, dict):
+        return [found for key, value in tree.items() for found in non_numbers(value, f"{where}.{key}" if where else key)]
+    if isinstance(tree, list):
+        return [found for i, value in enumerate(tree) for found in non_numbers(value, f"{where}[{i}]")]
+    return [] if isinstance(tree, int | float) and not isinstance(tree, bool) else [f"{where}: {tree!r}"]
+
+
+def test_every_declared_metrics_file_holds_numbers_only(reproduced):
+    repo, _ = reproduced
+    files = declared_metrics(repo)
+    assert {"metrics/drift.json", "metrics/evaluation.json", "metrics/promotion.json", "metrics/train_cofi.json"} <= set(files)
+    assert non_numbers({"a": 1, "b": {"c": "x", "d": True, "e": [0.5, None]}}) == ["b.c: 'x'", "b.d: True", "b.e[1]: None"]
+    assert [f"{file}: {found}" for file in files for found in non_numbers(json.loads((repo / file).read_text()))] == []
+    assert all((repo / "records" / Path(file).name).is_file() for file in files)  # the rest of each result
 
 
 def test_recommend_lists_k_unseen_movies_for_every_training_user_from_the_best_ranking_model(reproduced, tmp_path: Path):
@@ -184,3 +219,38 @@ def test_dvc_exp_run_on_real_movielens_through_the_mirror(tmp_path: Path, shared
     assert (len(train), len(test)) == (80_668, 20_168)  # sklearn's train_test_split, 0.2, seed 42
     assert pd.read_parquet(repo / "data/features/users.parquet")["user_id"].nunique() == train["user_id"].nunique()
     assert not (repo / "models").exists()  # only the stages up to features ran
+
+
+def test_dvc_metrics_diff_and_plots_diff_show_a_param_change_against_the_committed_baseline(
+    reproduced, tracking_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The README's "Comparing experiments in DVC": commit the outputs, change evaluate.k, dvc repro, then
+    both diffs. A copy of the reproduced repository, so the other tests keep theirs as it was; its MLflow
+    store, where promote finds the training runs."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    repo = tmp_path / "repo"
+    shutil.copytree(reproduced[0], repo, symlinks=True)
+    subprocess.run([*GIT, "add", "dvc.lock", "metrics", "records", "plots", "data/accepted.json"], cwd=repo, check=True)
+    subprocess.run([*GIT, "commit", "-qm", "baseline"], cwd=repo, check=True)
+    baseline = json.loads((repo / "metrics/evaluation.json").read_text())
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    k = params["evaluate"]["k"]
+    (repo / "params.yaml").write_text(yaml.safe_dump(merge(params, {"evaluate": {"k": k + 5}}), sort_keys=False))
+
+    again = dvc(repo, "repro")
+    assert set(re.findall(r"Running stage '(\w+)'", again.stdout)) == {"evaluate", "promote", "recommend"}  # no retraining
+    changed = json.loads((repo / "metrics/evaluation.json").read_text())
+    metrics = dvc(repo, "metrics", "diff", "--json")
+    plots = dvc(repo, "plots", "diff", "--json")
+    for result in (metrics, plots):
+        assert "failed to load" not in (result.stdout + result.stderr).lower()
+    diff = json.loads(metrics.stdout)["metrics/evaluation.json"]
+    assert changed["cofi"]["precision_at_k"] != baseline["cofi"]["precision_at_k"]
+    assert diff["cofi.precision_at_k"]["old"] == baseline["cofi"]["precision_at_k"]
+    assert diff["cofi.precision_at_k"]["new"] == changed["cofi"]["precision_at_k"]
+    drawn = json.loads(plots.stdout)
+    assert "errors" not in drawn and drawn["data"]
+    for name, renders in drawn["data"].items():
+        for render in renders:
+            assert set(render["revisions"]) == {"HEAD", "workspace"}, name
+            assert {row["rev"] for row in render["content"]["data"]["values"]} == {"HEAD", "workspace"}, name

@@ -131,7 +131,13 @@ def test_a_failed_retrain_restores_and_the_pull_request_commits_every_uncached_o
     keep = re.search(r"^RETRAIN_KEEP := (.+)$", makefile, re.MULTILINE)
     assert keep is not None
     outputs = uncached_outputs()
-    assert {"data/accepted.json", "metrics/drift.json", "metrics/promotion.json"} <= outputs
+    assert {
+        "data/accepted.json",
+        "metrics/drift.json",
+        "metrics/promotion.json",
+        "records/promotion.json",
+        "records/train_cofi.json",
+    } <= outputs
     assert [path for path in sorted(outputs) if not covered(path, keep[1].split())] == []  # dvc checkout cannot restore them
     pull_request = next(step for step in steps(load(RETRAIN)) if step.get("uses", "").startswith("peter-evans/create-pull-request@"))
     assert [path for path in sorted(outputs) if not covered(path, pull_request["with"]["add-paths"].split())] == []
@@ -180,14 +186,18 @@ def write(path: Path, text: str) -> None:
 def test_a_failed_retrain_puts_the_uncached_outputs_back_and_keeps_the_rejected_report(tmp_path: Path):
     backup = tmp_path / ".retrain-backup"
     write(backup / "metrics/evaluation.json", "before")
+    write(backup / "records/evaluation.json", "record before")
     write(backup / "data/accepted.json", "accepted before")
     write(tmp_path / "metrics/evaluation.json", "after")
+    write(tmp_path / "records/evaluation.json", "record after")
     write(tmp_path / "metrics/drift.json", "written by the failed run")
+    write(tmp_path / "records/drift.json", "written by the failed run")
     write(tmp_path / "data/accepted.json", "accepted by the failed run")
     write(tmp_path / "reports/validation/summary.json", '{\n  "success": false\n}\n')
     result = restore(tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "metrics/evaluation.json").read_text() == "before" and not (tmp_path / "metrics/drift.json").exists()
+    assert (tmp_path / "records/evaluation.json").read_text() == "record before" and not (tmp_path / "records/drift.json").exists()
     assert (tmp_path / "data/accepted.json").read_text() == "accepted before"
     assert (tmp_path / "reports/validation-rejected/summary.json").is_file() and not (tmp_path / "reports/validation").exists()
     assert "the rejected data's validation report: reports/validation-rejected/index.html" in result.stderr
@@ -195,11 +205,14 @@ def test_a_failed_retrain_puts_the_uncached_outputs_back_and_keeps_the_rejected_
 
 
 def test_a_failure_after_promote_wrote_its_decisions_restores_nothing(tmp_path: Path):
-    write(tmp_path / ".retrain-backup/metrics/promotion.json", "old decisions")
-    write(tmp_path / "metrics/promotion.json", "new decisions: the champions moved")
+    # the same scores as before (metrics/), but promote registered new versions (records/)
+    for folder in (tmp_path / ".retrain-backup", tmp_path):
+        write(folder / "metrics/promotion.json", "the same scores")
+    write(tmp_path / ".retrain-backup/records/promotion.json", "old versions and decisions")
+    write(tmp_path / "records/promotion.json", "new versions and decisions: the champions moved")
     write(tmp_path / "metrics/evaluation.json", "of the models the champions came from")
     result = restore(tmp_path)
     assert result.returncode == 0, result.stderr
     assert "a step after promote failed; the champions moved, so the workspace keeps this retrain's outputs" in result.stderr
-    assert (tmp_path / "metrics/promotion.json").read_text() == "new decisions: the champions moved"
+    assert (tmp_path / "records/promotion.json").read_text() == "new versions and decisions: the champions moved"
     assert (tmp_path / "metrics/evaluation.json").is_file() and not (tmp_path / ".retrain-backup").exists()

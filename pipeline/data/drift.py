@@ -122,7 +122,8 @@ def _public(summary: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def drift_figures(source: str, reference: Mapping[str, Any] | None, current: Mapping[str, Any]) -> dict[str, Any]:
-    """metrics/drift.json: both summaries and what changed (null without a previous accepted data)."""
+    """Both summaries and what changed (null without a previous accepted data): validate writes the
+    numbers to metrics/drift.json, the source, id types and nulls to records/drift.json."""
     figures: dict[str, Any] = {"source": source, PREVIOUS: _public(reference), "current": _public(current)}
     if reference is None:
         return {**figures, **dict.fromkeys(("n_ratings_change", "n_ratings_change_ratio", "rating_tv_distance", "rating_ks_statistic"))}

@@ -1,6 +1,7 @@
 """The report's data-drift section: the data this run was trained on against the data accepted before it.
 
-It reads what validate wrote to metrics/drift.json (pipeline/data/drift.py): the number of ratings
+It reads what validate wrote to metrics/drift.json and records/drift.json (pipeline/data/drift.py,
+joined by pipeline/records.py): the number of ratings
 before and after, the histogram of stars before and after with each star's share, and two distances
 between the distributions of stars (total variation, Kolmogorov-Smirnov).
 """

@@ -135,9 +135,11 @@ def check_pairs(pairs: pd.DataFrame, what: str = "predict input") -> tuple[np.nd
     users = pd.to_numeric(pairs[USER], errors="coerce")
     movies = pd.to_numeric(pairs[MOVIE], errors="coerce")
     for name, col in ((USER, users), (MOVIE, movies)):
-        if col.isna().any():
-            bad = pairs.loc[col.isna(), name]
-            raise DataError(f"{what}: column '{name}': {len(bad)} rows are not ids (e.g. {bad.iloc[0]!r})")
+        not_whole = col.isna() | ~np.isfinite(col.astype(np.float64)) | (col.astype(np.float64) % 1 != 0)  # 1.5 is no id, not 1
+        if not_whole.any():
+            bad = pairs.loc[not_whole, name]
+            rows = "1 row is not an id" if len(bad) == 1 else f"{len(bad)} rows are not ids"
+            raise DataError(f"{what}: column '{name}': {rows} (ids are whole numbers), e.g. {bad.tolist()[0]!r}")
     return users.to_numpy(np.int64), movies.to_numpy(np.int64)
 
 

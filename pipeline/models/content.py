@@ -19,18 +19,18 @@ genres). `similar` ranks movies by squared Euclidean distance between embeddings
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras
-import tensorflow as tf
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+else:
+    from pipeline.deferred import keras, tf
 
 from pipeline.config import ContentParams
 from pipeline.data.schema import GENRE_VOCABULARY, MOVIE, RATING, TITLE, USER
@@ -53,14 +53,14 @@ from pipeline.models.base import (
     top_n,
 )
 from pipeline.models.content_input import feature_matrix, rating_batches, standardise, validation_split
-from pipeline.models.content_tables import CHUNK, ContentTables, embed
+from pipeline.models.content_tables import CHUNK, MOVIE_TOWER, USER_TOWER, ContentTables, TowerVectors, embed
 from pipeline.models.distributed import (
     MULTI_WORKER,
-    WORKER_FAILURES,
     WorkerTask,
     adapt_for_multi_worker,
     multi_worker_strategy,
     worker_failure,
+    worker_failures,
 )
 from pipeline.models.ranking import SupportRanking
 from pipeline.seeding import seed_everything
@@ -68,8 +68,6 @@ from pipeline.seeding import seed_everything
 KERAS_FILE = "content.keras"
 ARRAYS_FILE = "content.npz"
 STATE_FILE = "content.json"
-USER_TOWER = "user_tower"
-MOVIE_TOWER = "movie_tower"
 STEPS_PER_EXECUTION = 8  # batches per compiled call: less Python overhead per step, same results
 
 
@@ -125,13 +123,6 @@ def build_trainer(network: keras.Model, learning_rate: float, steps_per_executio
     return trainer
 
 
-def tower_parameter_counts(network: keras.Model) -> dict[str, int]:
-    return {
-        "user_tower_params": int(network.get_layer(USER_TOWER).count_params()),
-        "movie_tower_params": int(network.get_layer(MOVIE_TOWER).count_params()),
-    }
-
-
 def genre_feature_row(
     prefs: Mapping[str, float], no_history_raw: np.ndarray, user_columns: Sequence[str], rating_range: tuple[float, float]
 ) -> np.ndarray:
@@ -168,13 +159,12 @@ class ContentModel(ContentTables, SupportRanking):
     """
 
     predicts_ratings: ClassVar[bool] = True
+    kind: ClassVar[str] = "content"
 
     def __init__(self, params: ContentParams) -> None:
         self.params = params
-        self.network: keras.Model | None = None
         self.history: dict[str, list[float]] = {}
         self.best_epoch: int | None = None
-        self._movie_embeddings: np.ndarray | None = None
 
     # -- training -------------------------------------------------------------------------
 
@@ -223,9 +213,10 @@ class ContentModel(ContentTables, SupportRanking):
         strategy = multi_worker_strategy(task, p.collective_timeout) if task else None
         seed_everything(p.seed)
         with strategy.scope() if strategy else contextlib.nullcontext():
-            self.network = build_network(self.user_inputs.shape[1], self.movie_inputs.shape[1], p)
+            network = build_network(self.user_inputs.shape[1], self.movie_inputs.shape[1], p)
             # Keras 3.15's multi-step loop cannot read a distributed iterator (has_next fails): 1 step per call
-            trainer = build_trainer(self.network, p.learning_rate, 1) if strategy else build_trainer(self.network, p.learning_rate)
+            trainer = build_trainer(network, p.learning_rate, 1) if strategy else build_trainer(network, p.learning_rate)
+        self._set_network(network)
         fit_rows, val_rows = validation_split(len(targets), p.validation_fraction, p.seed)
 
         def local(rows: np.ndarray, seed: int | None, shard: tuple[int, int] | None = None) -> tf.data.Dataset:
@@ -257,13 +248,12 @@ class ContentModel(ContentTables, SupportRanking):
                 shuffle=False,  # the dataset shuffles itself, seeded
                 verbose=verbose,
             )
-        except WORKER_FAILURES as exc:
+        except worker_failures() as exc:
             if task is None:
                 raise
             raise worker_failure(exc, task) from exc
         self.history = {key: [float(v) for v in values] for key, values in result.history.items()}
         self.best_epoch = int(early.best_epoch) if p.patience is not None else len(self.history["loss"]) - 1
-        self._movie_embeddings = None
 
     def _set_data(self, train: pd.DataFrame, features: Features, movies: pd.DataFrame, rating_range: tuple[float, float]) -> None:
         self._set_tables(train, features, movies, rating_range)
@@ -271,13 +261,8 @@ class ContentModel(ContentTables, SupportRanking):
 
     # -- embeddings -----------------------------------------------------------------------
 
-    def _trained(self) -> keras.Model:
-        if self.network is None:
-            raise ModelError("content model: not trained yet (call fit or load)")
-        return self.network
-
     def parameter_counts(self) -> dict[str, int]:
-        return tower_parameter_counts(self._trained())
+        return self.tower_parameter_counts()
 
     @property
     def parameter_count(self) -> int:
@@ -303,22 +288,19 @@ class ContentModel(ContentTables, SupportRanking):
         return self._embed(USER_TOWER, standardise(raw, self.scalers.user, self.user_columns))
 
     def movie_embeddings(self, table: pd.DataFrame | None = None, file: str = "movie features") -> np.ndarray:
-        """v_m for each row of a movie features table; None = the catalogue (computed once, cached)."""
+        """v_m for each row of a movie features table; None = the catalogue (the saved vectors)."""
         if table is not None:
             raw = feature_matrix(table, self.movie_columns, file)
             return self._embed(MOVIE_TOWER, standardise(raw, self.scalers.movie, self.movie_columns))
-        if self._movie_embeddings is None:
-            self._movie_embeddings = self._embed(MOVIE_TOWER, self.movie_inputs)
-        return self._movie_embeddings
+        return self.tower_vectors().movies
 
-    def _user_vectors(self, user_ids: np.ndarray) -> np.ndarray:
-        """v_u per id (each distinct user run through the tower once); unknown ids: the no-history user."""
-        unique, inverse = np.unique(np.asarray(user_ids, np.int64), return_inverse=True)
-        rows = index_of(unique, self.user_ids)
-        inputs = np.concatenate([self.user_inputs[rows[rows >= 0]], self.no_history_input])
-        embedded = self._embed(USER_TOWER, inputs)
-        slot = np.where(rows >= 0, np.cumsum(rows >= 0) - 1, len(inputs) - 1)
-        return embedded[slot][inverse]
+    def _compute_vectors(self) -> TowerVectors:
+        return TowerVectors(
+            users=self._embed(USER_TOWER, self.user_inputs),
+            no_history=self._embed(USER_TOWER, self.no_history_input)[0],
+            movies=self._embed(MOVIE_TOWER, self.movie_inputs),
+            unknown_movie=np.zeros(0, np.float32),  # a movie outside the catalogue gets the training mean instead
+        )
 
     def _to_stars(self, dots: np.ndarray) -> np.ndarray:
         stars = self.scalers.target.inverse_transform(np.asarray(dots, np.float64).reshape(-1, 1)).reshape(np.shape(dots))
@@ -334,7 +316,7 @@ class ContentModel(ContentTables, SupportRanking):
         known = np.flatnonzero(movie_rows >= 0)
         if len(known) == 0:
             return out
-        users = self._user_vectors(user_ids[known])
+        users = self.known_user_vectors(user_ids[known])
         movies = self.movie_embeddings()
         dots = np.concatenate(
             [np.einsum("ij,ij->i", users[i : i + CHUNK], movies[movie_rows[known[i : i + CHUNK]]]) for i in range(0, len(known), CHUNK)]
@@ -344,7 +326,7 @@ class ContentModel(ContentTables, SupportRanking):
 
     def score_block(self, user_ids: np.ndarray) -> np.ndarray:
         """Predicted stars (len(user_ids) x catalogue): towers run once per user and once per movie."""
-        return self.rank_scores(self._to_stars(self._user_vectors(user_ids) @ self.movie_embeddings().T))
+        return self.rank_scores(self._to_stars(self.known_user_vectors(user_ids) @ self.movie_embeddings().T))
 
     def recommend(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
         """top_list() as a DataFrame[movie_id, title, score]."""
@@ -386,8 +368,8 @@ class ContentModel(ContentTables, SupportRanking):
         """content.keras (the network), content.npz (tables, catalogue, seen items), content.json."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self._trained().save(directory / KERAS_FILE)
-        save_arrays(directory, ARRAYS_FILE, self._table_arrays())
+        vectors = self._save_network(directory, KERAS_FILE)
+        save_arrays(directory, ARRAYS_FILE, {**self._table_arrays(), **vectors})
         state = {
             "params": self.params.model_dump(),
             **self._table_state(),
@@ -403,7 +385,7 @@ class ContentModel(ContentTables, SupportRanking):
         state = read_model_meta(directory, STATE_FILE)
         arrays = load_arrays(directory, ARRAYS_FILE)
         model = cls(ContentParams.model_validate(state["params"]))
-        model.network = keras.models.load_model(network_file)
+        model._restore_network(network_file, arrays, state)
         model._restore_tables(arrays, state, directory / STATE_FILE)
         model.history = {k: list(v) for k, v in state["history"].items()}
         model.best_epoch = state["best_epoch"]

@@ -9,11 +9,15 @@ O(ratings + users + movies), never O(ratings x features).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+else:
+    from pipeline.deferred import tf
 
 from pipeline.errors import DataError, data_error
 

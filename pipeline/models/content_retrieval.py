@@ -50,19 +50,19 @@ temperature 0.05 0.1882; popularity_prior 0 0.1890 (coverage 0.0992 instead of 0
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras
-import tensorflow as tf
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+else:
+    from pipeline.deferred import keras, tf
 
 from pipeline.config import ContentRankingParams
 from pipeline.data.schema import GENRE_VOCABULARY, MOVIE, RATING, USER, YEAR
@@ -83,9 +83,9 @@ from pipeline.models.base import (
     save_arrays,
     seen_exclusion,
 )
-from pipeline.models.content import MOVIE_TOWER, USER_TOWER, build_tower, genre_feature_row, tower_parameter_counts
+from pipeline.models.content import build_tower, genre_feature_row
 from pipeline.models.content_input import gathered_batches, row_batches, standardise
-from pipeline.models.content_tables import ContentTables, embed
+from pipeline.models.content_tables import MOVIE_TOWER, USER_TOWER, ContentTables, TowerVectors, embed
 from pipeline.models.ranking import SupportRanking
 from pipeline.seeding import seed_everything
 
@@ -295,12 +295,11 @@ class ContentRankingModel(ContentTables, SupportRanking):
     """
 
     predicts_ratings: ClassVar[bool] = False
+    kind: ClassVar[str] = "content ranking"
 
     def __init__(self, params: ContentRankingParams) -> None:
         self.params = params
-        self.network: keras.Model | None = None
         self.history: dict[str, list[float]] = {}
-        self._movie_vectors: np.ndarray | None = None
 
     # -- training -------------------------------------------------------------------------
 
@@ -318,7 +317,7 @@ class ContentRankingModel(ContentTables, SupportRanking):
     def parameters(self) -> ParameterCounts:
         """The towers' weights and the id embedding's unknown-movie row are shared; the id embedding
         has a row per catalogue movie (also read by the users' history bags); nothing per user."""
-        towers = tower_parameter_counts(self._trained())
+        towers = self.tower_parameter_counts()
         id_dim = self.params.id_dim
         parts = f"user tower {towers['user_tower_params']:,} + movie tower {towers['movie_tower_params']:,}"
         if id_dim:
@@ -364,9 +363,8 @@ class ContentRankingModel(ContentTables, SupportRanking):
             losses.append(float(trainer.epoch(dataset)))
             if verbose:
                 print(f"epoch {epoch + 1}/{p.epochs}: loss {losses[-1]:.4f}")
-        self.network = network
+        self._set_network(network)
         self.history = {"loss": losses}
-        self._movie_vectors = None
 
     def _set_data(self, train: pd.DataFrame, features: Features, movies: pd.DataFrame, rating_range: tuple[float, float]) -> None:
         self._set_tables(train, features, movies, rating_range)
@@ -392,11 +390,6 @@ class ContentRankingModel(ContentTables, SupportRanking):
 
     # -- embeddings -----------------------------------------------------------------------
 
-    def _trained(self) -> keras.Model:
-        if self.network is None:
-            raise ModelError("content ranking model: not trained yet (call fit or load)")
-        return self.network
-
     def _embed(self, tower_name: str, inputs: np.ndarray) -> np.ndarray:
         return embed(self._trained().get_layer(tower_name), inputs, self.params.embedding_dim)
 
@@ -409,15 +402,25 @@ class ContentRankingModel(ContentTables, SupportRanking):
         return np.concatenate([features, self._id_table()[id_rows]], axis=1)
 
     def movie_vectors(self) -> np.ndarray:
-        """v_m of every catalogue movie (computed once, cached).
+        """v_m of every catalogue movie (the saved vectors)."""
+        return self.tower_vectors().movies
 
-        Only movies the movie tower was trained on as positives use their own id row; the others
-        (no training rating, or none reaching the threshold) use the unknown-movie row.
-        """
-        if self._movie_vectors is None:
-            id_rows = np.where(self.positives > 0, np.arange(len(self.positives)) + 1, UNKNOWN_MOVIE)
-            self._movie_vectors = self._embed(MOVIE_TOWER, self._movie_tower_inputs(self.movie_inputs, id_rows))
-        return self._movie_vectors
+    def _compute_vectors(self) -> TowerVectors:
+        """Only movies the movie tower was trained on as positives use their own id row; the others
+        (no training rating, or none reaching the threshold) use the unknown-movie row."""
+        id_rows = np.where(self.positives > 0, np.arange(len(self.positives)) + 1, UNKNOWN_MOVIE)
+        n_users = len(self.user_ids)
+        users = self._embed(
+            USER_TOWER,
+            self._user_tower_inputs(np.concatenate([self.user_inputs, self.no_history_input]), np.append(np.arange(n_users), -1)),
+        )
+        unknown = self._movie_tower_inputs(self.unknown_movie_input, np.array([UNKNOWN_MOVIE]))
+        return TowerVectors(
+            users=users[:n_users],
+            no_history=users[n_users],
+            movies=self._embed(MOVIE_TOWER, self._movie_tower_inputs(self.movie_inputs, id_rows)),
+            unknown_movie=self._embed(MOVIE_TOWER, unknown)[0],
+        )
 
     def _history_bags(self, rows: np.ndarray) -> np.ndarray:
         """The bags of the users at `rows` of user_ids (-1: none, zeros): the sum of the id embeddings
@@ -437,14 +440,8 @@ class ContentRankingModel(ContentTables, SupportRanking):
         return np.concatenate([features, self._history_bags(rows)], axis=1)
 
     def user_vectors(self, user_ids: np.ndarray) -> np.ndarray:
-        """v_u per id (each distinct user through the tower once); unknown ids: the no-history user."""
-        unique, inverse = np.unique(np.asarray(user_ids, np.int64), return_inverse=True)
-        rows = index_of(unique, self.user_ids)
-        known = rows[rows >= 0]
-        features = np.concatenate([self.user_inputs[known], self.no_history_input])
-        embedded = self._embed(USER_TOWER, self._user_tower_inputs(features, np.append(known, -1)))
-        slot = np.where(rows >= 0, np.cumsum(rows >= 0) - 1, len(features) - 1)
-        return embedded[slot][inverse]
+        """v_u per id; unknown ids: the no-history user."""
+        return self.known_user_vectors(user_ids)
 
     # -- scores -------------------------------------------------------------------------------
 
@@ -469,8 +466,9 @@ class ContentRankingModel(ContentTables, SupportRanking):
         if len(user_ids) == 0:
             return np.zeros(0, np.float64)
         positions = self.catalogue.index(movie_ids)
-        unknown = self._embed(MOVIE_TOWER, self._movie_tower_inputs(self.unknown_movie_input, np.array([UNKNOWN_MOVIE])))
-        movies = np.concatenate([self.movie_vectors(), unknown])[np.where(positions >= 0, positions, len(self.catalogue))]
+        movies = np.concatenate([self.movie_vectors(), self.tower_vectors().unknown_movie[None, :]])[
+            np.where(positions >= 0, positions, len(self.catalogue))
+        ]
         floor = self.params.popularity_prior * np.log(PRIOR_FLOOR / self.positives.sum())
         prior = np.append(self.popularity_prior(), floor)[np.where(positions >= 0, positions, len(self.catalogue))]
         dots = np.einsum("ij,ij->i", self.user_vectors(user_ids), movies).astype(np.float64)
@@ -560,8 +558,8 @@ class ContentRankingModel(ContentTables, SupportRanking):
         """content_ranking.keras (network), content_ranking.npz (tables, catalogue, seen), content_ranking.json."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self._trained().save(directory / KERAS_FILE)
-        arrays = {**self._table_arrays(), "unknown_movie_features": self.unknown_movie_raw, "positives": self.positives}
+        vectors = self._save_network(directory, KERAS_FILE)
+        arrays = {**self._table_arrays(), **vectors, "unknown_movie_features": self.unknown_movie_raw, "positives": self.positives}
         save_arrays(directory, ARRAYS_FILE, arrays)
         state = {
             "kind": "content_ranking",
@@ -580,7 +578,7 @@ class ContentRankingModel(ContentTables, SupportRanking):
         state = read_model_meta(directory, STATE_FILE)
         arrays = load_arrays(directory, ARRAYS_FILE)
         model = cls(ContentRankingParams.model_validate(state["params"]))
-        model.network = keras.models.load_model(directory / KERAS_FILE)
+        model._restore_network(directory / KERAS_FILE, arrays, state)
         model._restore_tables(arrays, state, directory / STATE_FILE)
         model.history = {k: list(v) for k, v in state["history"].items()}
         model.typical_history = float(state["typical_history"])

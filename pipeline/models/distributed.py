@@ -12,24 +12,31 @@ import dataclasses
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
-import tensorflow as tf
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+else:
+    from pipeline.deferred import keras, tf
 
 from pipeline.errors import ConfigError, ModelError
 
 MULTI_WORKER = "multi_worker"
 TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
-# what a collective raises when a peer died, timed out or the cluster aborted it
-WORKER_FAILURES = (
-    tf.errors.UnavailableError,
-    tf.errors.DeadlineExceededError,
-    tf.errors.CancelledError,
-    tf.errors.AbortedError,
-    tf.errors.InternalError,
-    tf.errors.FailedPreconditionError,
-)
+
+
+def worker_failures() -> tuple[type[Exception], ...]:
+    """What a collective raises when a peer died, timed out or the cluster aborted it."""
+    errors = tf.errors
+    return (
+        errors.UnavailableError,
+        errors.DeadlineExceededError,
+        errors.CancelledError,
+        errors.AbortedError,
+        errors.InternalError,
+        errors.FailedPreconditionError,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Stage `evaluate`: the trained models and the baselines on the same test split.
 
 Reads data/split/{train,test}.parquet, data/raw/{movies.parquet,dataset.json}, models/<name>/,
-metrics/train_<name>.json and the learning curves plots/<name>_<cost|loss>.csv; writes
-metrics/evaluation.json, plots/predictions_<model>.csv, plots/error_by_activity.csv and
+records/train_<name>.json (training run, dataset), the learning curves plots/<name>_<cost|loss>.csv
+and validate's drift figures; writes metrics/evaluation.json (the numbers), records/evaluation.json
+(why a baseline was skipped), plots/predictions_<model>.csv, plots/error_by_activity.csv and
 reports/report.{html,md} together (nothing partial on error). The report also counts each trained
 model's parameters and maps each family's movie vectors in 2-D. Metrics, the evaluation settings
 (params evaluate.k, .relevance_threshold, .cold_threshold) and the test split (an input dataset) go
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline import records
 from pipeline.choices import family_objective
 from pipeline.config import Params
 from pipeline.data.schema import MOVIE, RATING, USER
@@ -34,7 +36,7 @@ from pipeline.evaluation.metrics import (
     train_counts,
 )
 from pipeline.evaluation.report import MovieMap, html_report, markdown_report, movie_map
-from pipeline.io import atomic_outputs, read_json, write_json
+from pipeline.io import atomic_outputs
 from pipeline.models.base import Catalogue, CountsParameters, EmbedsMovies, ParameterCounts, Recommender, TrainingData
 from pipeline.models.baselines import BiasModel, GlobalMeanModel, PopularityModel
 from pipeline.models.ease import EaseModel
@@ -42,7 +44,7 @@ from pipeline.models.genre_affinity import GenreAffinityModel
 from pipeline.models.loading import FAMILIES, TRAINED_MODELS, class_at
 from pipeline.models.ranking import for_lists
 from pipeline.paths import Layout
-from pipeline.stages.inputs import check_trained_on, read_ratings, read_training_data
+from pipeline.stages.inputs import check_trained_on, read_ratings, read_training_data, training_record
 
 
 @dataclass(frozen=True)
@@ -53,13 +55,10 @@ class Skipped:
 
 
 def training_info(name: str, layout: Layout) -> dict[str, Any]:
-    """metrics/train_<name>.json, which must hold the training run's `mlflow_run_id`."""
-    path = layout.training_metrics(name)
-    if not path.is_file():
-        raise ModelError(f"{path}: not found; train the {name} model first (dvc repro train_{name})")
-    info = read_json(path)
-    if not isinstance(info, dict) or not info.get("mlflow_run_id"):
-        raise ModelError(f"{path}: no 'mlflow_run_id'; retrain the {name} model (dvc repro --force train_{name})")
+    """records/train_<name>.json, which must hold the training run's `mlflow_run_id`."""
+    info = training_record(name, layout)
+    if not info.get("mlflow_run_id"):
+        raise ModelError(f"{layout.training_record(name)}: no 'mlflow_run_id'; retrain the {name} model (dvc repro --force train_{name})")
     return info
 
 
@@ -167,7 +166,7 @@ def evaluate_all(
 ) -> tuple[dict[str, Any], dict[str, pd.DataFrame], pd.DataFrame]:
     """(evaluation.json content, predictions sample per rating model, error by activity of every rating model).
 
-    A skipped model gets the row {"skipped": reason} instead of metrics."""
+    A skipped model gets the row {"skipped": reason} instead of metrics (on disk in records/evaluation.json)."""
     cfg = params.evaluate
     seen = seen_items(train, catalogue)
     sample = plot_sample(len(test), cfg.plot_sample, cfg.seed)
@@ -286,6 +285,16 @@ def log_to_mlflow(
             log_evaluation(new_run, metrics)
 
 
+def read_drift(layout: Layout) -> dict[str, Any] | None:
+    """validate's drift figures (metrics/drift.json with its record), for the report's data-drift
+    section; None when validate wrote none."""
+    if not layout.drift.is_file():
+        return None
+    record = layout.record_of(layout.drift)
+    layout.require(record)
+    return records.read(layout.drift, record)
+
+
 def run(params: Params, layout: Layout, trained: Mapping[str, str] = TRAINED_MODELS) -> None:
     """`trained` maps model name -> loader ("module:Class"); tests pass their own."""
     data, test, dataset = read_inputs(layout)
@@ -302,15 +311,16 @@ def run(params: Params, layout: Layout, trained: Mapping[str, str] = TRAINED_MOD
     protocol = protocol_text(params, len(train), len(test), dataset)
     k = params.evaluate.k
     parameters = parameter_counts(loaded)
-    drift = read_json(layout.drift) if layout.drift.is_file() else None  # validate's, for the data-drift section
+    drift = read_drift(layout)
     markdown = markdown_report(evaluation, k, protocol, FAMILIES, parameters, drift=drift)
     curves = read_curves(list(trained), layout)
     page = html_report(evaluation, k, protocol, curves, activity, FAMILIES, parameters, movie_maps(loaded, data), drift=drift)
 
-    finals = [layout.evaluation, layout.error_by_activity, layout.report_html, layout.report_md, *map(layout.predictions, samples)]
+    record = layout.record_of(layout.evaluation)
+    finals = [layout.evaluation, record, layout.error_by_activity, layout.report_html, layout.report_md, *map(layout.predictions, samples)]
     with atomic_outputs(*finals) as tmps:
         out = dict(zip(finals, tmps, strict=True))
-        write_json(out[layout.evaluation], evaluation)
+        records.write(out[layout.evaluation], out[record], evaluation)
         activity.to_csv(out[layout.error_by_activity], index=False)
         out[layout.report_html].write_text(page, encoding="utf-8")
         out[layout.report_md].write_text(markdown, encoding="utf-8")

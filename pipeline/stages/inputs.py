@@ -11,13 +11,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import records
 from pipeline.data.schema import MOVIE, RATING, RATINGS_COLUMNS, TIMESTAMP, USER, RatingScale, conform_movies, conform_ratings
 from pipeline.errors import DataError, ModelError
-from pipeline.io import atomic_outputs, read_json, write_json
+from pipeline.io import atomic_outputs, read_json
 from pipeline.models.base import Recommender, TrainingData
 from pipeline.paths import DEFAULT_LAYOUT, Layout
 
 MODEL_COLUMNS = (USER, MOVIE, RATING)  # what training and evaluation read: timestamps stay on disk
+RECORDED_NUMBERS = ("seconds",)  # wall time differs run to run: in records/train_<name>.json, not among the metrics
 
 
 def read_ratings(path: Path, columns: Sequence[str] = MODEL_COLUMNS) -> pd.DataFrame:
@@ -55,7 +57,7 @@ def read_training_data(layout: Layout) -> tuple[TrainingData, dict[str, Any]]:
 
 
 def dataset_identity(dataset: Mapping[str, Any], file: Path = DEFAULT_LAYOUT.raw_meta) -> dict[str, str]:
-    """What every training stage records in metrics/train_<name>.json about its data, from dataset.json
+    """What every training stage records in records/train_<name>.json about its data, from dataset.json
     (`file`): `dataset_fingerprint` and `data_source`; a DataError naming the file when either is missing."""
     for key in ("fingerprint", "source"):
         value = dataset.get(key)
@@ -65,10 +67,10 @@ def dataset_identity(dataset: Mapping[str, Any], file: Path = DEFAULT_LAYOUT.raw
 
 
 def check_trained_on(info: Mapping[str, Any], dataset: Mapping[str, Any], name: str, layout: Layout) -> None:
-    """A ModelError unless metrics/train_<name>.json records the fingerprint of the current dataset.
+    """A ModelError unless `info` (records/train_<name>.json) holds the fingerprint of the current dataset.
 
     A missing fingerprint is an error too: which data trained the model is then unknown."""
-    file = layout.training_metrics(name)
+    file = layout.training_record(name)
     recorded, current = info.get("dataset_fingerprint"), dataset_identity(dataset, layout.raw_meta)["dataset_fingerprint"]
     if not recorded:
         raise ModelError(
@@ -82,10 +84,22 @@ def check_trained_on(info: Mapping[str, Any], dataset: Mapping[str, Any], name: 
         )
 
 
-def save_trained(model: Recommender, metrics: Mapping[str, Any], curve: pd.DataFrame, name: str, layout: Layout) -> None:
-    """models/<name>/, metrics/train_<name>.json and the learning curve's CSV, all or nothing."""
-    outputs = (layout.model_dir(name), layout.training_metrics(name), layout.learning_curve(name))
-    with atomic_outputs(*outputs) as (model_dir, metrics_file, curve_csv):
+def training_record(name: str, layout: Layout) -> dict[str, Any]:
+    """records/train_<name>.json (MLflow run and model URI, dataset, seconds), or a ModelError when it is missing."""
+    file = layout.training_record(name)
+    if not file.is_file():
+        raise ModelError(f"{file}: not found; train the {name} model first (dvc repro train_{name})")
+    info = read_json(file)
+    if not isinstance(info, dict):
+        raise ModelError(f"{file}: not a JSON object; retrain the {name} model (dvc repro --force train_{name})")
+    return info
+
+
+def save_trained(model: Recommender, result: Mapping[str, Any], curve: pd.DataFrame, name: str, layout: Layout) -> None:
+    """models/<name>/, the training `result` (its numbers in metrics/train_<name>.json, the rest in
+    records/train_<name>.json) and the learning curve's CSV, all or nothing."""
+    outputs = (layout.model_dir(name), layout.training_metrics(name), layout.training_record(name), layout.learning_curve(name))
+    with atomic_outputs(*outputs) as (model_dir, metrics_file, record_file, curve_csv):
         model.save(model_dir)
-        write_json(metrics_file, metrics)
+        records.write(metrics_file, record_file, result, RECORDED_NUMBERS)
         curve.to_csv(curve_csv, index=False)

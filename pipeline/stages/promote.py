@@ -1,10 +1,11 @@
 """Stage `promote`: register each newly trained model in the MLflow Model Registry and move `champion`
 behind the metric gate of pipeline/registry.py.
 
-Reads metrics/evaluation.json, metrics/train_<name>.json (the logged `model_uri`, its run and the
+Reads {metrics,records}/evaluation.json, records/train_<name>.json (the logged `model_uri`, its run and the
 dataset fingerprint), data/split/{train,test}.parquet and data/raw/dataset.json (fingerprint and
-source: the registered name is `recsys-<model>-<source>`); writes metrics/promotion.json (per model:
-decision, both scores, reason); each version gets a short description (its run, data, test metrics,
+source: the registered name is `recsys-<model>-<source>`); writes per model both scores and
+`promoted` (1 when champion moved to it, else 0) to metrics/promotion.json, and the registered name,
+versions, decision and reason to records/promotion.json; each version gets a short description (its run, data, test metrics,
 decision and why) and a few tags (data source, dataset fingerprint, decision, the champion it was
 compared with). Runs only after `evaluate` succeeded; a model without a usable
 evaluation, a recorded training dataset or a finished training run is refused, never registered. Each
@@ -20,14 +21,15 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline import registry, tracking
+from pipeline import records, registry, tracking
+from pipeline.choices import family_objective
 from pipeline.config import Params
 from pipeline.data.schema import conform_ratings
 from pipeline.errors import ModelError, RecsysError
 from pipeline.evaluation.metric_table import METRICS
 from pipeline.evaluation.metrics import flat_metrics
-from pipeline.io import read_json, write_json
-from pipeline.models.loading import TRAINED_MODELS, model_class
+from pipeline.io import atomic_outputs, read_json
+from pipeline.models.loading import TRAINED_MODELS
 from pipeline.paths import DEFAULT_LAYOUT, Layout
 from pipeline.registry import CHALLENGER, CHAMPION, Decision, Refused
 from pipeline.stages.inputs import check_trained_on, dataset_identity
@@ -47,14 +49,14 @@ class Candidate:
 
 def gate_metric(model: str, params: Params) -> str:
     """promote.metric for a rating model, promote.ranking_metric for a ranking model."""
-    predicts_ratings = bool(getattr(model_class(model), "predicts_ratings", True)) if model in TRAINED_MODELS else True
+    predicts_ratings = model not in TRAINED_MODELS or family_objective(model)[1] == "rating"  # by name: imports no model
     return registry.gate_metric(predicts_ratings, params.promote.metric, params.promote.ranking_metric)
 
 
 def candidate(model: str, evaluation: Mapping[str, Any], dataset: Mapping[str, Any], metric: str, layout: Layout) -> Candidate:
     """The model's registration request, or Refused saying why it must not be registered."""
     score = registry.challenger_score(evaluation, model, metric, str(layout.evaluation))
-    file = str(layout.training_metrics(model))
+    file = str(layout.training_record(model))
     try:
         info = read_json(file)
     except (OSError, ValueError):
@@ -101,7 +103,7 @@ def description(run_name: str, run_id: str, data: str, tests: str, decision: Dec
 
 
 def read_split(layout: Layout) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    layout.require(layout.train, layout.test, layout.raw_meta, layout.evaluation)
+    layout.require(layout.train, layout.test, layout.raw_meta, layout.evaluation, layout.record_of(layout.evaluation))
     train = conform_ratings(pd.read_parquet(layout.train), str(layout.train))
     test = conform_ratings(pd.read_parquet(layout.test), str(layout.test))
     return train, test, read_json(layout.raw_meta)
@@ -182,7 +184,7 @@ def judge_all(client: Any, params: Params, models: list[str], layout: Layout) ->
     train, test, dataset = read_split(layout)
     source = dataset_identity(dataset, layout.raw_meta)["data_source"]
     data = data_line(dataset, params.split.strategy, len(train), len(test))
-    evaluation = read_json(layout.evaluation)
+    evaluation = records.read(layout.evaluation, layout.record_of(layout.evaluation))
     results: dict[str, Any] = {}
     for model in models:
         metric = gate_metric(model, params)
@@ -194,14 +196,18 @@ def judge_all(client: Any, params: Params, models: list[str], layout: Layout) ->
 
 
 def move_champions(client: Any, results: Mapping[str, dict[str, Any]], moved: list[str]) -> None:
-    """Point `champion` at each winner (appending its name to `moved`); record champion_after."""
+    """Point `champion` at each winner (appending its name to `moved`); record champion_after and promoted."""
     for entry in results.values():
-        if entry["decision"] in registry.MOVES_CHAMPION:
+        promoted = entry["decision"] in registry.MOVES_CHAMPION
+        if promoted:
             client.set_registered_model_alias(entry["registered_model"], CHAMPION, entry["version"])
             moved.append(entry["registered_model"])
-        entry["champion_after"] = (
-            entry["version"] if entry["decision"] in (*registry.MOVES_CHAMPION, "unchanged") else entry["champion_version"]
-        )
+        entry["champion_after"] = entry["version"] if promoted or entry["decision"] == "unchanged" else entry["champion_version"]
+        entry["promoted"] = int(promoted)
+
+
+# Registry version numbers count registrations (a re-run registers again): records, not metrics.
+RECORDED_NUMBERS = ("version", "champion_version", "champion_after")
 
 
 def summary(results: Mapping[str, Any]) -> str:
@@ -230,7 +236,9 @@ def run(params: Params, models: list[str] | None = None, layout: Layout = DEFAUL
         aliases = f"champion moved only for {', '.join(moved)}" if moved else "no champion alias moved"
         raise RecsysError(
             f"promote: MLflow at {where} failed ({text.splitlines()[0] if text else type(exc).__name__}); "
-            f"{aliases}; {layout.promotion} not written"
+            f"{aliases}; {layout.promotion} and {layout.record_of(layout.promotion)} not written"
         ) from None
-    write_json(layout.promotion, results)
+    record = layout.record_of(layout.promotion)
+    with atomic_outputs(layout.promotion, record) as (metrics_file, record_file):
+        records.write(metrics_file, record_file, results, RECORDED_NUMBERS)
     print(summary(results))

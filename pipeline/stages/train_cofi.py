@@ -1,5 +1,5 @@
-"""Stage `train_cofi`: train split -> models/cofi/, metrics/train_cofi.json, plots/cofi_cost.csv, and an
-MLflow run `cofi-rating@<source>` (params, `curve_train_cost` per iteration, cost-curve PNG, pyfunc model).
+"""Stage `train_cofi`: train split -> models/cofi/, {metrics,records}/train_cofi.json, plots/cofi_cost.csv,
+and an MLflow run `cofi-rating@<source>` (params, `curve_train_cost` per iteration, cost-curve PNG, pyfunc model).
 
 Nothing is written when training fails (a NaN cost, bad input): the outputs appear all together.
 """

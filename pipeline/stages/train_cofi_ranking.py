@@ -1,4 +1,4 @@
-"""Stage `train_cofi_ranking`: train split -> models/cofi_ranking/, metrics/train_cofi_ranking.json,
+"""Stage `train_cofi_ranking`: train split -> models/cofi_ranking/, {metrics,records}/train_cofi_ranking.json,
 plots/cofi_ranking_cost.csv, and an MLflow run `cofi-ranking@<source>` (params, `curve_train_cost` per
 ALS iteration, cost-curve PNG, pyfunc model whose predict() returns ranking scores, not stars).
 

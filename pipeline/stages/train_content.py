@@ -1,4 +1,4 @@
-"""Stage `train_content`: train split + data/features/ -> models/content/, metrics/train_content.json,
+"""Stage `train_content`: train split + data/features/ -> models/content/, {metrics,records}/train_content.json,
 plots/content_loss.csv, and an MLflow run `content-rating@<source>` (params, per-epoch
 curve_train_loss/curve_val_loss, learning-curve PNG, model summary, pyfunc model).
 

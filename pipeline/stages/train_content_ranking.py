@@ -1,5 +1,5 @@
 """Stage `train_content_ranking`: train split + features -> models/content_ranking/,
-metrics/train_content_ranking.json, plots/content_ranking_loss.csv, and an MLflow run
+{metrics,records}/train_content_ranking.json, plots/content_ranking_loss.csv, and an MLflow run
 `content-ranking@<source>` (params, `curve_train_loss` per epoch, loss-curve PNG, pyfunc model whose
 predict() returns ranking scores, not stars).
 

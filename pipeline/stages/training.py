@@ -1,7 +1,8 @@
 """What every training stage does around its model: one MLflow run (`training_run`: its name, tags,
 the train split as input dataset, params under their own and under family-independent names; then
 a curve per iteration, its figure, the pyfunc model), then models/<name>/, metrics/train_<name>.json
-and the curve CSV written together (nothing when training fails).
+(the numbers), records/train_<name>.json (run id, model URI, dataset, seconds) and the curve CSV
+written together (nothing when training fails).
 
 A stage describes its model with a `TrainingSpec` and calls `train(spec, params, layout)`; adding a
 model to the pipeline is one spec, one stage module and one dvc.yaml stage.
@@ -55,7 +56,7 @@ class Curves:
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    name: str  # models/<name>/, metrics/train_<name>.json, plots/<name>_<curve>.csv, the run's `model` tag (choices.FAMILIES)
+    name: str  # models/<name>/, {metrics,records}/train_<name>.json, plots/<name>_<curve>.csv, the run's `model` tag (choices.FAMILIES)
     logged_params: Callable[[Params], dict[str, Any]]  # the params.yaml sections the fit reads
     hyperparameters: Callable[[Params], Hyperparameters]
     fit: Callable[[TrainingData, Params, Layout], Any]
@@ -93,7 +94,8 @@ def training_run(name: str, params: Params, dataset: Mapping[str, Any], ratings:
 
 
 def train(spec: TrainingSpec, params: Params, layout: Layout) -> dict[str, Any]:
-    """Fit, log and save the model of `spec` in `layout`; returns metrics/train_<name>.json's content."""
+    """Fit, log and save the model of `spec` in `layout`; returns the training result (what
+    metrics/train_<name>.json and records/train_<name>.json hold together)."""
     tracking.check_reachable()  # an unreachable tracking server fails here, before any training
     data, meta = read_training_data(layout)
     if spec.reads_features:

@@ -1,5 +1,5 @@
 """Stage `validate`: Great Expectations gate over data/raw/ -> reports/validation/, and for accepted
-data data/accepted.json and metrics/drift.json.
+data data/accepted.json and metrics/drift.json (its data source and id types in records/drift.json).
 
 The reports are written (atomically) whether or not the data passes, so a failure can be read in
 reports/validation/summary.json and index.html (a self-contained page rendered from the summary,
@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline import records
 from pipeline.choices import OWN_SOURCES
 from pipeline.config import Params
 from pipeline.data import drift
@@ -98,8 +99,9 @@ def run(params: Params, layout: Layout) -> None:
         outcome = validate_to_reports(ratings, movies, scale, params.validate_params, tmp, reference=gated, id_maps=id_maps)
         write_page(tmp, suite_files(layout))  # in place of the Data Docs' index page, which needs a network
         if outcome.success:
-            with atomic_outputs(layout.accepted_data, layout.drift) as (accepted_tmp, drift_tmp):
+            outputs = (layout.accepted_data, layout.drift, layout.record_of(layout.drift))
+            with atomic_outputs(*outputs) as (accepted_tmp, drift_tmp, record_tmp):
                 write_json(accepted_tmp, drift.accept(accepted, source, current))
-                write_json(drift_tmp, drift.drift_figures(source, reference, current))
+                records.write(drift_tmp, record_tmp, drift.drift_figures(source, reference, current))
     if not outcome.success:
         raise DataError(failure_report(outcome, layout))

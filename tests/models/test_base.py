@@ -86,5 +86,12 @@ def test_recommendation_frame_names_the_movies(catalogue: Catalogue):
 def test_check_pairs_names_missing_and_non_numeric_columns():
     with pytest.raises(DataError, match="movie_id"):
         check_pairs(pd.DataFrame({"user_id": [1]}))
-    with pytest.raises(DataError, match="'user_id': 1 rows are not ids"):
+    with pytest.raises(DataError, match=r"'user_id': 1 row is not an id \(ids are whole numbers\), e.g. 'x'"):
         check_pairs(pd.DataFrame({"user_id": ["x"], "movie_id": [1]}))
+
+
+def test_check_pairs_refuses_fractional_ids_instead_of_truncating_them():
+    with pytest.raises(DataError, match=r"'movie_id': 2 rows are not ids \(ids are whole numbers\), e.g. 1.5"):
+        check_pairs(pd.DataFrame({"user_id": [1, 2, 3], "movie_id": [1.5, 2.0, 7.25]}))
+    users, movies = check_pairs(pd.DataFrame({"user_id": [1.0, 2], "movie_id": ["3", 4]}))
+    assert users.tolist() == [1, 2] and movies.tolist() == [3, 4]

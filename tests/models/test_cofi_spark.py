@@ -8,7 +8,6 @@ on a few hundred ratings.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from pipeline.models.cofi_spark import (
     reg_param,
 )
 from pipeline.stages.train_cofi import run
-from tests.factories import SCALE, low_rank_ratings, training_data, training_layout, training_outputs
+from tests.factories import SCALE, low_rank_ratings, training_data, training_layout, training_outputs, training_result
 
 pytestmark = pytest.mark.filterwarnings("ignore:PySpark does not yet fully support pandas:FutureWarning")
 CONF = {
@@ -248,12 +247,12 @@ def stage_params(**cofi) -> object:
 
 def test_the_stage_on_spark_writes_what_the_tensorflow_engine_writes(session, tmp_path):
     layout = training_layout(tmp_path)
-    model_dir, metrics_file, cost_csv = training_outputs(layout, "cofi")
+    model_dir, _, _, cost_csv = training_outputs(layout, "cofi")
     run(stage_params(), layout)
-    tf_metrics, tf_curve = json.loads(metrics_file.read_text()), pd.read_csv(cost_csv)
+    tf_metrics, tf_curve = training_result(layout, "cofi"), pd.read_csv(cost_csv)
 
     run(stage_params(engine="spark", log_cost_every=1), layout)
-    metrics, curve = json.loads(metrics_file.read_text()), pd.read_csv(cost_csv)
+    metrics, curve = training_result(layout, "cofi"), pd.read_csv(cost_csv)
     assert metrics.keys() == tf_metrics.keys() and list(curve.columns) == list(tf_curve.columns)
     assert curve["iteration"].tolist() == [0, 1, 2] and metrics["iterations_run"] == 3
     assert np.all(np.diff(curve["cost"]) <= 1e-9)  # ALS never raises its objective, which is the mean-cost J

@@ -17,7 +17,7 @@ from pipeline.features import USER_FEATURE_COLUMNS, build_features
 from pipeline.models.baselines import BiasModel
 from pipeline.models.content import MOVIE_TOWER, USER_TOWER, ContentModel, build_network, build_trainer
 from pipeline.models.content_input import feature_matrix, rating_batches, validation_split
-from tests.factories import split_rows, tiny_synthetic_split, training_data
+from tests.factories import check_scores_from_saved_vectors, split_rows, tiny_synthetic_split, training_data
 from tests.models.contract import UNKNOWN_ID, ModelContract
 
 TINY = ContentParams(
@@ -82,7 +82,7 @@ def test_fitted_model_reports_each_towers_parameter_count(tiny_model: ContentMod
 
 
 def test_embeddings_have_unit_norm(tiny_model: ContentModel, tiny_data):
-    users = tiny_model._user_vectors(np.array([*tiny_data[0][USER].unique()[:5], UNKNOWN_ID]))
+    users = tiny_model.known_user_vectors(np.array([*tiny_data[0][USER].unique()[:5], UNKNOWN_ID]))
     np.testing.assert_allclose(np.linalg.norm(tiny_model.movie_embeddings(), axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(users, axis=1), 1.0, atol=1e-5)
 
@@ -92,7 +92,7 @@ def test_prediction_is_the_dot_product_mapped_from_minus_one_one_to_the_training
     pairs = train[[USER, MOVIE]].head(6)
     dots = np.einsum(
         "ij,ij->i",
-        tiny_model._user_vectors(pairs[USER].to_numpy()),
+        tiny_model.known_user_vectors(pairs[USER].to_numpy()),
         tiny_model.movie_embeddings()[tiny_model.catalogue.index(pairs[MOVIE].to_numpy())],
     )
     low, high = train[RATING].min(), train[RATING].max()
@@ -251,16 +251,9 @@ def test_score_block_equals_predict_over_the_whole_grid(tiny_model, tiny_data):
     np.testing.assert_allclose(block.ravel(), tiny_model.predict(grid), rtol=1e-6)
 
 
-def test_score_block_runs_each_tower_once_per_distinct_user_and_movie(tiny_data, tmp_path: Path, monkeypatch):
-    fit_tiny(tiny_data, epochs=1).save(tmp_path)
-    model = ContentModel.load(tmp_path)
-    calls: list[tuple[str, int]] = []
-    embed = model._embed
-    monkeypatch.setattr(model, "_embed", lambda tower, inputs: calls.append((tower, len(inputs))) or embed(tower, inputs))
-    users = np.array([int(tiny_data[0][USER].iloc[0])] * 3 + [UNKNOWN_ID, UNKNOWN_ID])
-    model.score_block(users)
-    model.score_block(users[:1])
-    assert calls == [(USER_TOWER, 2), (MOVIE_TOWER, len(model.catalogue)), (USER_TOWER, 2)]
+def test_a_loaded_model_scores_known_and_unknown_users_from_saved_vectors_without_tensorflow(tiny_data, tmp_path: Path, monkeypatch):
+    users = np.array([*np.unique(tiny_data[0][USER])[:4], UNKNOWN_ID])
+    check_scores_from_saved_vectors(fit_tiny(tiny_data, epochs=1), "content", users, tmp_path, monkeypatch)
 
 
 def test_genre_row_starts_from_the_no_history_user_and_sets_the_stated_genres(tiny_model, tiny_data):

@@ -28,7 +28,7 @@ from pipeline.models.content_input import rating_batches
 from pipeline.models.distributed import WorkerTask, worker_failure, worker_task
 from pipeline.paths import Layout
 from pipeline.stages import train_content
-from tests.factories import content_layout, training_data, training_outputs
+from tests.factories import content_layout, training_data, training_outputs, training_result
 
 REPO = Path(__file__).resolve().parents[2]
 CONTENT = {
@@ -224,7 +224,7 @@ def test_two_workers_train_like_one_and_only_the_chief_writes(cluster_factory):
     # The logged epoch losses agree less closely (measured: up to 3.3%) though the weights are the
     # same: Keras weights each batch's loss by the length of the first input, here the batch's
     # distinct users, and a worker's half of a batch holds more than half of them.
-    metrics = json.loads(chief.training_metrics("content").read_text())
+    metrics = training_result(chief, "content")
     assert metrics["epochs_run"] == CONTENT["epochs"]
     np.testing.assert_allclose(distributed.history["loss"], single.history["loss"], rtol=0.05)
     np.testing.assert_allclose(distributed.history["val_loss"], single.history["val_loss"], rtol=0.05)

@@ -16,9 +16,8 @@ from pipeline.errors import ConfigError, DataError, ModelError
 from pipeline.features import build_features
 from pipeline.models.base import SeenItems
 from pipeline.models.baselines import PopularityModel
-from pipeline.models.content import MOVIE_TOWER, USER_TOWER
 from pipeline.models.content_retrieval import ContentRankingModel, history_table, in_batch_softmax_loss, log_popularity
-from tests.factories import tiny_synthetic_split, training_data
+from tests.factories import check_scores_from_saved_vectors, tiny_synthetic_split, training_data
 from tests.models.contract import UNKNOWN_ID, ModelContract
 
 TINY = ContentRankingParams(
@@ -175,16 +174,11 @@ def test_predict_is_the_score_block_entry_and_unknown_ids_get_finite_scores(tiny
     assert not tiny_model.predicts_ratings
 
 
-def test_score_block_runs_each_tower_once_per_distinct_user_and_movie(tiny_model, tiny_data, tmp_path: Path, monkeypatch):
-    tiny_model.save(tmp_path)
-    model = ContentRankingModel.load(tmp_path)
-    calls: list[tuple[str, int]] = []
-    embed = model._embed
-    monkeypatch.setattr(model, "_embed", lambda tower, inputs: calls.append((tower, len(inputs))) or embed(tower, inputs))
-    users = np.array([int(tiny_data[0][USER].iloc[0])] * 3 + [UNKNOWN_ID, UNKNOWN_ID])
-    model.score_block(users)
-    model.score_block(users[:1])
-    assert calls == [(USER_TOWER, 2), (MOVIE_TOWER, len(model.catalogue)), (USER_TOWER, 2)]
+def test_a_loaded_model_scores_known_and_unknown_users_from_saved_vectors_without_tensorflow(
+    tiny_model, tiny_data, tmp_path: Path, monkeypatch
+):
+    users = np.array([*np.unique(tiny_data[0][USER])[:4], UNKNOWN_ID])
+    check_scores_from_saved_vectors(tiny_model, "content_ranking", users, tmp_path, monkeypatch)
 
 
 def test_every_param_changes_the_scores(tiny_model, tiny_data):

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import registry
+from pipeline import records, registry
 from pipeline.config import SyntheticParams
 from pipeline.data.synthetic import generate
 from pipeline.models.loading import TRAINED_MODELS
@@ -38,7 +38,7 @@ OWN_DATA = SyntheticParams(n_users=60, n_movies=200, n_ratings=3000, min_user_ra
 RATINGS_FILE, MOVIES_FILE = "data/own/ratings.csv", "data/own/movies.csv"
 DAY = 86_400
 # What a rejected retrain must leave as it was (data/own/ is the team's input, changed by the test itself).
-KEPT = ("data", "models", "metrics", "plots", "reports/validation", "dvc.lock")
+KEPT = ("data", "models", "metrics", "records", "plots", "reports/validation", "dvc.lock")
 
 # Tiny data and training: seconds per stage, still every stage doing real work.
 TINY = {
@@ -107,6 +107,11 @@ class Scenario:
     def read(self, name: str) -> Any:
         return json.loads((self.repo / name).read_text())
 
+    def result(self, metrics_file: str) -> dict[str, Any]:
+        """metrics/<file> and records/<file>, joined: what the stage that wrote them returned."""
+        path = self.repo / metrics_file
+        return records.read(path, self.repo / "records" / path.name)
+
     def retrain(self) -> subprocess.CompletedProcess[str]:
         """`make retrain` (the venv is the test's own: -o skips building one in the copy), then commit
         dvc.lock and the metrics as merging the retrain pull request would."""
@@ -116,8 +121,8 @@ class Scenario:
         self.runs.append(result)
         if result.returncode != 0:
             raise AssertionError(f"make retrain failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-        self.promotions.append(self.read("metrics/promotion.json"))
-        self.trainings.append({name: self.read(f"metrics/train_{name}.json") for name in TRAINED_MODELS})
+        self.promotions.append(self.result("metrics/promotion.json"))
+        self.trainings.append({name: self.result(f"metrics/train_{name}.json") for name in TRAINED_MODELS})
         git(self.repo, "add", "-A")
         git(self.repo, "commit", "-qm", f"retrain {len(self.runs)}")
         return result

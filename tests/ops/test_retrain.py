@@ -105,7 +105,7 @@ def test_a_batch_that_validate_rejects_fails_the_retrain_and_changes_nothing(sce
     changed = sorted(path for path in {*accepted["files"], *after["files"]} if accepted["files"].get(path) != after["files"].get(path))
     assert changed == []
     files = set(after["files"])  # what was compared: the lock, the reference, the data, the models, the metrics
-    assert {"dvc.lock", "data/accepted.json", "data/raw/ratings.parquet", "metrics/drift.json", "metrics/promotion.json"} <= files
+    assert {"dvc.lock", "data/accepted.json", "data/raw/ratings.parquet", "metrics/drift.json", "records/promotion.json"} <= files
     assert all(any(path.startswith(f"models/{model}/") for path in files) for model in TRAINED_MODELS)
     report = json.loads((scenario.repo / "reports/validation-rejected/summary.json").read_text())
     assert report["success"] is False and report["suites"]["user_ids"]["failed"] == 1

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import tracking
+from pipeline import records, tracking
 from pipeline.config import BiasParams, parse_params
 from pipeline.errors import DataError, ModelError
 from pipeline.io import write_json
@@ -49,7 +49,7 @@ def layout(tmp_path: Path) -> Layout:
 
 
 def fake_trained_model(layout: Layout, run_id: str | None = "new", name: str = "cofi", **info) -> str | None:
-    """models/<name> (a bias model), metrics/train_<name>.json (run id, the dataset as the training
+    """models/<name> (a bias model), records/train_<name>.json (run id, the dataset as the training
     stages record it, `info` on top; a None value drops the key) and, by default, its MLflow training run."""
     model = BiasModel.fit(training_data(pd.read_parquet(layout.train), tiny_movies()), BiasParams(reg_user=1.0))
     model.save(layout.model_dir(name))
@@ -57,12 +57,12 @@ def fake_trained_model(layout: Layout, run_id: str | None = "new", name: str = "
         with tracking.start_run(name, "eval-test", name, DATASET) as run_id:
             pass
     record = {"mlflow_run_id": run_id, **dataset_identity(DATASET), **info}
-    write_json(layout.training_metrics(name), {k: v for k, v in record.items() if v is not None})
+    write_json(layout.training_record(name), {k: v for k, v in record.items() if v is not None})
     return run_id
 
 
 def outputs(layout: Layout, models: list[str]) -> list[Path]:
-    files = [layout.evaluation, layout.error_by_activity, layout.report_html, layout.report_md]
+    files = [layout.evaluation, layout.record_of(layout.evaluation), layout.error_by_activity, layout.report_html, layout.report_md]
     return files + [layout.predictions(m) for m in models]
 
 
@@ -161,11 +161,11 @@ def test_the_same_inputs_give_the_same_metrics(layout):
     ("prepare", "error", "message"),
     [
         (lambda layout: None, ModelError, r"{root}/models/cofi: model folder not found"),
-        (lambda layout: fake_trained_model(layout, run_id=None), ModelError, r"{root}/metrics/train_cofi.json: no 'mlflow_run_id'"),
+        (lambda layout: fake_trained_model(layout, run_id=None), ModelError, r"{root}/records/train_cofi.json: no 'mlflow_run_id'"),
         (
             lambda layout: fake_trained_model(layout, dataset_fingerprint="beef"),
             ModelError,
-            r"{root}/metrics/train_cofi.json: the cofi model was trained on another dataset "
+            r"{root}/records/train_cofi.json: the cofi model was trained on another dataset "
             r"\(fingerprint beef, {root}/data/raw/dataset.json has f00d\)",
         ),
         (
@@ -193,7 +193,7 @@ def test_bad_inputs_are_one_clear_error_and_nothing_is_written(layout, prepare, 
 def test_a_trained_model_without_a_recorded_dataset_is_an_error_telling_to_retrain(layout, name):
     fake_trained_model(layout, name=name, dataset_fingerprint=None)
     with pytest.raises(
-        ModelError, match=rf"metrics/train_{name}.json: no 'dataset_fingerprint'.*retrain it \(dvc repro --force train_{name}\)"
+        ModelError, match=rf"records/train_{name}.json: no 'dataset_fingerprint'.*retrain it \(dvc repro --force train_{name}\)"
     ):
         run(PARAMS, layout, trained={name: FAKE["cofi"]})
     assert not any(path.exists() for path in outputs(layout, [name, "bias", "global_mean"]))
@@ -215,7 +215,7 @@ def fake_ranking_model(layout: Layout, name: str = "cofi_ranking") -> str:
     CofiRankingModel.fit(data, CofiRankingParams(num_features=3, iterations=3, positive_threshold=None)).save(layout.model_dir(name))
     with tracking.start_run(name, "eval-test", name, DATASET) as run_id:
         pass
-    write_json(layout.training_metrics(name), {"mlflow_run_id": run_id, **dataset_identity(DATASET)})
+    write_json(layout.training_record(name), {"mlflow_run_id": run_id, **dataset_identity(DATASET)})
     return run_id
 
 
@@ -240,9 +240,9 @@ def test_ease_beyond_max_movies_is_a_skipped_row_and_the_report_says_why(layout)
     )
     run(params, layout, trained={})
     evaluation = json.loads(layout.evaluation.read_text())
-    assert list(evaluation["ease"]) == ["skipped"]
-    assert "more than evaluate.ease.max_movies 2" in evaluation["ease"]["skipped"]
-    assert "ndcg_at_k" in evaluation["genre_affinity"]
+    assert "ease" not in evaluation and "ndcg_at_k" in evaluation["genre_affinity"]  # metrics/: numbers only
+    skipped = json.loads(layout.record_of(layout.evaluation).read_text())["ease"]
+    assert list(skipped) == ["skipped"] and "more than evaluate.ease.max_movies 2" in skipped["skipped"]
     markdown = layout.report_md.read_text()
     assert "ease was skipped: ease: " in markdown and "| ease |" not in markdown
     assert "ease" not in set(tracking.search_runs("eval-test")["tags.model"])
@@ -297,7 +297,7 @@ def four_trained_models(layout: Layout) -> dict[str, object]:
     layout.plots.mkdir(exist_ok=True)
     for name, model in models.items():
         model.save(layout.model_dir(name))
-        write_json(layout.training_metrics(name), {"mlflow_run_id": "0" * 32, **dataset_identity(DATASET)})
+        write_json(layout.training_record(name), {"mlflow_run_id": "0" * 32, **dataset_identity(DATASET)})
         pd.DataFrame({"iteration": [0, 1, 2], "value": [3.0, 2.0, 1.8]}).to_csv(layout.learning_curve(name), index=False)
     return models
 
@@ -324,8 +324,10 @@ def test_the_report_shows_the_data_drift_that_validate_wrote(layout):
     run(PARAMS, layout, trained={})
     assert "Data drift" not in layout.report_md.read_text()  # validate wrote no metrics/drift.json
     before = {"n_ratings": 50, "n_users": 10, "newest_timestamp": 0, "rating_histogram": {"4": 50}}
-    write_json(layout.drift, drift_figures("files", before, {**before, "n_ratings": 60, "rating_histogram": {"4": 30, "5": 30}}))
+    figures = drift_figures("files", before, {**before, "n_ratings": 60, "rating_histogram": {"4": 30, "5": 30}})
+    records.write(layout.drift, layout.record_of(layout.drift), figures)
     run(PARAMS, layout, trained={})
     markdown, page = layout.report_md.read_text(), layout.report_html.read_text()
     assert "## Data drift since the previous accepted data" in markdown and "50 ratings of 10 users" in markdown
+    assert "Data source files:" in markdown  # the source is in records/drift.json, the counts in metrics/drift.json
     assert "<h2>Data drift since the previous accepted data</h2>" in page and "total-variation distance 0.5000" in page

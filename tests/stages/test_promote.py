@@ -16,7 +16,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from pipeline import registry, tracking
+from pipeline import records, registry, tracking
 from pipeline.cli import app
 from pipeline.config import BiasParams, CofiParams, parse_params
 from pipeline.errors import RecsysError
@@ -24,12 +24,12 @@ from pipeline.evaluation import metrics
 from pipeline.models.base import Catalogue
 from pipeline.models.baselines import BiasModel, GlobalMeanModel
 from pipeline.models.cofi import CofiModel
-from pipeline.models.loading import TRAINED_MODELS
+from pipeline.models.loading import TRAINED_MODELS, model_class
 from pipeline.paths import DEFAULT_LAYOUT as LAYOUT
 from pipeline.split import split_ratings
 from pipeline.stages import evaluate
 from pipeline.stages.inputs import dataset_identity
-from pipeline.stages.promote import run
+from pipeline.stages.promote import gate_metric, run
 from tests.factories import low_rank_ratings, training_data
 from tests.servers import HOST, free_port
 
@@ -56,7 +56,7 @@ TEST = frame([(1, 12, 5.0), (2, 12, 1.0)])
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
-    for folder in (LAYOUT.raw, LAYOUT.split, LAYOUT.metrics):
+    for folder in (LAYOUT.raw, LAYOUT.split, LAYOUT.metrics, LAYOUT.records):
         folder.mkdir(parents=True)
     LAYOUT.raw_meta.write_text(json.dumps(DATASET))
     TRAIN.to_parquet(LAYOUT.train, index=False)
@@ -80,7 +80,7 @@ def dataset(**changes) -> dict:
 
 
 def trained(name: str, model, status: str = "FINISHED", **info) -> str:
-    """Log `model` in a training run of `name` and write metrics/train_<name>.json as the training
+    """Log `model` in a training run of `name` and write records/train_<name>.json as the training
     stages do (with the current dataset.json's fingerprint and source); returns the model URI."""
     meta = json.loads(LAYOUT.raw_meta.read_text())
     with tracking.start_run(name, EXPERIMENT, name, meta) as run_id:
@@ -88,16 +88,18 @@ def trained(name: str, model, status: str = "FINISHED", **info) -> str:
     if status != "FINISHED":
         MlflowClient().set_terminated(run_id, status)
     record = {"mlflow_run_id": run_id, "model_uri": uri, **dataset_identity(meta), **info}
-    LAYOUT.training_metrics(name).write_text(json.dumps({k: v for k, v in record.items() if v is not None}))
+    LAYOUT.training_record(name).write_text(json.dumps({k: v for k, v in record.items() if v is not None}))
     return uri
 
 
 def evaluated(**results: dict) -> None:
-    LAYOUT.evaluation.write_text(json.dumps(results))
+    """metrics/evaluation.json and its record, as the evaluate stage writes them."""
+    records.write(LAYOUT.evaluation, LAYOUT.record_of(LAYOUT.evaluation), results)
 
 
 def promotion() -> dict:
-    return json.loads(PROMOTION.read_text())
+    """metrics/promotion.json and records/promotion.json, joined."""
+    return records.read(PROMOTION, LAYOUT.record_of(PROMOTION))
 
 
 def alias(name: str, which: str = "champion") -> int:
@@ -120,7 +122,9 @@ def test_the_first_model_becomes_champion_and_its_version_is_tagged(workdir):
         "decision": "first",
         "reason": entry["reason"],
         "champion_after": 1,
+        "promoted": 1,
     }
+    assert json.loads(PROMOTION.read_text()) == {"cofi": {"challenger_score": 2.0, "promoted": 1}}  # numbers only
     assert entry["reason"] == "no champion yet: this version becomes champion (rmse 2.0000)"
     assert alias(COFI) == alias(COFI, "challenger") == 1
     version = MlflowClient().get_model_version(COFI, "1")
@@ -278,7 +282,7 @@ def test_running_promote_again_on_the_same_model_registers_nothing_new(workdir):
     [
         ({"cofi": {"mae": 2.0}}, {}, "FINISHED", "metrics/evaluation.json: 'cofi' has no 'rmse'"),
         ({}, {}, "FINISHED", "no entry for 'cofi' (its evaluation failed or did not run)"),
-        ({"cofi": {"rmse": 2.0}}, {"model_uri": None}, "FINISHED", "metrics/train_cofi.json: no 'model_uri'"),
+        ({"cofi": {"rmse": 2.0}}, {"model_uri": None}, "FINISHED", "records/train_cofi.json: no 'model_uri'"),
         ({"cofi": {"rmse": 2.0}}, {"dataset_fingerprint": "beef"}, "FINISHED", "the cofi model was trained on another dataset"),
         ({"cofi": {"rmse": 2.0}}, {}, "FAILED", "is FAILED, not FINISHED"),
     ],
@@ -303,7 +307,7 @@ def test_a_model_whose_training_dataset_is_not_recorded_is_refused(workdir, name
     run(params(), list(TRAINED_MODELS))
     result = promotion()
     assert result[name]["decision"] == "refused" and result[name]["version"] is None
-    assert result[name]["reason"].startswith(f"metrics/train_{name}.json: no 'dataset_fingerprint'")
+    assert result[name]["reason"].startswith(f"records/train_{name}.json: no 'dataset_fingerprint'")
     assert f"retrain it (dvc repro --force train_{name}); not registering it" in result[name]["reason"]
     assert all(result[model]["decision"] == "first" for model in TRAINED_MODELS if model != name)
 
@@ -334,7 +338,7 @@ def test_a_server_failing_while_judging_moves_no_champion_and_writes_nothing(wor
     trained("cofi", global_mean())
     evaluated(cofi={"rmse": 2.0})
     run(params(), ["cofi"])
-    before = PROMOTION.read_text()
+    before = promotion()
     trained("cofi", bias())
     evaluated(cofi={"rmse": 0.0})
 
@@ -345,10 +349,10 @@ def test_a_server_failing_while_judging_moves_no_champion_and_writes_nothing(wor
     with pytest.raises(
         RecsysError,
         match=r"promote: MLflow at sqlite:///.* failed \(API request .* Connection refused\); "
-        r"no champion alias moved; metrics/promotion.json not written",
+        r"no champion alias moved; metrics/promotion.json and records/promotion.json not written",
     ):
         run(params(), ["cofi"])
-    assert PROMOTION.read_text() == before and alias(COFI) == 1
+    assert promotion() == before and alias(COFI) == 1
 
 
 def test_a_failure_between_two_alias_moves_says_which_moved(workdir, monkeypatch):
@@ -402,3 +406,9 @@ def test_a_skipped_evaluation_row_is_refused_with_its_reason(workdir):
     run(params(), ["cofi"])
     entry = promotion()["cofi"]
     assert entry["decision"] == "refused" and "skipped (too many movies)" in entry["reason"]
+
+
+@pytest.mark.parametrize("name", sorted(TRAINED_MODELS))
+def test_the_gate_metric_follows_the_models_objective_without_importing_it(name: str):
+    stage = params(metric="mae", ranking_metric="recall_at_k")
+    assert gate_metric(name, stage) == ("mae" if model_class(name).predicts_ratings else "recall_at_k")

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import batch
+from pipeline import batch, records
 from pipeline.batch import TOP_K_COLUMNS, best_ranking_model
 from pipeline.config import CofiRankingParams, ContentRankingParams, parse_params
 from pipeline.data.schema import MOVIE, USER
@@ -35,8 +35,9 @@ FILE = "metrics/evaluation.json"
 
 
 def evaluation(layout: Layout, **ndcg: float) -> None:
-    """metrics/evaluation.json with these nDCG@k values, e.g. cofi_ranking=0.3."""
+    """metrics/evaluation.json with these nDCG@k values, e.g. cofi_ranking=0.3, and its (empty) record."""
     write_json(layout.evaluation, {name: {"ndcg_at_k": value, "precision_at_k": 0.1} for name, value in ndcg.items()})
+    write_json(layout.record_of(layout.evaluation), {})
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     content = ContentRankingParams(user_layers=[8], item_layers=[8], embedding_dim=4, id_dim=4, epochs=1, batch_size=64, history_length=16)
     ContentRankingModel.fit(data, content).save(layout.model_dir("content_ranking"))
     for name in ranking_models():
-        write_json(layout.training_metrics(name), {"mlflow_run_id": "run", **dataset_identity(DATASET)})
+        write_json(layout.training_record(name), {"mlflow_run_id": "run", **dataset_identity(DATASET)})
     return root
 
 
@@ -83,6 +84,14 @@ def test_the_ranking_model_with_the_best_metric_is_chosen_and_the_reason_written
     )
     assert (written["model_dir"], written["k"], written["users"]) == ("models/cofi_ranking", K, 30)
     assert written["ids"] == {USER: "source", MOVIE: "source"} and written["dataset_fingerprint"] == "f00d"
+
+
+def test_a_model_that_evaluate_skipped_is_left_out_with_the_reason_from_its_record(layout):
+    results = {"cofi_ranking": {"ndcg_at_k": 0.1}, "content_ranking": {"skipped": "too large"}}
+    records.write(layout.evaluation, layout.record_of(layout.evaluation), results)
+    run(PARAMS, layout)
+    written = meta(layout)
+    assert (written["model"], written["left_out"]) == ("cofi_ranking", {"content_ranking": "skipped by evaluate (too large)"})
 
 
 def test_content_ranking_writes_the_lists_when_it_scores_better(layout):
@@ -199,12 +208,10 @@ def test_missing_evaluation_names_the_evaluate_stage_and_writes_nothing(layout):
 
 
 def test_a_model_trained_on_other_data_is_refused(layout):
-    write_json(
-        layout.training_metrics("cofi_ranking"), {"mlflow_run_id": "run", "dataset_fingerprint": "0ther", "data_source": "synthetic"}
-    )
-    with pytest.raises(ModelError, match="the cofi_ranking model was trained on another dataset"):
+    write_json(layout.training_record("cofi_ranking"), {"mlflow_run_id": "run", "dataset_fingerprint": "0ther", "data_source": "synthetic"})
+    with pytest.raises(ModelError, match="records/train_cofi_ranking.json: the cofi_ranking model was trained on another dataset"):
         run(PARAMS, layout)
-    layout.training_metrics("cofi_ranking").unlink()
+    layout.training_record("cofi_ranking").unlink()
     with pytest.raises(ModelError, match=r"train_cofi_ranking\.json: not found; train the cofi_ranking model first"):
         run(PARAMS, layout)
     assert not layout.recommendations.exists()
@@ -217,7 +224,7 @@ def test_a_missing_model_folder_is_named(layout):
     assert not layout.recommendations.exists()
 
 
-# ---- the stage command: no TensorFlow or MLflow for cofi_ranking -------------------------------------------
+# ---- the stage command: no TensorFlow or MLflow for either model --------------------------------------------
 
 
 HEAVY_CHECK = """
@@ -240,11 +247,12 @@ def stage_process(layout: Layout) -> tuple[list[str], list[str]]:
     return lines, [name for name in heavy.removeprefix("heavy:").split(",") if name]
 
 
-def test_the_stage_command_imports_tensorflow_only_for_content_ranking(layout):
+def test_the_stage_command_imports_neither_tensorflow_nor_mlflow_for_either_ranking_model(layout):
     lines, heavy = stage_process(layout)
     assert heavy == []
     assert lines == [f"recommend: top {K} for 30 users ({30 * K} rows) in data/recommendations/top_k.parquet; {meta(layout)['reason']}"]
     assert meta(layout)["model"] == "cofi_ranking" and read_top_k(layout).groupby(USER).size().eq(K).all()
     evaluation(layout, cofi_ranking=0.1, content_ranking=0.2)
     _, heavy = stage_process(layout)
-    assert meta(layout)["model"] == "content_ranking" and "tensorflow" in heavy and "mlflow" not in heavy
+    # the towers' vectors were saved at training; only its feature scalers come from scikit-learn
+    assert meta(layout)["model"] == "content_ranking" and heavy == ["sklearn"]

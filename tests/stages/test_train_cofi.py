@@ -19,7 +19,7 @@ from pipeline.errors import DataError, ModelError
 from pipeline.models.cofi import CofiModel
 from pipeline.paths import Layout
 from pipeline.stages.train_cofi import run
-from tests.factories import training_layout, training_outputs
+from tests.factories import training_layout, training_outputs, training_result
 from tests.stages.mlflow_views import check_training_run
 
 K, ITERATIONS = 3, 6
@@ -36,7 +36,7 @@ def test_writes_model_metrics_cost_curve_and_an_mlflow_run(layout):
     run(PARAMS, layout)
     train = pd.read_parquet(layout.train)
     model = CofiModel.load(layout.model_dir("cofi"))
-    metrics = json.loads(layout.training_metrics("cofi").read_text())
+    metrics = training_result(layout, "cofi")
     n_users, n_movies = train[USER].nunique(), train[MOVIE].nunique()
     assert metrics["iterations_run"] == ITERATIONS
     assert metrics["parameter_count"] == (n_users + n_movies) * K + n_users
@@ -45,6 +45,10 @@ def test_writes_model_metrics_cost_curve_and_an_mlflow_run(layout):
     assert metrics["train_rmse"] == pytest.approx(expected_rmse)
     assert metrics["seconds"] > 0
     assert (metrics["dataset_fingerprint"], metrics["data_source"]) == ("c0ffee", "synthetic")
+    # DVC's metrics file: the numbers the params and data determine; the rest in the record beside it
+    assert set(json.loads(layout.training_metrics("cofi").read_text())) == {"final_cost", "train_rmse", "iterations_run", "parameter_count"}
+    recorded = json.loads(layout.training_record("cofi").read_text())
+    assert set(recorded) == {"seconds", "mlflow_run_id", "model_uri", "dataset_fingerprint", "data_source"}
     curve = pd.read_csv(layout.learning_curve("cofi"))
     assert list(curve.columns) == ["iteration", "cost"]
     assert curve["iteration"].tolist() == list(range(ITERATIONS))
@@ -73,6 +77,7 @@ def test_writes_model_metrics_cost_curve_and_an_mlflow_run(layout):
     }
     assert mlflow_run.data.metrics["train_rmse"] == pytest.approx(metrics["train_rmse"])
     assert mlflow_run.data.metrics["train_final_cost"] == pytest.approx(metrics["final_cost"])
+    assert mlflow_run.data.metrics["train_seconds"] == pytest.approx(metrics["seconds"])
     history = client.get_metric_history(metrics["mlflow_run_id"], "curve_train_cost")
     assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(ITERATIONS))
     artifacts = {a.path for a in client.list_artifacts(metrics["mlflow_run_id"])}
@@ -81,7 +86,7 @@ def test_writes_model_metrics_cost_curve_and_an_mlflow_run(layout):
 
 def test_the_logged_pyfunc_predicts_clipped_stars_with_fallbacks(layout):
     run(PARAMS, layout)
-    run_id = json.loads(layout.training_metrics("cofi").read_text())["mlflow_run_id"]
+    run_id = training_result(layout, "cofi")["mlflow_run_id"]
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/cofi")
     train = pd.read_parquet(layout.train)
     pairs = pd.concat([train[[USER, MOVIE]].head(5), pd.DataFrame({USER: [999_999], MOVIE: [999_999]})], ignore_index=True)

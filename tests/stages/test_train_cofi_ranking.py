@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import mlflow
@@ -18,7 +17,7 @@ from pipeline.errors import DataError
 from pipeline.models.cofi_ranking import CofiRankingModel
 from pipeline.paths import Layout
 from pipeline.stages.train_cofi_ranking import NAME, run
-from tests.factories import training_layout, training_outputs
+from tests.factories import training_layout, training_outputs, training_result
 from tests.stages.mlflow_views import check_training_run
 
 ITERATIONS = 4
@@ -34,7 +33,7 @@ def layout(tmp_path: Path) -> Layout:
 def test_writes_model_metrics_cost_curve_and_an_mlflow_run_with_a_scoring_pyfunc(layout):
     run(PARAMS, layout)
     model = CofiRankingModel.load(layout.model_dir(NAME))
-    metrics = json.loads(layout.training_metrics(NAME).read_text())
+    metrics = training_result(layout, NAME)
     assert metrics["iterations_run"] == ITERATIONS and metrics["final_cost"] == pytest.approx(model.history.cost[-1])
     assert metrics["parameter_count"] == model.parameter_count and metrics["seconds"] > 0
     assert (metrics["dataset_fingerprint"], metrics["data_source"]) == ("c0ffee", "synthetic")

@@ -18,7 +18,7 @@ from pipeline.models.content import ContentModel
 from pipeline.paths import Layout
 from pipeline.stages import train_content
 from pipeline.stages.train_content import CurveLogger, loss_table
-from tests.factories import content_layout, training_outputs
+from tests.factories import content_layout, training_outputs, training_result
 from tests.stages.mlflow_views import check_training_run
 
 CONTENT = {
@@ -37,7 +37,7 @@ def layout(tmp_path: Path) -> Layout:
 def test_stage_writes_model_metrics_curve_and_one_tracked_run(layout: Layout):
     train_content.run(parse_params(PARAMS), layout)
 
-    metrics = json.loads(layout.training_metrics("content").read_text())
+    metrics = training_result(layout, "content")
     curve = pd.read_csv(layout.learning_curve("content"))
     assert list(curve.columns) == ["epoch", "loss", "val_loss"]
     assert curve["epoch"].tolist() == list(range(1, metrics["epochs_run"] + 1))

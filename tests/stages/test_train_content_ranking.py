@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from pipeline.errors import DataError
 from pipeline.models.content_retrieval import ContentRankingModel
 from pipeline.paths import Layout
 from pipeline.stages.train_content_ranking import NAME, run
-from tests.factories import content_layout, training_outputs
+from tests.factories import content_layout, training_outputs, training_result
 from tests.stages.mlflow_views import check_training_run
 
 EPOCHS = 3
@@ -36,7 +35,7 @@ def layout(tmp_path: Path) -> Layout:
 def test_writes_model_metrics_loss_curve_and_an_mlflow_run_with_a_scoring_pyfunc(layout):
     run(PARAMS, layout)
     model = ContentRankingModel.load(layout.model_dir(NAME))
-    metrics = json.loads(layout.training_metrics(NAME).read_text())
+    metrics = training_result(layout, NAME)
     assert metrics["epochs_run"] == EPOCHS and metrics["final_loss"] == pytest.approx(model.history["loss"][-1])
     assert metrics["parameter_count"] == model.parameter_count > 0 and metrics["seconds"] > 0
     assert (metrics["dataset_fingerprint"], metrics["data_source"]) == ("beef", "synthetic")

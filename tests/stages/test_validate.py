@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipeline import records
 from pipeline.config import parse_params
 from pipeline.data.schema import RatingScale
 from pipeline.data.validation import movies_expectations, ratings_expectations
@@ -50,9 +51,14 @@ def test_clean_data_writes_summary_and_data_docs(tmp_path: Path) -> None:
     assert "https://" not in page  # our own page, not the Data Docs index that loads from CDNs
     assert (layout.validation_reports / "expectations" / "ratings.html").is_file()
     assert '<a href="expectations/ratings.html">' in page
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "metrics", "reports"]  # GX leaves nothing else behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "metrics", "records", "reports"]  # GX leaves nothing else behind
     assert sorted(p.name for p in layout.data.iterdir()) == ["accepted.json", "raw"]
-    assert [p.name for p in layout.metrics.iterdir()] == ["drift.json"]
+    assert [p.name for p in layout.metrics.iterdir()] == [p.name for p in layout.records.iterdir()] == ["drift.json"]
+    # the first accepted data: no previous ones, so the record holds the nulls beside the source and id types
+    assert set(json.loads(layout.drift.read_text())) == {"current"}
+    record = json.loads(layout.record_of(layout.drift).read_text())
+    assert (record["source"], record["previous"], record["n_ratings_change"]) == ("test", None, None)
+    assert set(record["current"]) == {"id_types"}
 
 
 def test_failing_data_raises_readable_error_and_keeps_the_report(tmp_path: Path) -> None:
@@ -172,13 +178,18 @@ def test_accepted_batches_become_the_reference_and_the_drift_compares_the_last_t
     assert summary(layout)["suites"]["user_ids"]["success"] is True
 
 
+def drift_bytes(layout: Layout) -> tuple[bytes, bytes]:
+    """metrics/drift.json and records/drift.json as written."""
+    return layout.drift.read_bytes(), layout.record_of(layout.drift).read_bytes()
+
+
 def test_validating_accepted_data_again_gives_the_same_bytes(tmp_path: Path) -> None:
     validate_stage.run(PARAMS, write_own(tmp_path, clean_ratings()))
     layout = write_own(tmp_path, newer(clean_ratings(), 30))
     validate_stage.run(PARAMS, layout)
-    before = {**tree(layout.validation_reports), "accepted": layout.accepted_data.read_bytes(), "drift": layout.drift.read_bytes()}
+    before = {**tree(layout.validation_reports), "accepted": layout.accepted_data.read_bytes(), "drift": drift_bytes(layout)}
     validate_stage.run(PARAMS, layout)  # e.g. dvc repro --force: judged against the same reference again
-    after = {**tree(layout.validation_reports), "accepted": layout.accepted_data.read_bytes(), "drift": layout.drift.read_bytes()}
+    after = {**tree(layout.validation_reports), "accepted": layout.accepted_data.read_bytes(), "drift": drift_bytes(layout)}
     assert [name for name in sorted(before) if before[name] != after.get(name)] == []
 
 
@@ -204,12 +215,12 @@ def test_a_rejected_batch_fails_with_one_line_and_leaves_the_reference_and_drift
     first = newer(clean_ratings(), 32)
     layout = write_own(tmp_path, first)
     validate_stage.run(PARAMS, layout)
-    kept = (layout.accepted_data.read_bytes(), layout.drift.read_bytes())
+    kept = (layout.accepted_data.read_bytes(), drift_bytes(layout))
     write_own(tmp_path, batch(first))
     with pytest.raises(DataError) as caught:
         validate_stage.run(PARAMS, Layout(tmp_path))
     assert str(caught.value).splitlines()[1:] == [f"{tmp_path}/{line}"]
-    assert (layout.accepted_data.read_bytes(), layout.drift.read_bytes()) == kept
+    assert (layout.accepted_data.read_bytes(), drift_bytes(layout)) == kept
     assert summary(layout)["success"] is False  # the report says why
 
 
@@ -232,6 +243,6 @@ def test_other_sources_report_their_drift_without_the_checks(tmp_path: Path) -> 
     validate_stage.run(PARAMS, write_raw(tmp_path, newer(clean_ratings(), 1), clean_movies()))
     layout = write_raw(tmp_path, clean_ratings(), clean_movies())
     validate_stage.run(PARAMS, layout)
-    figures = json.loads(layout.drift.read_text())
+    figures = records.read(layout.drift, layout.record_of(layout.drift))
     assert (figures["source"], figures["n_ratings_change"], figures["n_ratings_change_ratio"]) == ("test", -3, -0.333333)
     assert set(summary(layout)["suites"]) == {"ratings", "movies"}
