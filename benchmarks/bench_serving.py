@@ -4,12 +4,13 @@
     .venv/bin/python benchmarks/bench_serving.py --mirror <folder> --requests 5000 --clients 16
     .venv/bin/python benchmarks/bench_serving.py --model-dir models/cofi_ranking   # a trained model instead
     .venv/bin/python benchmarks/bench_serving.py --floor      # a fixed answer: what MLflow's server costs alone
-    .venv/bin/python benchmarks/bench_serving.py --mirror <folder> --workers 2          # two uvicorn processes
+    .venv/bin/python benchmarks/bench_serving.py --mirror <folder> --workers 1 --access-log   # MLflow's defaults
 
 Trains cofi_ranking with the project's defaults on the train part of the ml-latest-small split
 (`split.strategy: random`, the params.yaml defaults), or takes a trained model folder, logs and
 registers it as champion in a temporary MLflow store (your mlflow.db is untouched), starts
-`mlflow models serve --env-manager local` on 127.0.0.1 and sends `--requests` requests
+`UVICORN_ACCESS_LOG=false mlflow models serve --env-manager local --workers 2` on 127.0.0.1 (the
+README's command; `--workers` and `--access-log` change it) and sends `--requests` requests
 {"dataframe_records": [{"user_id": u}], "params": {"k": 10}} for seeded random training users from
 `--clients` threads, each on its own keep-alive HTTP connection. Reports errors (any answer other than
 200 with one list of k movies), latency percentiles (client side, request sent to answer read),
@@ -113,11 +114,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(model_uri: str, port: int, log: Path, workers: int, timeout: float = 180.0) -> subprocess.Popen:
+def start_server(model_uri: str, port: int, log: Path, workers: int, access_log: bool, timeout: float = 180.0) -> subprocess.Popen:
     bin_dir = Path(sys.executable).parent
     command = [str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", "--host", HOST, "--port", str(port)]
     command += ["--workers", str(workers)]
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", "UVICORN_ACCESS_LOG": str(access_log).lower()}
     with open(log, "w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     deadline = time.monotonic() + timeout
@@ -256,7 +257,8 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=1, help="uvicorn processes (mlflow models serve --workers)")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn processes (mlflow models serve --workers)")
+    parser.add_argument("--access-log", action="store_true", help="keep uvicorn's line per request (UVICORN_ACCESS_LOG)")
     parser.add_argument("--floor", action="store_true", help="serve a fixed list instead of the model: MLflow's own share")
     args = parser.parse_args()
 
@@ -269,7 +271,7 @@ def main() -> None:
         model_uri = register_floor(params) if model is None else register_champion(model, params)
         print(f"in-process pyfunc predict, one user, top-{args.k}: {in_process_ms(model_uri, users[:200], args.k):.2f} ms (median)")
         port = free_port()
-        process = start_server(model_uri, port, Path(tmp) / "serve.log", args.workers)
+        process = start_server(model_uri, port, Path(tmp) / "serve.log", args.workers, args.access_log)
         try:
             if model is not None:
                 check_answer(port, model, int(users[0]), args.k)
@@ -284,7 +286,8 @@ def main() -> None:
     ms = np.asarray(latencies) * 1000
     served = "a fixed list (--floor)" if model is None else "cofi_ranking"
     print(
-        f"{served}, {args.workers} worker(s): {len(latencies):,} top-{args.k} requests from {args.clients} clients: {len(errors)} errors; "
+        f"{served}, {args.workers} worker(s), access log {'on' if args.access_log else 'off'}: "
+        f"{len(latencies):,} top-{args.k} requests from {args.clients} clients: {len(errors)} errors; "
         f"p50 {np.percentile(ms, 50):.1f} ms, p95 {np.percentile(ms, 95):.1f} ms, p99 {np.percentile(ms, 99):.1f} ms, "
         f"max {ms.max():.1f} ms; {len(latencies) / wall:.0f} requests/s; server CPU {cpu / len(latencies) * 1000:.2f} ms per request; "
         f"server RSS {rss_before:.0f} MiB before, {rss_after:.0f} MiB after; load average {os.getloadavg()[0]:.1f}"

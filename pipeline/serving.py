@@ -33,7 +33,7 @@ import pandas as pd
 from pipeline.config import ServeParams
 from pipeline.data.schema import MOVIE, TITLE, USER
 from pipeline.errors import ModelError, RecsysError, describe_examples
-from pipeline.models.base import RecommendsForGenres, RecommendsForRatings, index_of
+from pipeline.models.base import RecommendsForGenres, RecommendsForRatings, TopList, index_of
 
 RATINGS, GENRES = "ratings", "genres"
 COLUMNS = (USER, MOVIE, RATINGS, GENRES)
@@ -76,6 +76,16 @@ def new_user_list(
     return model.recommend_for_genres(genres or {}, n=n)
 
 
+def columns_of(frame: pd.DataFrame) -> dict[Any, pd.Series]:
+    """The request's columns by name (the first of each name), read in order: looking a label up in
+    a fresh request table first builds a hash table of its column names (~0.1 ms of CPU per served
+    request; reading the columns in order takes a third less)."""
+    out: dict[Any, pd.Series] = {}
+    for name, values in frame.items():
+        out.setdefault(name, values)
+    return out
+
+
 # ---- request checks ----------------------------------------------------------------------------
 
 
@@ -84,10 +94,11 @@ def check_columns(frame: pd.DataFrame, serve: ServeParams) -> None:
         raise RequestError(f'{REQUEST}: no rows; send at least one, e.g. {{"dataframe_records": [{{"{USER}": 1}}]}}')
     if len(frame) > serve.max_rows:
         raise RequestError(f"{REQUEST}: {len(frame):,} rows; at most {serve.max_rows:,} per request (serve.max_rows)")
-    unknown = [str(c) for c in frame.columns if c not in COLUMNS]
+    columns = list(frame.columns)
+    unknown = [str(c) for c in columns if c not in COLUMNS]
     if unknown:
         raise RequestError(f"{REQUEST}: unknown column(s) {', '.join(map(repr, unknown))}; the columns are {', '.join(COLUMNS)}")
-    if USER not in frame.columns:
+    if USER not in columns:
         raise RequestError(f"{REQUEST}: missing column '{USER}'; every row names a user, e.g. {{\"{USER}\": 1}}")
 
 
@@ -197,7 +208,7 @@ class Answers:
     model: Any
     name: str
     serve: ServeParams = field(default_factory=ServeParams)
-    _cold: pd.DataFrame | None = field(default=None, init=False, repr=False)
+    _cold: TopList | None = field(default=None, init=False, repr=False)
 
     @property
     def decimals(self) -> int:
@@ -206,12 +217,13 @@ class Answers:
     def answer(self, frame: pd.DataFrame, params: Mapping[str, Any] | None = None) -> np.ndarray | list[dict[str, Any]]:
         """Top-k lists (rows without movie_id) or pair scores (movie_id in every row); RequestError for a bad request."""
         check_columns(frame, self.serve)
-        users = integer_ids(frame[USER])
-        if MOVIE in frame.columns:
-            return self.pair_scores(frame, users)
+        columns = columns_of(frame)
+        users = integer_ids(columns[USER])
+        if MOVIE in columns:
+            return self.pair_scores(columns, users)
         k = list_length(params, self.serve)
-        ratings = tastes(frame[RATINGS]) if RATINGS in frame.columns else [None] * len(users)
-        genres = tastes(frame[GENRES]) if GENRES in frame.columns else [None] * len(users)
+        ratings = tastes(columns[RATINGS]) if RATINGS in columns else [None] * len(users)
+        genres = tastes(columns[GENRES]) if GENRES in columns else [None] * len(users)
         for row, (r, g) in enumerate(zip(ratings, genres, strict=True)):
             if r is not None and g is not None:
                 raise RequestError(f"{REQUEST}: row {row} gives both {RATINGS} and {GENRES}; describe a new user by one of them")
@@ -220,13 +232,13 @@ class Answers:
                 require_new_user(self.model, self.name, way)
         return [self.user_answer(int(u), k, r, g) for u, r, g in zip(users, ratings, genres, strict=True)]
 
-    def pair_scores(self, frame: pd.DataFrame, users: np.ndarray) -> np.ndarray:
-        given = [c for c in (RATINGS, GENRES) if c in frame.columns]
+    def pair_scores(self, columns: Mapping[Any, pd.Series], users: np.ndarray) -> np.ndarray:
+        given = [c for c in (RATINGS, GENRES) if c in columns]
         if given:
             raise RequestError(
                 f"{REQUEST}: column '{given[0]}' describes a user for a top-k list, '{MOVIE}' asks for pair scores; send one or the other"
             )
-        pairs = pd.DataFrame({USER: users, MOVIE: integer_ids(frame[MOVIE])})
+        pairs = pd.DataFrame({USER: users, MOVIE: integer_ids(columns[MOVIE])})
         return np.asarray(self.model.predict(pairs), dtype=np.float64)
 
     def user_answer(self, user: int, k: int, ratings: Mapping[int, float] | None, genres: Mapping[str, float] | None) -> dict[str, Any]:
@@ -234,25 +246,26 @@ class Answers:
         cold = False
         if ratings is not None or genres is not None:
             table = new_user_list(self.model, self.name, k, ratings=ratings, genres=genres)
+            top = TopList(table[MOVIE].to_numpy(np.int64), table[TITLE].to_numpy(), table["score"].to_numpy(np.float64))
         elif index_of(np.array([user], np.int64), self.model.seen.user_ids)[0] >= 0:
-            table = self.model.recommend(user, n=k, exclude_seen=True)
+            top = self.model.top_list(user, n=k, exclude_seen=True)  # recommend()'s list, without its DataFrame
         else:
-            table, cold = self.cold_start_list().head(k), True
-        return {USER: user, "cold_start": cold, "recommendations": self.records(table)}
+            top, cold = self.cold_start_list().head(k), True
+        return {USER: user, "cold_start": cold, "recommendations": self.records(top)}
 
-    def cold_start_list(self) -> pd.DataFrame:
+    def cold_start_list(self) -> TopList:
         """The serve.max_k best movies for a user without training ratings (module doc), computed once."""
         if self._cold is None:
             scores = np.asarray(self.model.score_block(np.array([no_history_user(self.model)], np.int64))[0], np.float64)
             support = np.bincount(self.model.seen.indices, minlength=len(scores))
             best = np.lexsort((-support, -scores))[: self.serve.max_k]  # score first, then support; stable
             catalogue = self.model.catalogue
-            self._cold = pd.DataFrame({MOVIE: catalogue.movie_ids[best], TITLE: catalogue.titles[best], "score": scores[best]})
+            self._cold = TopList(catalogue.movie_ids[best], catalogue.titles[best], scores[best])
         return self._cold
 
-    def records(self, table: pd.DataFrame) -> list[dict[str, Any]]:
-        scores = np.round(table["score"].to_numpy(np.float64), self.decimals).tolist()
+    def records(self, top: TopList) -> list[dict[str, Any]]:
+        scores = np.round(top.scores, self.decimals).tolist()
         return [
             {MOVIE: movie, TITLE: title, "score": score}
-            for movie, title, score in zip(table[MOVIE].tolist(), table[TITLE].tolist(), scores, strict=True)
+            for movie, title, score in zip(top.movie_ids.tolist(), top.titles.tolist(), scores, strict=True)
         ]

@@ -26,7 +26,8 @@ from pipeline.models.baselines import BiasModel
 from pipeline.models.cofi_ranking import CofiRankingModel
 from pipeline.serving import Answers
 from tests.factories import low_rank_ratings, tiny_cofi, tiny_cofi_ranking, training_data
-from tests.servers import BIN, HOST, free_port, serving
+from tests.isolation import REPO
+from tests.servers import BIN, HOST, environment, free_port, serving
 
 SERVE = ServeParams(k=3, max_k=8, max_rows=4)  # small limits, so that a too-long request stays short
 UNKNOWN = 999
@@ -50,8 +51,13 @@ def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return error.code, json.loads(error.read())
 
 
-def serve_command(model_uri: str, port: int) -> list[str]:
-    return [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", "--host", HOST, "--port", str(port)]
+def serve_command(model_uri: str, port: int, *options: str) -> list[str]:
+    where = ["--host", HOST, "--port", str(port)]
+    return [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", *where, *options]
+
+
+# the README's way to serve a top-N champion: one uvicorn process per core, no access-log line per request
+README_ENV, README_OPTIONS = {"UVICORN_ACCESS_LOG": "false"}, ("--workers", "2")
 
 
 # ---- a logged cofi_ranking champion ----------------------------------------------------------------
@@ -237,8 +243,9 @@ def test_the_ranking_champion_serves_top_k_lists_and_refuses_bad_requests_with_4
     port = free_port()
     url = f"http://{HOST}:{port}/invocations"
     user = logged.known_user()
-    command = serve_command(registry.model_alias_uri("cofi_ranking", "synthetic"), port)
-    with serving(command, f"http://{HOST}:{port}/ping", tmp_path / "serve.log", timeout=120):
+    command = serve_command(registry.model_alias_uri("cofi_ranking", "synthetic"), port, *README_OPTIONS)
+    log = tmp_path / "serve.log"
+    with serving(command, f"http://{HOST}:{port}/ping", log, env={**environment(), **README_ENV}, timeout=120):
         status, body = post(url, {"dataframe_records": [{USER: user}, {USER: UNKNOWN}], "params": {"k": 5}})
         refused = {
             "1.5": post(url, {"dataframe_records": [{USER: 1.5}]}),
@@ -267,3 +274,26 @@ def test_the_ranking_champion_serves_top_k_lists_and_refuses_bad_requests_with_4
     for case, (code, answer) in refused.items():
         assert (code, answer["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), case
         assert messages[case] in answer["message"], case
+    served = log.read_text()
+    assert served.count("Started server process") == 2, served[-2000:]
+    assert "POST /invocations" not in served, served[-2000:]
+
+
+def test_the_readme_serves_the_ranking_champion_as_the_serving_tests_do():
+    readme = (REPO / "README.md").read_text()
+    options = " ".join(README_OPTIONS)
+    env = " ".join(f"{k}={v}" for k, v in README_ENV.items())
+    assert f'{env} mlflow models serve -m "models:/recsys-cofi_ranking-ml-latest-small@champion" --env-manager local' in readme
+    assert f"--env-manager local --host 127.0.0.1 --port 5001 {options}" in readme
+
+
+def test_uvicorn_picks_its_c_http_parser_and_event_loop():
+    from uvicorn.loops.auto import auto_loop_factory
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    assert AutoHTTPProtocol.__name__ == "HttpToolsProtocol"
+    loop = auto_loop_factory()()
+    try:
+        assert type(loop).__module__.startswith("uvloop")
+    finally:
+        loop.close()

@@ -6,7 +6,8 @@ data it is handed; then
   unknown users/movies get a documented fallback, never an exception (a model with
   `predicts_ratings` False, which only ranks, refuses with a ModelError);
 - score_block(user_ids) -> (users x catalogue) scores, what recommend() and the ranking metrics rank;
-- recommend(user_id, n=10, exclude_seen=True) -> DataFrame[movie_id, title, score];
+- recommend(user_id, n=10, exclude_seen=True) -> DataFrame[movie_id, title, score], the frame of
+  top_list(user_id, n, exclude_seen) -> TopList (the same list as arrays, what the server answers from);
 - with_ranking(ranking) -> a copy that ranks by support-adjusted scores (pipeline/models/ranking.py);
 - save(dir) / Model.load(dir) without pickle.
 
@@ -70,6 +71,8 @@ class Recommender(Protocol):
     def score_block(self, user_ids: np.ndarray) -> np.ndarray: ...
 
     def recommend(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> pd.DataFrame: ...
+
+    def top_list(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> TopList: ...
 
     def with_ranking(self, ranking: Any) -> Self: ...
 
@@ -287,11 +290,35 @@ def pair_scores(
     return out
 
 
-def recommendation_frame(catalogue: Catalogue, scores: np.ndarray, n: int, exclude: np.ndarray | None) -> pd.DataFrame:
-    """The recommend() answer for one user from a score per catalogue movie."""
+@dataclass(frozen=True)
+class TopList:
+    """One user's top-n list as arrays, best first; `frame()` is recommend()'s DataFrame of it.
+
+    A served request reads the arrays directly: building and reading back a three-column DataFrame
+    cost more than scoring the whole catalogue did.
+    """
+
+    movie_ids: np.ndarray  # int64
+    titles: np.ndarray  # str
+    scores: np.ndarray  # float64
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame({MOVIE: self.movie_ids, TITLE: self.titles, "score": self.scores})
+
+    def head(self, n: int) -> TopList:
+        return TopList(self.movie_ids[:n], self.titles[:n], self.scores[:n])
+
+
+def rank_catalogue(catalogue: Catalogue, scores: np.ndarray, n: int, exclude: np.ndarray | None) -> TopList:
+    """The top_list() answer for one user from a score per catalogue movie."""
     picks = top_n(scores, n, exclude)
     picks = picks[picks >= 0]
-    return pd.DataFrame({MOVIE: catalogue.movie_ids[picks], TITLE: catalogue.titles[picks], "score": np.asarray(scores, np.float64)[picks]})
+    return TopList(catalogue.movie_ids[picks], catalogue.titles[picks], np.asarray(scores, np.float64)[picks])
+
+
+def recommendation_frame(catalogue: Catalogue, scores: np.ndarray, n: int, exclude: np.ndarray | None) -> pd.DataFrame:
+    """The recommend() answer for one user from a score per catalogue movie."""
+    return rank_catalogue(catalogue, scores, n, exclude).frame()
 
 
 def seen_exclusion(seen: SeenItems, user_id: int, n_movies: int, exclude_seen: bool) -> np.ndarray | None:

@@ -25,12 +25,13 @@ from pipeline.io import write_json
 from pipeline.models.base import (
     Catalogue,
     SeenItems,
+    TopList,
     TrainingData,
     check_pairs,
     index_of,
     load_arrays,
+    rank_catalogue,
     read_model_meta,
-    recommendation_frame,
     save_arrays,
     seen_exclusion,
 )
@@ -119,12 +120,16 @@ class Baseline(SupportRanking):
         return self.rank_scores(self._raw_scores(user_ids))
 
     def recommend(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """top_list() as a DataFrame[movie_id, title, score]."""
+        return self.top_list(user_id, n, exclude_seen).frame()
+
+    def top_list(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> TopList:
         """The n best-scored movies for a training user (unseen ones only by default)."""
         if index_of(np.array([user_id], dtype=np.int64), self.seen.user_ids)[0] < 0:
             raise ModelError(f"user {user_id}: not in the training data of the {self.KIND} model")
         scores = self.score_block(np.array([user_id], dtype=np.int64))[0]
         exclude = seen_exclusion(self.seen, user_id, len(self.catalogue), exclude_seen)
-        return recommendation_frame(self.catalogue, scores, n, exclude)
+        return rank_catalogue(self.catalogue, scores, n, exclude)
 
     def save(self, directory: str | Path) -> None:
         folder = Path(directory)

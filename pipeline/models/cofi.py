@@ -16,6 +16,7 @@ gets the movie's mean; a movie without training ratings gets the global mean.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,21 +27,22 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import CofiParams
-from pipeline.data.schema import MOVIE, RATING, TITLE, USER
+from pipeline.data.schema import MOVIE, RATING, USER
 from pipeline.errors import DataError, ModelError, RecsysError, data_error
 from pipeline.io import write_json
 from pipeline.models.base import (
     Catalogue,
     ParameterCounts,
     SeenItems,
+    TopList,
     TrainingData,
     check_pairs,
     index_of,
     load_arrays,
+    rank_catalogue,
     read_model_meta,
     save_arrays,
     seen_exclusion,
-    top_n,
 )
 from pipeline.models.ranking import SupportRanking
 from pipeline.seeding import seed_everything
@@ -581,23 +583,20 @@ class CofiModel(SupportRanking):
         biases = np.where(known, self.factors["b"][rows].astype(np.float64), 0.0)
         return self.rank_scores(self._scores(weights, biases))
 
-    def _frame(self, scores: np.ndarray, n: int, exclude: np.ndarray | None) -> pd.DataFrame:
-        picks = top_n(scores, n, exclude)
-        picks = picks[picks >= 0]
-        return pd.DataFrame(
-            {
-                MOVIE: self.catalogue.movie_ids[picks],
-                TITLE: self.catalogue.titles[picks],
-                "score": np.clip(scores[picks], *self.rating_range),
-            }
-        )
+    def _list(self, scores: np.ndarray, n: int, exclude: np.ndarray | None) -> TopList:
+        ranked = rank_catalogue(self.catalogue, scores, n, exclude)
+        return dataclasses.replace(ranked, scores=np.clip(ranked.scores, *self.rating_range))
 
     def recommend(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """top_list() as a DataFrame[movie_id, title, score]."""
+        return self.top_list(user_id, n, exclude_seen).frame()
+
+    def top_list(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> TopList:
         """The n movies with the highest predicted rating (ranked unclipped, shown clipped)."""
         if index_of(np.array([user_id], np.int64), self.user_ids)[0] < 0:
             raise RecsysError(f"unknown user {user_id}: not in the training ratings (a new user can give ratings instead: --ratings)")
         scores = self.score_block(np.array([user_id], np.int64))[0]
-        return self._frame(scores, n, seen_exclusion(self.seen, user_id, len(self.catalogue), exclude_seen))
+        return self._list(scores, n, seen_exclusion(self.seen, user_id, len(self.catalogue), exclude_seen))
 
     def fit_new_user(self, ratings: Mapping[int, float]) -> tuple[np.ndarray, float]:
         """(w, b) minimising this model's cost for a new user with X (and means, biases) held fixed.
@@ -626,7 +625,7 @@ class CofiModel(SupportRanking):
         scores = self.rank_scores(self._scores(w[None, :], np.array([b])))[0]
         exclude = np.zeros(len(self.catalogue), bool)
         exclude[self.catalogue.index(np.fromiter(ratings, np.int64, len(ratings)))] = True
-        return self._frame(scores, n, exclude)
+        return self._list(scores, n, exclude).frame()
 
     # -- persistence --
     def save(self, directory: str | Path) -> None:

@@ -66,10 +66,12 @@ from pipeline.models.base import (
     Catalogue,
     ParameterCounts,
     SeenItems,
+    TopList,
     TrainingData,
     check_pairs,
     index_of,
     load_arrays,
+    rank_catalogue,
     read_model_meta,
     recommendation_frame,
     save_arrays,
@@ -448,13 +450,17 @@ class CofiRankingModel(SupportRanking):
         return out
 
     def recommend(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """top_list() as a DataFrame[movie_id, title, score]."""
+        return self.top_list(user_id, n, exclude_seen).frame()
+
+    def top_list(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> TopList:
         """The n best-scored movies for a training user (unseen ones only by default)."""
         if index_of(np.array([user_id], np.int64), self.user_ids)[0] < 0:
             raise ModelError(
                 f"unknown user {user_id}: not in the training ratings of the cofi_ranking model (a new user can give ratings instead)"
             )
         scores = self.score_block(np.array([user_id], np.int64))[0]
-        return recommendation_frame(self.catalogue, scores, n, seen_exclusion(self.seen, user_id, len(self.catalogue), exclude_seen))
+        return rank_catalogue(self.catalogue, scores, n, seen_exclusion(self.seen, user_id, len(self.catalogue), exclude_seen))
 
     # -- a new user --
     def fit_new_user(self, ratings: Mapping[int, float]) -> tuple[np.ndarray, float]:

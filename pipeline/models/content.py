@@ -39,11 +39,13 @@ from pipeline.features import Features
 from pipeline.io import write_json
 from pipeline.models.base import (
     ParameterCounts,
+    TopList,
     TrainingData,
     check_pairs,
     index_of,
     load_arrays,
     model_file,
+    rank_catalogue,
     read_model_meta,
     recommendation_frame,
     save_arrays,
@@ -327,11 +329,15 @@ class ContentModel(ContentTables, SupportRanking):
         return self.rank_scores(self._to_stars(self.known_user_vectors(user_ids) @ self.movie_embeddings().T))
 
     def recommend(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """top_list() as a DataFrame[movie_id, title, score]."""
+        return self.top_list(user_id, n, exclude_seen).frame()
+
+    def top_list(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> TopList:
         """The n best-predicted catalogue movies for a training user, unseen ones only by default."""
         if index_of(np.array([user_id], np.int64), self.user_ids)[0] < 0:
             raise RecsysError(f"user {user_id} has no training ratings; use recommend_for_genres for a new user")
         scores = self.score_block(np.array([user_id], np.int64))[0]
-        return recommendation_frame(self.catalogue, scores, n, seen_exclusion(self.seen, user_id, len(self.catalogue), exclude_seen))
+        return rank_catalogue(self.catalogue, scores, n, seen_exclusion(self.seen, user_id, len(self.catalogue), exclude_seen))
 
     def genre_user_row(self, prefs: Mapping[str, float]) -> np.ndarray:
         """Raw user features of a new user from stated genre ratings, e.g. {"Adventure": 5} (`genre_feature_row`)."""

@@ -28,7 +28,7 @@ from pipeline.models.base import Catalogue, Recommender, SeenItems
 from pipeline.models.ranking import adjust_scores
 
 UNKNOWN_ID = 987_654_321
-RECOMMENDER_METHODS = ("fit", "predict", "score_block", "recommend", "with_ranking", "save", "load")
+RECOMMENDER_METHODS = ("fit", "predict", "score_block", "recommend", "top_list", "with_ranking", "save", "load")
 
 
 def assert_signature_extends(method, protocol_method, name: str) -> None:
@@ -128,6 +128,15 @@ class ModelContract:
     def test_recommend_for_an_unknown_user_is_a_clear_error(self, model):
         with pytest.raises(RecsysError, match=str(UNKNOWN_ID)):
             model.recommend(UNKNOWN_ID, n=3)
+        with pytest.raises(RecsysError, match=str(UNKNOWN_ID)):
+            model.top_list(UNKNOWN_ID, n=3)
+
+    @pytest.mark.parametrize("exclude_seen", [True, False])
+    def test_top_list_is_recommends_list_as_arrays(self, model, train, exclude_seen):
+        user = self._some_user(train)
+        top = model.top_list(user, n=6, exclude_seen=exclude_seen)
+        pd.testing.assert_frame_equal(top.frame(), model.recommend(user, n=6, exclude_seen=exclude_seen))
+        assert top.movie_ids.dtype == np.int64 and top.scores.dtype == np.float64
 
     def test_recommend_and_score_block_give_the_same_ranking(self, model, train):
         user = self._some_user(train)
