@@ -97,6 +97,17 @@ class ParameterCounts:
         return self.per_user + self.per_movie + self.shared
 
 
+class ParameterTotal:
+    """`parameter_count`, the total of a trained model's `parameters()` (mixed into the trained models)."""
+
+    def parameters(self) -> ParameterCounts:
+        raise NotImplementedError
+
+    @property
+    def parameter_count(self) -> int:
+        return self.parameters().total
+
+
 @runtime_checkable
 class CountsParameters(Protocol):
     """A model that splits its learned numbers into per-user, per-movie and shared ones (the trained models)."""

@@ -33,6 +33,7 @@ from pipeline.io import write_json
 from pipeline.models.base import (
     Catalogue,
     ParameterCounts,
+    ParameterTotal,
     SeenItems,
     TopList,
     TrainingData,
@@ -456,7 +457,7 @@ def factor_parameters(factors: Mapping[str, np.ndarray]) -> ParameterCounts:
 # ---- the model ----------------------------------------------------------------------------------
 
 
-class CofiModel(SupportRanking):
+class CofiModel(SupportRanking, ParameterTotal):
     """A trained factorization with everything needed to predict and recommend (see module doc)."""
 
     predicts_ratings: ClassVar[bool] = True
@@ -529,10 +530,6 @@ class CofiModel(SupportRanking):
 
     def parameters(self) -> ParameterCounts:
         return factor_parameters(self.factors)
-
-    @property
-    def parameter_count(self) -> int:
-        return self.parameters().total
 
     def embedded_movies(self) -> tuple[np.ndarray, np.ndarray]:
         """(ids of the movies with training ratings, their x_i)."""

@@ -65,6 +65,7 @@ from pipeline.io import write_json
 from pipeline.models.base import (
     Catalogue,
     ParameterCounts,
+    ParameterTotal,
     SeenItems,
     TopList,
     TrainingData,
@@ -376,7 +377,7 @@ def _train(data: Interactions, params: CofiRankingParams, progress: bool | None)
 # ---- the model --------------------------------------------------------------------------------------
 
 
-class CofiRankingModel(SupportRanking):
+class CofiRankingModel(SupportRanking, ParameterTotal):
     """A trained implicit-feedback factorization: scores for ranking, not stars (see module doc)."""
 
     predicts_ratings: ClassVar[bool] = False
@@ -414,10 +415,6 @@ class CofiRankingModel(SupportRanking):
 
     def parameters(self) -> ParameterCounts:
         return factor_parameters(self.factors)
-
-    @property
-    def parameter_count(self) -> int:
-        return self.parameters().total
 
     def embedded_movies(self) -> tuple[np.ndarray, np.ndarray]:
         """(the catalogue's movie ids, their x_i)."""

@@ -39,6 +39,7 @@ from pipeline.features import Features
 from pipeline.io import write_json
 from pipeline.models.base import (
     ParameterCounts,
+    ParameterTotal,
     TopList,
     TrainingData,
     check_pairs,
@@ -151,7 +152,7 @@ def genre_feature_row(
 # ---- the model ----------------------------------------------------------------------------
 
 
-class ContentModel(ContentTables, SupportRanking):
+class ContentModel(ContentTables, SupportRanking, ParameterTotal):
     """Two-tower content-based recommender (see the module docstring).
 
     `ContentModel.fit(TrainingData(train, movies, scale, features), params)` trains; afterwards
@@ -263,11 +264,6 @@ class ContentModel(ContentTables, SupportRanking):
 
     def parameter_counts(self) -> dict[str, int]:
         return self.tower_parameter_counts()
-
-    @property
-    def parameter_count(self) -> int:
-        """Every trained weight of the network (both towers)."""
-        return self.parameters().total
 
     def parameters(self) -> ParameterCounts:
         """Only the two towers' weights, shared by every user and movie: none per user or movie."""

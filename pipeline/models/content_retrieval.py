@@ -70,6 +70,7 @@ from pipeline.errors import DataError, ModelError, RecsysError, data_error
 from pipeline.features import AVG_RATING, N_RATINGS, Features
 from pipeline.models.base import (
     ParameterCounts,
+    ParameterTotal,
     SeenItems,
     TopList,
     TrainingData,
@@ -287,7 +288,7 @@ class Trainer:
 # ---- the model --------------------------------------------------------------------------------
 
 
-class ContentRankingModel(ContentTables, SupportRanking):
+class ContentRankingModel(ContentTables, SupportRanking, ParameterTotal):
     """Two-tower content model trained with an in-batch softmax (see the module docstring).
 
     `ContentRankingModel.fit(TrainingData(train, movies, scale, features), params)` trains; `history`
@@ -323,10 +324,6 @@ class ContentRankingModel(ContentTables, SupportRanking):
         if id_dim:
             parts += f" + unknown-movie row {id_dim}; movie-id embedding: {len(self.catalogue):,} movies x {id_dim}"
         return ParameterCounts(per_user=0, per_movie=len(self.catalogue) * id_dim, shared=sum(towers.values()) + id_dim, parts=parts)
-
-    @property
-    def parameter_count(self) -> int:
-        return self.parameters().total
 
     def embedded_movies(self) -> tuple[np.ndarray, np.ndarray]:
         """(the catalogue's movie ids, their v_m)."""
