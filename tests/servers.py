@@ -92,3 +92,15 @@ def mlflow_server(store: Path, port: int) -> list[str]:
         "--workers",
         "1",
     ]
+
+
+def log_lines_seen(log: Path, line: str, count: int, timeout: float = 60.0) -> str:
+    """The log's text once it holds `line` at least `count` times (a multi-worker server logs each
+    worker's start as that worker comes up, possibly after the first one already answers); the
+    text as it is when `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    text = log.read_text() if log.exists() else ""
+    while text.count(line) < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+        text = log.read_text() if log.exists() else ""
+    return text

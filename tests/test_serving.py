@@ -27,7 +27,7 @@ from pipeline.models.cofi_ranking import CofiRankingModel
 from pipeline.serving import Answers
 from tests.factories import low_rank_ratings, tiny_cofi, tiny_cofi_ranking, training_data
 from tests.isolation import REPO
-from tests.servers import BIN, HOST, environment, free_port, serving
+from tests.servers import BIN, HOST, environment, free_port, log_lines_seen, serving
 
 SERVE = ServeParams(k=3, max_k=8, max_rows=4)  # small limits, so that a too-long request stays short
 UNKNOWN = 999
@@ -253,6 +253,7 @@ def test_the_ranking_champion_serves_top_k_lists_and_refuses_bad_requests_with_4
             "k=0": post(url, {"dataframe_records": [{USER: user}], "params": {"k": 0}}),
             "rows": post(url, {"dataframe_records": [{USER: user}] * 5}),
         }
+        served = log_lines_seen(log, "Started server process", 2)
     assert status == 200
     known, unknown = body["predictions"]
     expected = logged.model.recommend(user, n=5)
@@ -274,7 +275,6 @@ def test_the_ranking_champion_serves_top_k_lists_and_refuses_bad_requests_with_4
     for case, (code, answer) in refused.items():
         assert (code, answer["error_code"]) == (400, "INVALID_PARAMETER_VALUE"), case
         assert messages[case] in answer["message"], case
-    served = log.read_text()
     assert served.count("Started server process") == 2, served[-2000:]
     assert "POST /invocations" not in served, served[-2000:]
 
