@@ -54,7 +54,7 @@ from pipeline.models.base import (
     top_n,
 )
 from pipeline.models.content_input import feature_matrix, rating_batches, standardise, validation_split
-from pipeline.models.content_tables import CHUNK, MOVIE_TOWER, USER_TOWER, ContentTables, TowerVectors, embed
+from pipeline.models.content_tables import CHUNK, MOVIE_TOWER, USER_TOWER, ContentTables, TowerVectors
 from pipeline.models.distributed import (
     MULTI_WORKER,
     WorkerTask,
@@ -161,6 +161,7 @@ class ContentModel(ContentTables, SupportRanking, ParameterTotal):
 
     predicts_ratings: ClassVar[bool] = True
     kind: ClassVar[str] = "content"
+    params: ContentParams
 
     def __init__(self, params: ContentParams) -> None:
         self.params = params
@@ -274,9 +275,6 @@ class ContentModel(ContentTables, SupportRanking, ParameterTotal):
     def embedded_movies(self) -> tuple[np.ndarray, np.ndarray]:
         """(the catalogue's movie ids, their v_m)."""
         return self.catalogue.movie_ids, self.movie_embeddings()
-
-    def _embed(self, tower_name: str, inputs: np.ndarray) -> np.ndarray:
-        return embed(self._trained().get_layer(tower_name), inputs, self.params.embedding_dim)
 
     def user_embeddings(self, table: pd.DataFrame, file: str = "user features") -> np.ndarray:
         """v_u for each row of a user features table (columns as in training)."""

@@ -86,7 +86,7 @@ from pipeline.models.base import (
 )
 from pipeline.models.content import build_tower, genre_feature_row
 from pipeline.models.content_input import gathered_batches, row_batches, standardise
-from pipeline.models.content_tables import MOVIE_TOWER, USER_TOWER, ContentTables, TowerVectors, embed
+from pipeline.models.content_tables import MOVIE_TOWER, USER_TOWER, ContentTables, TowerVectors
 from pipeline.models.ranking import SupportRanking
 from pipeline.seeding import seed_everything
 
@@ -297,6 +297,7 @@ class ContentRankingModel(ContentTables, SupportRanking, ParameterTotal):
 
     predicts_ratings: ClassVar[bool] = False
     kind: ClassVar[str] = "content ranking"
+    params: ContentRankingParams
 
     def __init__(self, params: ContentRankingParams) -> None:
         self.params = params
@@ -327,7 +328,7 @@ class ContentRankingModel(ContentTables, SupportRanking, ParameterTotal):
 
     def embedded_movies(self) -> tuple[np.ndarray, np.ndarray]:
         """(the catalogue's movie ids, their v_m)."""
-        return self.catalogue.movie_ids, self.movie_vectors()
+        return self.catalogue.movie_ids, self.tower_vectors().movies
 
     def _train(
         self, train: pd.DataFrame, features: Features, movies: pd.DataFrame, rating_range: tuple[float, float], verbose: int
@@ -387,20 +388,13 @@ class ContentRankingModel(ContentTables, SupportRanking, ParameterTotal):
 
     # -- embeddings -----------------------------------------------------------------------
 
-    def _embed(self, tower_name: str, inputs: np.ndarray) -> np.ndarray:
-        return embed(self._trained().get_layer(tower_name), inputs, self.params.embedding_dim)
-
     def _id_table(self) -> np.ndarray:
-        return keras.ops.convert_to_numpy(self._trained().get_layer(ID_EMBEDDING).embeddings).astype(np.float32)
+        return keras.ops.convert_to_numpy(self.network.get_layer(ID_EMBEDDING).embeddings).astype(np.float32)
 
     def _movie_tower_inputs(self, features: np.ndarray, id_rows: np.ndarray) -> np.ndarray:
         if not self.params.id_dim:
             return features
         return np.concatenate([features, self._id_table()[id_rows]], axis=1)
-
-    def movie_vectors(self) -> np.ndarray:
-        """v_m of every catalogue movie (the saved vectors)."""
-        return self.tower_vectors().movies
 
     def _compute_vectors(self) -> TowerVectors:
         """Only movies the movie tower was trained on as positives use their own id row; the others
@@ -436,10 +430,6 @@ class ContentRankingModel(ContentTables, SupportRanking, ParameterTotal):
             return features
         return np.concatenate([features, self._history_bags(rows)], axis=1)
 
-    def user_vectors(self, user_ids: np.ndarray) -> np.ndarray:
-        """v_u per id; unknown ids: the no-history user."""
-        return self.known_user_vectors(user_ids)
-
     # -- scores -------------------------------------------------------------------------------
 
     def popularity_prior(self) -> np.ndarray:
@@ -449,7 +439,7 @@ class ContentRankingModel(ContentTables, SupportRanking, ParameterTotal):
 
     def _scores(self, users: np.ndarray) -> np.ndarray:
         """(users x catalogue) scores from user vectors: v_u . v_m / temperature + the popularity prior."""
-        return (users @ self.movie_vectors().T).astype(np.float64) / self.params.temperature + self.popularity_prior()
+        return (users @ self.tower_vectors().movies.T).astype(np.float64) / self.params.temperature + self.popularity_prior()
 
     # -- model contract -------------------------------------------------------------------
 
@@ -463,17 +453,17 @@ class ContentRankingModel(ContentTables, SupportRanking, ParameterTotal):
         if len(user_ids) == 0:
             return np.zeros(0, np.float64)
         positions = self.catalogue.index(movie_ids)
-        movies = np.concatenate([self.movie_vectors(), self.tower_vectors().unknown_movie[None, :]])[
+        movies = np.concatenate([self.tower_vectors().movies, self.tower_vectors().unknown_movie[None, :]])[
             np.where(positions >= 0, positions, len(self.catalogue))
         ]
         floor = self.params.popularity_prior * np.log(PRIOR_FLOOR / self.positives.sum())
         prior = np.append(self.popularity_prior(), floor)[np.where(positions >= 0, positions, len(self.catalogue))]
-        dots = np.einsum("ij,ij->i", self.user_vectors(user_ids), movies).astype(np.float64)
+        dots = np.einsum("ij,ij->i", self.known_user_vectors(user_ids), movies).astype(np.float64)
         return dots / self.params.temperature + prior
 
     def score_block(self, user_ids: np.ndarray) -> np.ndarray:
         """Scores (len(user_ids) x catalogue): towers run once per user and once per movie."""
-        return self.rank_scores(self._scores(self.user_vectors(user_ids)))
+        return self.rank_scores(self._scores(self.known_user_vectors(user_ids)))
 
     def recommend(self, user_id: int, n: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
         """top_list() as a DataFrame[movie_id, title, score]."""

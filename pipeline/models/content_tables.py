@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 else:
     from pipeline.deferred import keras
 
+from pipeline.config import ContentParams, ContentRankingParams
 from pipeline.data.schema import MOVIE, USER
 from pipeline.errors import DataError, ModelError
 from pipeline.features import Features, Scalers, no_history_user, scalers_from_dict, scalers_to_dict
@@ -76,6 +77,7 @@ class ContentTables:
     seen: SeenItems
     rating_range: tuple[float, float]
     kind: ClassVar[str]  # the model's name in error messages
+    params: ContentParams | ContentRankingParams
     _network: keras.Model | None = None
     _network_file: Path | None = None  # where a loaded model's network is read from on first use
     _vectors: TowerVectors | None = None
@@ -92,12 +94,12 @@ class ContentTables:
             self._network = keras.models.load_model(self._network_file)
         return self._network
 
-    def _trained(self) -> keras.Model:
-        return self.network
-
     def _set_network(self, network: keras.Model) -> None:
         """After training: the new network; the vectors and counts of an earlier one are dropped."""
         self._network, self._network_file, self._vectors, self._tower_params = network, None, None, None
+
+    def _embed(self, tower_name: str, inputs: np.ndarray) -> np.ndarray:
+        return embed(self.network.get_layer(tower_name), inputs, self.params.embedding_dim)
 
     def _compute_vectors(self) -> TowerVectors:
         raise NotImplementedError
@@ -112,8 +114,9 @@ class ContentTables:
         """v_u per id from the saved vectors; ids outside training get the no-history user's."""
         vectors = self.tower_vectors()
         rows = index_of(np.asarray(user_ids, np.int64), self.user_ids)
-        table = np.concatenate([vectors.users, vectors.no_history[None, :]])
-        return table[np.where(rows >= 0, rows, len(vectors.users))]
+        picked = vectors.users[np.maximum(rows, 0)]  # a served request asks for one user: no copy of the whole table
+        picked[rows < 0] = vectors.no_history
+        return picked
 
     def tower_parameter_counts(self) -> dict[str, int]:
         """user_tower_params and movie_tower_params (saved with the model: counting needs no network)."""

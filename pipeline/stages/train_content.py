@@ -120,7 +120,7 @@ def learning_curve(table: pd.DataFrame) -> Any:
 
 def summary_text(model: ContentModel) -> str:
     lines: list[str] = []
-    network = model._trained()
+    network = model.network
     network.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), expand_nested=True)
     counts = model.parameter_counts()
     lines.append(", ".join(f"{key}: {value}" for key, value in counts.items()))
