@@ -486,6 +486,12 @@ class ServeParams(Section):
     k: int = Field(10, ge=1, description="length of a top-k list when the request gives no params k")
     max_k: int = Field(100, ge=1, description="longest top-k list a request may ask for; a larger params k is answered 400")
     max_rows: int = Field(1000, ge=1, description="most rows (users, or user-movie pairs) in one request; more are answered 400")
+    precompute_users: int = Field(
+        10_000,
+        ge=0,
+        description="with at most this many training users, every one's top max_k list is computed when the model loads "
+        "and a request slices it; more users (or 0): each request scores the catalogue",
+    )
 
     @model_validator(mode="after")
     def _default_within_limit(self) -> ServeParams:

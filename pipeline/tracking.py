@@ -397,6 +397,8 @@ class RecsysPyfunc(PythonModel):
         loader, name = config.pop("loader"), config.pop("name")
         self.model = class_at(loader).load(context.artifacts["model_dir"])
         self.answers = Answers(self.model, name, ServeParams.model_validate(config))
+        one_blas_thread()  # before the lists below: each is one user's small product
+        self.answers.precompute()
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         from mlflow.exceptions import MlflowException

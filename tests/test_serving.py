@@ -211,6 +211,25 @@ def test_a_rating_models_list_is_its_recommend_in_stars_to_two_decimals():
     assert [e["score"] for e in answer["recommendations"]] == np.round(expected["score"], 2).tolist()
 
 
+@pytest.mark.parametrize("precompute_users", [0, 11, 12])  # the fixture's model has 12 training users
+def test_precomputed_lists_answer_exactly_what_scoring_per_request_does(logged: Logged, precompute_users: int):
+    model = logged.model
+    answers = Answers(model, "cofi_ranking", ServeParams(k=3, max_k=8, max_rows=20, precompute_users=precompute_users))
+    answers.precompute()
+    users = model.seen.user_ids.tolist()
+    assert len(users) == 12 and (len(answers._known) == 12) == (precompute_users >= 12)
+    for k in range(1, 9):
+        got = answers.answer(pd.DataFrame({USER: users}), {"k": k})
+        for user, answer in zip(users, got, strict=True):
+            assert answer["recommendations"] == answers.records(model.top_list(user, n=k)), (user, k)
+
+
+def test_the_logged_pyfunc_computes_the_known_users_lists_when_it_loads(logged: Logged):
+    answers = logged.pyfunc.unwrap_python_model().answers
+    assert sorted(answers._known) == logged.model.seen.user_ids.tolist()
+    assert [len(positions) for positions, _ in answers._known.values()] == [SERVE.max_k] * 12
+
+
 # ---- through `mlflow models serve` ------------------------------------------------------------------
 
 
