@@ -327,13 +327,17 @@ def check_scores_from_saved_vectors(trained, name: str, user_ids: np.ndarray, di
 
 def scores_in_fresh_process(directory: Path, name: str, user_ids: list[int]) -> tuple[np.ndarray, list[str]]:
     """(score_block of `user_ids`, the modules among tensorflow/keras it imported) of the model in
-    `directory` loaded as `name` in a new Python process, as evaluate and the batch stage load it."""
+    `directory` loaded as `name` in a new Python process, as evaluate and the batch stage load it
+    (and with every training user's served list computed, as a serving worker does)."""
     script = (
         "import json, sys\n"
         "import numpy as np\n"
         "from pipeline.models.loading import model_class\n"
         f"model = model_class({name!r}).load({str(directory)!r})\n"
         f"scores = model.score_block(np.array({user_ids!r}, np.int64))\n"
+        "from pipeline.config import ServeParams\n"
+        "from pipeline.serving import Answers\n"
+        f"Answers(model, {name!r}, ServeParams()).precompute()  # what a serving worker does when it loads the model\n"
         "print(json.dumps({'scores': scores.tolist(), 'imported': [m for m in ('tensorflow', 'keras') if m in sys.modules]}))\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO)
