@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from pipeline.data.schema import GENRE_VOCABULARY, GENRES, MOVIE, RATING, USER, YEAR, genre_matrix
 from pipeline.errors import DataError, data_error
 from pipeline.io import write_json, write_parquet
+
+if TYPE_CHECKING:  # scikit-learn (~1 s to import) is imported where scalers are made, so the stages
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler  # that only read features skip it
 
 N_RATINGS = "n_ratings"
 AVG_RATING = "avg_rating"
@@ -178,6 +180,8 @@ def movie_features(train: pd.DataFrame, movies: pd.DataFrame, *, train_file: str
 def fit_scalers(train: pd.DataFrame, users: pd.DataFrame, movies: pd.DataFrame) -> Scalers:
     """Fit the user scaler on `users` (train users), the movie scaler on movies with train ratings,
     the target scaler to [-1, 1] on train ratings."""
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
     _check_train(train)
     user = StandardScaler().fit(users[list(USER_FEATURE_COLUMNS)])
     rated = movies.loc[movies[N_RATINGS] > 0, list(MOVIE_FEATURE_COLUMNS)]
@@ -209,6 +213,8 @@ def _standard_to_dict(scaler: StandardScaler) -> dict[str, Any]:
 
 
 def _standard_from_dict(state: dict[str, Any]) -> StandardScaler:
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler()
     scaler.feature_names_in_ = np.asarray(state["columns"], dtype=object)
     scaler.n_features_in_ = len(state["columns"])
@@ -239,6 +245,8 @@ def scalers_to_dict(scalers: Scalers) -> dict[str, Any]:
 
 def scalers_from_dict(state: dict[str, Any], file: str = SCALERS_FILE) -> Scalers:
     """Rebuild fitted sklearn scalers from `scalers_to_dict` output; `transform` gives identical results."""
+    from sklearn.preprocessing import MinMaxScaler
+
     try:
         spec = state["target"]
         feature_range = tuple(spec["feature_range"])
