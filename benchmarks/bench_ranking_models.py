@@ -297,6 +297,14 @@ def content_ranking_variants() -> dict[str, dict[str, Any]]:
         "temperature 0.05": {"temperature": 0.05},
         "popularity_prior 0": {"popularity_prior": 0.0},
         "epochs 8": {"epochs": 8},
+        "epochs 10": {"epochs": 10},
+        "epochs 7": {"epochs": 7},
+        "epochs 5": {"epochs": 5},
+        "epochs 4": {"epochs": 4},
+        "epochs 6, learning_rate 0.01": {"epochs": 6, "learning_rate": 0.01},
+        "batch_size 512": {"batch_size": 512},
+        "batch_size 1024": {"batch_size": 1024},
+        "batch_size 1024, epochs 20": {"batch_size": 1024, "epochs": 20},
     }
 
 

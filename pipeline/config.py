@@ -337,7 +337,7 @@ class ContentParams(TowerParams):
     early stopping: measured on ml-latest-small (benchmarks/bench_content.py)."""
 
     learning_rate: float = Field(0.01, gt=0, description="Adam learning rate")
-    epochs: int = Field(30, ge=1, description="most training epochs (early stopping may end sooner)")
+    epochs: int = Field(20, ge=1, description="most training epochs (early stopping may end sooner)")
     batch_size: int = Field(1024, ge=1, description="ratings per mini-batch (the course used 32)")
     validation_fraction: float = Field(
         0.05, ge=0, lt=1, description="share of training ratings held out for val_loss and early stopping; 0 = none"
@@ -385,7 +385,7 @@ class ContentRankingParams(TowerParams):
     blank_history: float = Field(
         0.2, ge=0, lt=1, description="share of training rows whose bag is emptied (how a user without ratings looks)"
     )
-    epochs: int = Field(10, ge=1, description="passes over the positive interactions")
+    epochs: int = Field(6, ge=1, description="passes over the positive interactions")
     batch_size: int = Field(256, ge=2, description="positives per step; the other rows' movies are the negatives")
     learning_rate: float = Field(0.005, gt=0, description="Adam learning rate")
     seed: int = Field(1, description="seed of initialization, shuffling and dropout")

@@ -111,7 +111,8 @@ GENRE_CHOICE_SHARPNESS = 1.5  # how strongly taste steers which genres a user wa
 # to it left the ranking models level with popularity (nDCG@10 vs popularity: cofi_ranking -8%,
 # content_ranking +12%, EASE -5%). 3.5 gives +75%, +71% and +84% on the default data, close to
 # ml-latest-small's +94%, +79% and +86%; 3.0 gave +68%, +50% and +66%
-# (benchmarks/bench_ranking_models.py --datasets synthetic).
+# (benchmarks/bench_ranking_models.py --datasets synthetic; content_ranking then trained 10 epochs,
+# now 6: +46% here, +73% on ml-latest-small).
 LATENT_CHOICE = 3.5  # per star of p . q (odds x4.2 per standard deviation of p . q)
 LATENT_CHOICE_CAP = 1.0  # stars (2.4 sd of p . q); bounds the odds: rejection sampling keeps 1 draw in 14
 
