@@ -305,6 +305,7 @@ def content_ranking_variants() -> dict[str, dict[str, Any]]:
         "batch_size 512": {"batch_size": 512},
         "batch_size 1024": {"batch_size": 1024},
         "batch_size 1024, epochs 20": {"batch_size": 1024, "epochs": 20},
+        "history_length 128": {"history_length": 128},
     }
 
 
