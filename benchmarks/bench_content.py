@@ -4,7 +4,7 @@
     python benchmarks/bench_content.py --seeds 1 --config big=batch_size=2048,patience=null
     python benchmarks/bench_content.py --validation --no-course --config e15=epochs=15   # choosing a default
 
-Split: ratings.csv in file order, train_test_split(test_size=0.2, random_state=42);
+Split: ratings.csv in file order, train_test_split(test_size=0.2, random_state=42) (pipeline.split.split_ratings "random");
 features from train only (pipeline.features, genre_prior 0). Training: `ContentModel.fit` wall time
 and test RMSE (stars, clipped to 0.5..5) per seed; configurations interleaved seed by seed so
 machine noise hits them alike; the table shows the median time, the time ratio to the course and
@@ -35,6 +35,7 @@ from pipeline.data.schema import MOVIE, RATING, USER, RatingScale  # noqa: E402
 from pipeline.features import build_features  # noqa: E402
 from pipeline.models.base import TrainingData  # noqa: E402
 from pipeline.models.content import ContentModel  # noqa: E402
+from pipeline.split import split_ratings  # noqa: E402
 
 SCALE = RatingScale(0.5, 5.0, 0.5)
 COURSE = {"batch_size": 32, "epochs": 30, "validation_fraction": 0.0, "patience": None}
@@ -51,13 +52,12 @@ def parse_config(text: str) -> tuple[str, dict]:
 
 
 def load_split(mirror: Path, validation: bool = False):
-    """(train, test, movies, features); with validation, test is 20% of the train split (seed 7), never the test split."""
-    from sklearn.model_selection import train_test_split
-
+    """(train, test, movies, features); with validation, test is 20% of the train split (seed 7), never the test split:
+    the slice bench_ranking_models.py --tune scores on."""
     ratings, movies = read_csv_release(mirror / "ml-latest-small")
-    train, test = train_test_split(ratings, test_size=0.2, random_state=42)
+    train, test = split_ratings(ratings, "random", 0.2, 42)
     if validation:
-        train, test = train_test_split(train, test_size=0.2, random_state=7)
+        train, test = split_ratings(train, "random", 0.2, 7)
     train, test = train.reset_index(drop=True), test.reset_index(drop=True)
     return train, test, movies, build_features(train, movies, 0.0)
 
