@@ -45,9 +45,9 @@ models fitted on the other 80%; never the test split) by `benchmarks/bench_ranki
 movies); no id embedding and no history bag (features only) 0.1745; no history bag 0.1605;
 temperature 0.05 0.1882; popularity_prior 0 0.1890 (coverage 0.0992 instead of 0.0595); 8 epochs
 0.1899 (those at the earlier default of 10 epochs). The epochs, in a later version: 10 gave 0.1943
-and 0.1879 (seeds 1 and 2), 6 (the default since) 0.1929 and 0.1845 in 45-60% of the fit time,
+and 0.1879 (seeds 1 and 2), 6 (the default since) 0.1929 and 0.1845 in 45-48% of the fit time,
 7 0.1858, 5 0.1902, 4 0.1821, and 6 at learning_rate 0.01 0.1807 (seed 1): about 1% of nDCG@10 for
-a default `dvc repro` that fits in its time budget.
+a shorter default `dvc repro` (benchmarks/README.md, "Fewer content epochs by default").
 """
 
 from __future__ import annotations
