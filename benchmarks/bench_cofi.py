@@ -7,7 +7,8 @@ Quality and speed (one process): ratings.csv in file order, train_test_split(tes
 random_state=42), 80,668 / 20,168 rows; test RMSE/MAE in stars (predictions clipped to 0.5..5); fit wall
 seconds, median of --repeats, the models interleaved repeat by repeat so machine noise hits them
 alike, after one untimed warm-up fit each (TensorFlow's first graph in a process and Surprise's first
-fit are one-off costs; the cold first cofi fit is printed too). Surprise needs the `bench` extra:
+fit are one-off costs; the cold first cofi fit is printed too, before any other fit: with the default
+engine it imports no TensorFlow). Surprise needs the `bench` extra:
 `uv pip install --python .venv/bin/python scikit-surprise`.
 
 Scale (a child process, so its peak memory is its own): a 5,000,000-rating synthetic set from the
@@ -63,6 +64,7 @@ def cofi_candidates() -> dict[str, CofiParams]:
         "cofi, defaults without mean_shrinkage": default.model_copy(update={"mean_shrinkage": 0.0}),
         "cofi, defaults with cost sum, lambda_ 15": default.model_copy(update={"cost": "sum", "lambda_": 15.0}),
         "cofi, defaults with num_features 100": default.model_copy(update={"num_features": 100}),
+        "cofi, project defaults, engine tensorflow": default.model_copy(update={"engine": "tensorflow"}),
         "cofi, project defaults": default,
     }
 

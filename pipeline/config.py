@@ -249,8 +249,10 @@ class CofiParams(Section):
     patience: int | None = Field(
         None, ge=1, description="iterations without validation improvement before stopping (best restored); null = never"
     )
-    engine: Literal["tensorflow", "spark"] = Field(
-        "tensorflow", description="tensorflow: Adam on this machine; spark: Spark MLlib ALS on spark.master (README)"
+    engine: Literal["numpy", "tensorflow", "spark"] = Field(
+        "numpy",
+        description="numpy: Adam with the gradient written out; tensorflow: the same Adam steps through GradientTape "
+        "(the course's way, slower to start); spark: Spark MLlib ALS on spark.master (README)",
     )
     log_cost_every: int = Field(
         0, ge=0, description="spark: the cost J is computed every this many ALS iterations (refits from the seed); 0 = final only"

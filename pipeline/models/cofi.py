@@ -1,4 +1,4 @@
-"""Collaborative filtering: the course's matrix factorization, trained sparsely with Adam in TensorFlow.
+"""Collaborative filtering: the course's matrix factorization, trained sparsely with Adam.
 
 Movie features X (movies x k), user weights W (users x k), user biases b; ratings are normalised by
 each movie's mean over the TRAINING ratings, and a prediction is x_i . w_j + b_j + mean_i (+ c_i,
@@ -6,8 +6,16 @@ an optional movie bias). The course's cost (`cost: sum`) is
 
     J = 1/2 * sum over observed (i, j) of (x_i . w_j + b_j - ynorm_ij)^2 + lambda/2 * (sum W^2 + sum X^2)
 
-Training works on the observed (movie, user) pairs only (gathers; the gradients TensorFlow derives
-from them are segment sums): time and memory O(ratings x k), never a dense movies x users matrix.
+Training works on the observed (movie, user) pairs only: time and memory O(ratings x k), never a
+dense movies x users matrix. With e the error of each pair and E the sparse movies x users matrix of
+them, the gradient of the `sum` cost is
+
+    dJ/dX = E W + lambda X,    dJ/dW = E^T X + lambda W,    dJ/db_j = sum of user j's errors
+
+Two engines take the same Adam steps (Keras's update rule) on it. `engine: numpy` (the default)
+writes that gradient out with NumPy and SciPy's sparse products; `engine: tensorflow` derives it with
+GradientTape from `sparse_cost`, the course's way. They agree to float rounding (tests), and the
+NumPy one spares the stage TensorFlow's import, which takes longer than the fit.
 `cofi_cost` is the dense formula, kept for teaching and for tests.
 
 Fallbacks (never an exception in predict): an unknown user has w = 0, b = 0 (the course's way), so
@@ -18,13 +26,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from pipeline.config import CofiParams
 from pipeline.data.schema import MOVIE, RATING, USER
@@ -223,7 +232,7 @@ def check_new_ratings(
     return movie_ids, values
 
 
-# ---- training (TensorFlow) ----------------------------------------------------------------------
+# ---- training (NumPy or TensorFlow) -------------------------------------------------------------
 
 
 @dataclass
@@ -231,7 +240,7 @@ class History:
     """The training cost at each logged iteration and, with a validation slice, its RMSE.
 
     `steps[r]` is the 0-based iteration after which cost[r] was measured: every iteration when
-    training with TensorFlow (0, 1, 2, ...), the checkpoints when training with Spark ALS (whose
+    training with Adam (0, 1, 2, ...), the checkpoints when training with Spark ALS (whose
     last step is the last iteration). Left empty, it means every iteration (models saved before
     steps were recorded).
     """
@@ -257,26 +266,162 @@ class History:
         return self.steps[-1] + 1 if self.steps else 0
 
     def cost_steps(self) -> list[int]:
-        """The 0-based iteration of each entry of `cost`: every one for TensorFlow, the logged ones for Spark ALS."""
+        """The 0-based iteration of each entry of `cost`: every one for Adam, the logged ones for Spark ALS."""
         return list(self.steps)
 
 
-def _batches(n: int, params: CofiParams, rng: np.random.Generator) -> list[np.ndarray]:
+@dataclass(frozen=True)
+class Batch:
+    """Training pairs of one Adam step (or one chunk of a full-batch step), sorted by movie."""
+
+    movie_idx: np.ndarray  # int32, non-decreasing
+    user_idx: np.ndarray  # int32
+    y: np.ndarray  # the normalised ratings, in the training dtype
+    share: float  # this batch's share of the fitted ratings (scales the `sum` cost's penalty)
+
+
+def _batches(n: int, params: CofiParams, rng: np.random.Generator) -> Iterator[np.ndarray]:
     """Row groups of one pass; full batch keeps the (movie, user) order, mini-batches are shuffled."""
     if params.batch_size == 0:
-        return [np.arange(start, min(start + CHUNK, n)) for start in range(0, n, CHUNK)]
+        yield from (np.arange(start, min(start + CHUNK, n)) for start in range(0, n, CHUNK))
+        return
     order = rng.permutation(n)
-    # sorting each batch's rows keeps its gathers of X in movie order (rows are sorted by movie)
-    return [np.sort(order[start : start + params.batch_size]) for start in range(0, n, params.batch_size)]
+    # sorting each batch's rows keeps it sorted by movie (rows are sorted by movie): the sparse
+    # products below read it as CSR rows, and gathers of X run in order
+    yield from (np.sort(order[start : start + params.batch_size]) for start in range(0, n, params.batch_size))
 
 
-class _Trainer:
-    """Variables, optimizer and compiled steps of one fit."""
+def sparse_gradients(
+    factors: Mapping[str, np.ndarray], batch: Batch, lambda_: float, cost: str = "sum", n_total: int | None = None
+) -> tuple[float, dict[str, np.ndarray]]:
+    """`sparse_cost` of one batch and its gradient in each factor, written out (module doc).
+
+    The errors are one CSR matrix E (movies x users) built straight from the movie-sorted pairs, so
+    E W and E^T X are SciPy's sparse-dense products: O(pairs x k), no (pairs x k) scatter.
+    """
+    X, W, b, c = factors["X"], factors["W"], factors["b"], factors.get("c")
+    n_movies, n_users = len(X), len(W)
+    movie_counts = np.bincount(batch.movie_idx, minlength=n_movies)
+    predicted = np.einsum("ij,ij->i", X[batch.movie_idx], W[batch.user_idx]) + b[batch.user_idx]
+    if c is not None:
+        predicted += c[batch.movie_idx]
+    errors = predicted - batch.y
+    indptr = np.concatenate(([0], np.cumsum(movie_counts)))
+    E = sparse.csr_matrix((errors, batch.user_idx, indptr), shape=(n_movies, n_users))
+    grads = {"X": E @ W, "W": E.T @ X, "b": np.bincount(batch.user_idx, weights=errors, minlength=n_users)}
+    if c is not None:
+        grads["c"] = np.bincount(batch.movie_idx, weights=errors, minlength=n_movies)
+    squared = float(errors @ errors)
+    if cost == "mean":
+        assert n_total is not None, 'cost="mean" divides by n_total, the number of training ratings'
+        weights = {"X": movie_counts, "W": np.bincount(batch.user_idx, minlength=n_users), "c": movie_counts}
+        penalty = 0.0
+        for name in ("X", "W", "c"):
+            if name in grads:
+                value, weight = factors[name], weights[name].astype(factors[name].dtype)
+                rows = np.sum(value**2, axis=1) if value.ndim == 2 else value**2
+                penalty += float(weight @ rows)
+                grads[name] += lambda_ * (weight[:, None] * value if value.ndim == 2 else weight * value)
+        scale = 1.0 / n_total
+        return (squared + lambda_ * penalty) * scale / 2.0, {name: g * g.dtype.type(scale) for name, g in grads.items()}
+    penalty = sum(float(np.sum(factors[name] ** 2)) for name in ("X", "W", "c") if name in grads)
+    for name in ("X", "W", "c"):
+        if name in grads:
+            grads[name] += (lambda_ * batch.share) * factors[name]
+    return 0.5 * squared + lambda_ / 2.0 * batch.share * penalty, grads
+
+
+class Adam:
+    """Keras's Adam update (beta_1 0.9, beta_2 0.999, epsilon 1e-7) in NumPy, in the factors' dtype.
+
+    As in Keras, the learning rate and the betas in the bias correction are float32 numbers even
+    when the factors are float64 (in exact float64 a first step differs from Keras's by 1e-5 of itself).
+    """
+
+    beta_1, beta_2, epsilon = 0.9, 0.999, 1e-7
+
+    def __init__(self, values: Mapping[str, np.ndarray], learning_rate: float) -> None:
+        self.learning_rate = learning_rate
+        self.m = {name: np.zeros_like(value) for name, value in values.items()}
+        self.v = {name: np.zeros_like(value) for name, value in values.items()}
+        self.steps = 0
+
+    def apply(self, values: dict[str, np.ndarray], grads: Mapping[str, np.ndarray]) -> None:
+        """Update `values` in place by one step."""
+        self.steps += 1
+        for name, gradient in grads.items():
+            value, m, v = values[name], self.m[name], self.v[name]
+            real = value.dtype.type
+            power_1, power_2 = (real(np.float32(beta)) ** real(self.steps) for beta in (self.beta_1, self.beta_2))
+            alpha = real(np.float32(self.learning_rate)) * np.sqrt(real(1) - power_2) / (real(1) - power_1)
+            gradient = gradient.astype(value.dtype, copy=False)
+            m += (gradient - m) * real(1 - self.beta_1)
+            v += (gradient * gradient - v) * real(1 - self.beta_2)
+            value -= m * alpha / (np.sqrt(v) + real(self.epsilon))
+
+
+class _Trainer(Protocol):
+    """What one fit needs of an engine: a step on a batch, or the gradient of a chunk and one update."""
+
+    def step(self, batch: Any) -> float: ...
+    def gradients(self, batch: Any) -> tuple[float, list[Any]]: ...
+    def apply(self, grads: list[Any]) -> None: ...
+    def prepare(self, batch: Batch) -> Any: ...
+    def values(self) -> dict[str, np.ndarray]: ...
+
+
+def run_pass(trainer: _Trainer, batches: Iterable[Any], full_batch: bool) -> float:
+    """One pass over the ratings; returns the cost summed over its steps (the full cost for one batch)."""
+    if not full_batch:
+        return float(sum(trainer.step(batch) for batch in batches))
+    batches = list(batches)
+    if len(batches) == 1:
+        return trainer.step(batches[0])
+    total, summed = 0.0, None  # full batch in chunks: add up the gradients, then one Adam step
+    for batch in batches:
+        cost, grads = trainer.gradients(batch)
+        total += cost
+        summed = grads if summed is None else [a + g for a, g in zip(summed, grads, strict=True)]
+    assert summed is not None
+    trainer.apply(summed)
+    return total
+
+
+class _NumpyTrainer:
+    """engine: numpy. The factors, Adam's moments and the written-out gradient of one fit."""
+
+    def __init__(self, initial: Mapping[str, np.ndarray], params: CofiParams, n_total: int) -> None:
+        self.params, self.n_total = params, n_total
+        self.factors = {name: value.astype(params.dtype) for name, value in initial.items()}
+        self.adam = Adam(self.factors, params.learning_rate)
+
+    def prepare(self, batch: Batch) -> Batch:
+        return batch
+
+    def gradients(self, batch: Batch) -> tuple[float, list[np.ndarray]]:
+        cost, grads = sparse_gradients(self.factors, batch, self.params.lambda_, self.params.cost, self.n_total)
+        return cost, [grads[name] for name in self.factors]
+
+    def apply(self, grads: list[np.ndarray]) -> None:
+        self.adam.apply(self.factors, dict(zip(self.factors, grads, strict=True)))
+
+    def step(self, batch: Batch) -> float:
+        cost, grads = self.gradients(batch)
+        self.apply(grads)
+        return cost
+
+    def values(self) -> dict[str, np.ndarray]:
+        return {name: value.copy() for name, value in self.factors.items()}
+
+
+class _TensorFlowTrainer:
+    """engine: tensorflow. Variables, Keras's Adam and compiled steps of one fit."""
 
     def __init__(self, initial: Mapping[str, np.ndarray], params: CofiParams, n_total: int) -> None:
         import keras
         import tensorflow as tf
 
+        seed_everything(params.seed)
         self.tf = tf
         self.params = params
         self.dtype = tf.float32 if params.dtype == "float32" else tf.float64
@@ -290,9 +435,18 @@ class _Trainer:
             tf.TensorSpec([None], self.dtype),
             tf.TensorSpec([], self.dtype),
         ]
-        self.step = tf.function(self._step, input_signature=signature)
-        self.gradients = tf.function(self._gradients, input_signature=signature)
-        self.apply = tf.function(self._apply)
+        self._step = tf.function(self._step_graph, input_signature=signature)
+        self._gradients = tf.function(self._gradients_graph, input_signature=signature)
+        self._apply = tf.function(self._apply_graph)
+
+    def prepare(self, batch: Batch) -> tuple[Any, ...]:
+        tf = self.tf
+        return (
+            tf.constant(batch.movie_idx),
+            tf.constant(batch.user_idx),
+            tf.constant(batch.y, self.dtype),
+            tf.constant(batch.share, self.dtype),
+        )
 
     def _cost(self, movie_idx: Any, user_idx: Any, y: Any, share: Any) -> Any:
         v = self.variables
@@ -310,37 +464,35 @@ class _Trainer:
             self.n_total,
         )
 
-    def _gradients(self, movie_idx: Any, user_idx: Any, y: Any, share: Any) -> tuple[Any, list[Any]]:
+    def _gradients_graph(self, movie_idx: Any, user_idx: Any, y: Any, share: Any) -> tuple[Any, list[Any]]:
         with self.tf.GradientTape() as tape:
             cost = self._cost(movie_idx, user_idx, y, share)
         grads = tape.gradient(cost, list(self.variables.values()))
         return cost, [self.tf.convert_to_tensor(g) for g in grads]
 
-    def _apply(self, grads: list[Any]) -> None:
+    def _apply_graph(self, grads: list[Any]) -> None:
         self.optimizer.apply_gradients(zip(grads, self.variables.values(), strict=True))
 
-    def _step(self, movie_idx: Any, user_idx: Any, y: Any, share: Any) -> Any:
-        cost, grads = self._gradients(movie_idx, user_idx, y, share)
-        self._apply(grads)
+    def _step_graph(self, movie_idx: Any, user_idx: Any, y: Any, share: Any) -> Any:
+        cost, grads = self._gradients_graph(movie_idx, user_idx, y, share)
+        self._apply_graph(grads)
         return cost
 
-    def run_pass(self, groups: Iterable[tuple[Any, ...]]) -> float:
-        """One pass over the ratings; returns the cost summed over its steps (the full cost for one batch)."""
-        if self.params.batch_size > 0:
-            return float(sum(self.step(*group).numpy() for group in groups))
-        groups = list(groups)
-        if len(groups) == 1:
-            return float(self.step(*groups[0]).numpy())
-        total, summed = 0.0, None  # full batch in chunks: add up the gradients, then one Adam step
-        for group in groups:
-            cost, grads = self.gradients(*group)
-            total += float(cost.numpy())
-            summed = grads if summed is None else [a + g for a, g in zip(summed, grads, strict=True)]
-        self.apply(summed)
-        return total
+    def step(self, batch: tuple[Any, ...]) -> float:
+        return float(self._step(*batch).numpy())
+
+    def gradients(self, batch: tuple[Any, ...]) -> tuple[float, list[Any]]:
+        cost, grads = self._gradients(*batch)
+        return float(cost.numpy()), grads
+
+    def apply(self, grads: list[Any]) -> None:
+        self._apply(grads)
 
     def values(self) -> dict[str, np.ndarray]:
         return {name: var.numpy() for name, var in self.variables.items()}
+
+
+TRAINERS: dict[str, type[_NumpyTrainer] | type[_TensorFlowTrainer]] = {"numpy": _NumpyTrainer, "tensorflow": _TensorFlowTrainer}
 
 
 def _initial(n_movies: int, n_users: int, params: CofiParams) -> dict[str, np.ndarray]:
@@ -374,31 +526,26 @@ def train_factors(
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
-    seed_everything(params.seed)
     rng = np.random.default_rng([params.seed, 2])
     fit_rows = np.flatnonzero(~held)
     n_fit = len(fit_rows)
-    normalised = data.ratings - means[data.movie_idx]
-    trainer = _Trainer(_initial(len(data.movie_ids), len(data.user_ids), params), params, n_fit)
-    tf = trainer.tf
+    normalised = (data.ratings - means[data.movie_idx]).astype(params.dtype)
+    trainer = TRAINERS[params.engine](_initial(len(data.movie_ids), len(data.user_ids), params), params, n_fit)
 
-    def group(rows: np.ndarray) -> tuple[Any, ...]:
+    def group(rows: np.ndarray) -> Any:
         rows = fit_rows[rows]
-        return (
-            tf.constant(data.movie_idx[rows]),
-            tf.constant(data.user_idx[rows]),
-            tf.constant(normalised[rows], trainer.dtype),
-            tf.constant(len(rows) / n_fit, trainer.dtype),
-        )
+        return trainer.prepare(Batch(data.movie_idx[rows], data.user_idx[rows], normalised[rows], len(rows) / n_fit))
 
-    fixed = [group(rows) for rows in _batches(n_fit, params, rng)] if params.batch_size == 0 else None
+    full_batch = params.batch_size == 0
+    fixed = [group(rows) for rows in _batches(n_fit, params, rng)] if full_batch else None
     history, best, waited = History(), None, 0
     held_rows = np.flatnonzero(held)
     bar = tqdm(range(params.iterations), desc="cofi", unit="it", disable=None if progress is None else not progress)
     for iteration in bar:
         # mini-batches are built one at a time: a pass never holds more than one batch's tensors
         groups = fixed if fixed is not None else (group(rows) for rows in _batches(n_fit, params, rng))
-        cost = trainer.run_pass(groups)
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging fit overflows: the check below names it
+            cost = run_pass(trainer, groups, full_batch)
         if not np.isfinite(cost):
             raise ModelError(
                 f"cofi: the training cost became {cost} at iteration {iteration}; lower cofi.learning_rate "
@@ -513,7 +660,7 @@ class CofiModel(SupportRanking, ParameterTotal):
         params: CofiParams,
         history: History,
     ) -> CofiModel:
-        """A model from trained factors, whichever engine trained them (TensorFlow or Spark ALS)."""
+        """A model from trained factors, whichever engine trained them (Adam or Spark ALS)."""
         movie_means_, global_mean = means
         return cls(
             user_ids=data.user_ids,

@@ -28,7 +28,7 @@ def cost_table(model: CofiModel) -> pd.DataFrame:
 
 
 def fit(data: TrainingData, params: Params, layout: Layout) -> CofiModel:
-    """The model of `cofi.engine`: Adam in TensorFlow, or ALS on Spark reading the train split."""
+    """The model of `cofi.engine`: Adam (NumPy or TensorFlow), or ALS on Spark reading the train split."""
     if params.cofi.engine == "spark":
         from pipeline.models.cofi_spark import fit_spark
 

@@ -1,7 +1,12 @@
-"""Collaborative filtering: the course's cost by hand, sparse == dense, gradients, the model contract,
-fallbacks, new users, every param mattering, bad input, and a win over a bias-only baseline."""
+"""Collaborative filtering: the course's cost by hand, sparse == dense, gradients (by hand, by
+finite differences, by GradientTape), Keras's Adam in NumPy, the two Adam engines agreeing, the model
+contract, fallbacks, new users, every param mattering, bad input, and a win over a bias-only baseline."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,7 +18,7 @@ from pipeline.config import COURSE_COFI, CofiParams, SyntheticParams, parse_para
 from pipeline.data.schema import MOVIE, RATING, TITLE, USER, RatingScale
 from pipeline.errors import ConfigError, DataError, ModelError, RecsysError
 from pipeline.models.base import index_of
-from pipeline.models.cofi import CofiModel, cofi_cost, encode, movie_means, sparse_cost, validation_mask
+from pipeline.models.cofi import Adam, Batch, CofiModel, cofi_cost, encode, movie_means, sparse_cost, sparse_gradients, validation_mask
 from tests.factories import SCALE, low_rank_ratings, training_data
 from tests.models.contract import UNKNOWN_ID, ModelContract
 
@@ -100,6 +105,97 @@ def test_gradients_match_finite_differences(cost):
         np.testing.assert_allclose(analytic[which], numeric, rtol=1e-6, atol=1e-7)
 
 
+def numpy_cost(cost):
+    """J of the random problem through the NumPy engine's function, and its written-out gradient."""
+    X, W, b, Y, _R, mi, ui = random_problem(seed=5)
+    y, c = Y[mi, ui], np.random.default_rng(1).normal(size=len(X))
+    factors = {"X": X, "W": W, "b": b, "c": c}
+
+    def J(values):
+        return sparse_gradients(values, Batch(mi, ui, y, 1.0), 0.7, cost, n_total=len(y))
+
+    return factors, J, (mi, ui, y)
+
+
+@pytest.mark.parametrize("cost", ["sum", "mean"])
+def test_written_out_gradients_match_finite_differences(cost):
+    factors, J, _ = numpy_cost(cost)
+    _, analytic = J(factors)
+    eps = 1e-6
+    for name, array in factors.items():
+        numeric = np.zeros_like(array)
+        for index in np.ndindex(array.shape):
+            plus, minus = ({**factors, name: array.copy()} for _ in range(2))
+            plus[name][index] += eps
+            minus[name][index] -= eps
+            numeric[index] = (J(plus)[0] - J(minus)[0]) / (2 * eps)
+        np.testing.assert_allclose(analytic[name], numeric, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("cost", ["sum", "mean"])
+@pytest.mark.parametrize("share", [1.0, 0.25])
+def test_written_out_cost_and_gradients_equal_gradient_tape(cost, share):
+    factors, _, (mi, ui, y) = numpy_cost(cost)
+    value, analytic = sparse_gradients(factors, Batch(mi, ui, y, share), 0.7, cost, n_total=len(y))
+    variables = {name: tf.Variable(array) for name, array in factors.items()}
+    with tf.GradientTape() as tape:
+        total = sparse_cost(variables["X"], variables["W"], variables["b"], mi, ui, y, 0.7, variables["c"], cost, share, len(y))
+    taped = tape.gradient(total, list(variables.values()))
+    assert value == pytest.approx(total.numpy(), rel=1e-12)
+    for name, gradient in zip(variables, taped, strict=True):
+        np.testing.assert_allclose(analytic[name], tf.convert_to_tensor(gradient).numpy(), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numpy_adam_takes_keras_adam_steps(dtype):
+    import keras
+
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=6).astype(dtype)
+    variable, values = tf.Variable(start.copy()), {"x": start.copy()}
+    keras_adam, numpy_adam = keras.optimizers.Adam(learning_rate=0.03), Adam(values, 0.03)
+    keras_adam.build([variable])
+    for step in range(5):
+        gradient = (rng.normal(size=6) * 10.0 ** rng.integers(-6, 2, size=6)).astype(dtype)
+        keras_adam.apply_gradients([(tf.constant(gradient), variable)])
+        numpy_adam.apply(values, {"x": gradient})
+        tolerance = 0 if dtype == np.float64 else 1e-6
+        np.testing.assert_allclose(values["x"], variable.numpy(), rtol=tolerance, atol=tolerance, err_msg=f"step {step}")
+
+
+ENGINE_SETUPS = {
+    "full batch": {},
+    "sum cost, float64": {"cost": "sum", "dtype": "float64"},
+    "movie bias": {"movie_bias": True, "dtype": "float64"},
+    "mini-batches, validation": {"batch_size": 64, "validation_fraction": 0.2, "patience": 3},
+}
+
+
+@pytest.mark.parametrize("update", ENGINE_SETUPS.values(), ids=ENGINE_SETUPS)
+def test_the_numpy_and_tensorflow_engines_take_the_same_steps(tiny, update):
+    """Same initial values, gradient and Adam: float64 to rounding, float32 to its precision."""
+    params = FAST.model_copy(update=update)
+    numpy, tensorflow = (CofiModel.fit(training_data(*tiny), params.model_copy(update={"engine": e})) for e in ("numpy", "tensorflow"))
+    exact = params.dtype == "float64"
+    assert numpy.history.iterations_run == tensorflow.history.iterations_run
+    np.testing.assert_allclose(numpy.history.cost, tensorflow.history.cost, rtol=1e-12 if exact else 1e-5)
+    for name, value in tensorflow.factors.items():
+        np.testing.assert_allclose(numpy.factors[name], value, rtol=0, atol=1e-12 if exact else 1e-4, err_msg=name)
+
+
+def test_the_numpy_engine_never_imports_tensorflow():
+    code = (
+        "import sys\n"
+        "from pipeline.models.cofi import CofiModel\n"
+        "from pipeline.config import CofiParams\n"
+        "from tests.factories import low_rank_ratings, training_data\n"
+        "CofiModel.fit(training_data(*low_rank_ratings()), CofiParams(num_features=3, iterations=2))\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2])
+    assert done.stdout.strip() == "[]"
+
+
 # ---- the model contract ---------------------------------------------------------------------------
 
 
@@ -125,8 +221,9 @@ class TestCofiContract(ModelContract):
         return fit()
 
 
-def test_mini_batches_and_validation_are_deterministic_too(tiny):
-    params = FAST.model_copy(update={"batch_size": 64, "validation_fraction": 0.2, "patience": 2})
+@pytest.mark.parametrize("engine", ["numpy", "tensorflow"])
+def test_mini_batches_and_validation_are_deterministic_too(tiny, engine):
+    params = FAST.model_copy(update={"batch_size": 64, "validation_fraction": 0.2, "patience": 2, "engine": engine})
     first, second = (CofiModel.fit(training_data(*tiny), params) for _ in range(2))
     assert first.history.cost == second.history.cost
     np.testing.assert_array_equal(first.factors["X"], second.factors["X"])
@@ -143,10 +240,11 @@ def test_the_cost_goes_down(tiny):
         assert (np.diff(cost) < 0).mean() > 0.8
 
 
-def test_full_batch_in_chunks_takes_the_same_steps_as_one_batch(tiny, monkeypatch):
+@pytest.mark.parametrize("engine", ["numpy", "tensorflow"])
+def test_full_batch_in_chunks_takes_the_same_steps_as_one_batch(tiny, monkeypatch, engine):
     import pipeline.models.cofi as cofi
 
-    params = FAST.model_copy(update={"dtype": "float64"})
+    params = FAST.model_copy(update={"dtype": "float64", "engine": engine})
     whole = CofiModel.fit(training_data(*tiny), params)
     monkeypatch.setattr(cofi, "CHUNK", 100)  # ~600 ratings -> 6 chunks, gradients summed
     chunked = CofiModel.fit(training_data(*tiny), params)
@@ -172,17 +270,11 @@ def test_mini_batches_are_built_one_at_a_time(tiny, monkeypatch):
     import pipeline.models.cofi as cofi
 
     built, alive = [], []
-    original_init = cofi._Trainer.__init__
+    real_step = cofi._NumpyTrainer.step
 
-    def init(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        real_step = self.step
-
-        def step(*group):
-            alive.append(len(built))
-            return real_step(*group)
-
-        self.step = step
+    def step(self, batch):
+        alive.append(len(built))
+        return real_step(self, batch)
 
     real_batches = cofi._batches
 
@@ -192,7 +284,7 @@ def test_mini_batches_are_built_one_at_a_time(tiny, monkeypatch):
             yield rows
 
     monkeypatch.setattr(cofi, "_batches", batches)
-    monkeypatch.setattr(cofi._Trainer, "__init__", init)
+    monkeypatch.setattr(cofi._NumpyTrainer, "step", step)
     params = FAST.model_copy(update={"batch_size": 100, "iterations": 1})
     CofiModel.fit(training_data(*tiny), params)
     assert len(alive) == len(built) > 3
@@ -236,13 +328,13 @@ def fingerprint(model: CofiModel, pairs: pd.DataFrame) -> tuple[np.ndarray, int]
     return model.predict(pairs), model.history.iterations_run
 
 
-# engine and log_cost_every select and instrument the Spark trainer: tests/models/test_cofi_spark.py
-# checks that engine=spark trains another model and that log_cost_every adds cost checkpoints.
-SPARK_ENGINE_PARAMS = {"engine", "log_cost_every"}
+# engine selects the trainer: numpy and tensorflow take the same steps (above); tests/models/test_cofi_spark.py
+# checks that engine=spark trains another model and that log_cost_every adds its cost checkpoints.
+ENGINE_PARAMS = {"engine", "log_cost_every"}
 
 
 def test_every_param_is_tested_below():
-    assert set(ALTERNATIVES) | SPARK_ENGINE_PARAMS == set(CofiParams.model_fields)
+    assert set(ALTERNATIVES) | ENGINE_PARAMS == set(CofiParams.model_fields)
 
 
 @pytest.mark.parametrize("key", sorted(ALTERNATIVES))
