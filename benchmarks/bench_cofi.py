@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_cofi.py                    # everything (~3 min on 2 busy cores)
     .venv/bin/python benchmarks/bench_cofi.py --skip-large --repeats 5
+    .venv/bin/python benchmarks/bench_cofi.py --only-large --engine tensorflow   # the 5M run, the other engine
 
 Quality and speed (one process): ratings.csv in file order, train_test_split(test_size=0.2,
 random_state=42), 80,668 / 20,168 rows; test RMSE/MAE in stars (predictions clipped to 0.5..5); fit wall
@@ -60,6 +61,7 @@ def cofi_candidates() -> dict[str, CofiParams]:
     default = CofiParams()
     return {
         "cofi, course setup": COURSE_COFI,
+        "cofi, course setup, engine tensorflow": COURSE_COFI.model_copy(update={"engine": "tensorflow"}),
         "cofi, course setup with lambda_ 10": COURSE_COFI.model_copy(update={"lambda_": 10.0}),
         "cofi, defaults without mean_shrinkage": default.model_copy(update={"mean_shrinkage": 0.0}),
         "cofi, defaults with cost sum, lambda_ 15": default.model_copy(update={"cost": "sum", "lambda_": 15.0}),
@@ -141,7 +143,7 @@ def peak_rss_mib() -> float:
     return float("nan")
 
 
-def large_child(iterations: int) -> None:
+def large_child(iterations: int, engine: str) -> None:
     """Runs in the child: prints one JSON line."""
     from pipeline.data.synthetic import generate
     from pipeline.models.cofi import CofiModel
@@ -149,13 +151,13 @@ def large_child(iterations: int) -> None:
     started = time.perf_counter()
     ratings, movies = generate(LARGE)
     generate_s = time.perf_counter() - started
-    CofiModel.fit(TrainingData(ratings.head(50_000), movies, SCALE), CofiParams(iterations=1), progress=False)  # warm-up
+    CofiModel.fit(TrainingData(ratings.head(50_000), movies, SCALE), CofiParams(iterations=1, engine=engine), progress=False)  # warm-up
     before = peak_rss_mib()
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
     fits = {}
     for n in (1, iterations):
         started = time.perf_counter()
-        model = CofiModel.fit(TrainingData(ratings, movies, SCALE), CofiParams(iterations=n), progress=False)
+        model = CofiModel.fit(TrainingData(ratings, movies, SCALE), CofiParams(iterations=n, engine=engine), progress=False)
         fits[n] = time.perf_counter() - started
     predicted = model.predict(ratings[[USER, MOVIE]].head(1_000_000))
     print(
@@ -176,8 +178,9 @@ def large_child(iterations: int) -> None:
     )
 
 
-def scale(iterations: int) -> dict[str, Any]:
-    output = subprocess.run([sys.executable, __file__, "--large-child", str(iterations)], check=True, capture_output=True, text=True).stdout
+def scale(iterations: int, engine: str) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--large-child", str(iterations), "--engine", engine]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
@@ -191,28 +194,33 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def quality_table(mirror: Path, repeats: int) -> None:
+    rows = quality_and_speed(mirror, repeats)
+    print(markdown(rows))
+    svd = next((r for r in rows if r["model"] == "Surprise SVD, defaults"), None)
+    ours = next(r for r in rows if r["model"] == "cofi, project defaults")
+    if svd:
+        ratio = ours["fit_s"] / svd["fit_s"]
+        print(f"\nproject defaults / Surprise SVD: RMSE {ours['rmse']:.4f} vs {svd['rmse']:.4f}, fit time ratio {ratio:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mirror", type=Path, default=DEFAULT_MIRROR, help="folder holding ml-latest-small/")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-large", action="store_true", help="skip the 5M-rating run")
+    parser.add_argument("--only-large", action="store_true", help="only the 5M-rating run")
     parser.add_argument("--iterations", type=int, default=6, help="iterations of the timed 5M fit")
+    parser.add_argument("--engine", default="numpy", choices=["numpy", "tensorflow"], help="cofi.engine of the 5M run")
     parser.add_argument("--large-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.large_child:
-        large_child(args.large_child)
+        large_child(args.large_child, args.engine)
         return
-    rows = quality_and_speed(args.mirror, args.repeats)
-    print(markdown(rows))
-    svd = next((r for r in rows if r["model"] == "Surprise SVD, defaults"), None)
-    ours = next(r for r in rows if r["model"] == "cofi, project defaults")
-    if svd:
-        print(
-            f"\nproject defaults / Surprise SVD: RMSE {ours['rmse']:.4f} vs {svd['rmse']:.4f}, "
-            f"fit time ratio {ours['fit_s'] / svd['fit_s']:.2f}"
-        )
+    if not args.only_large:
+        quality_table(args.mirror, args.repeats)
     if not args.skip_large:
-        large = scale(args.iterations)
+        large = scale(args.iterations, args.engine)
         print("\n| ratings | users x movies | generate s | s / iteration | fit 1 it s | peak RSS fit MiB | peak RSS process MiB |")
         print("|---|---|---|---|---|---|---|")
         print(

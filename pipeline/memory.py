@@ -30,7 +30,7 @@ BASE_MIB = {
     "validate": 450,
     "split": 300,
     "features": 300,
-    "train_cofi": 1800,  # TensorFlow + the gradients of one full-batch chunk (cofi.CHUNK ratings)
+    "train_cofi": 1800,  # TensorFlow (engine: tensorflow; the numpy engine needs less) + the gradients of one full-batch chunk
     "train_content": 1100,
     "train_cofi_ranking": 900,  # NumPy ALS (its fit alone peaked at 859 MiB at 5M ratings) + MLflow's import
     "train_content_ranking": 1100,  # TensorFlow, as train_content; its per-rating tables are the positives and the bags
