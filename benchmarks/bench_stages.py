@@ -50,7 +50,9 @@ def run_stage(stage: str, workdir: Path, env: dict[str, str]) -> tuple[float, fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", default="synthetic")
-    parser.add_argument("--n-ratings", type=int, default=100_000, help="synthetic size")
+    parser.add_argument(
+        "--n-ratings", type=int, default=None, help="synthetic size, users and movies grown with it (default: params.yaml's data)"
+    )
     parser.add_argument("--mirror", default=None)
     parser.add_argument("--stages", nargs="+", default=DATA_STAGES)
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="extra params")
@@ -62,8 +64,9 @@ def main() -> None:
     params["data"]["source"] = args.source
     if args.mirror:
         params["data"]["mirror"] = str(Path(args.mirror).resolve())
-    if args.source == "synthetic":
+    if args.source == "synthetic" and args.n_ratings is not None:
         params["data"]["synthetic"].update(synthetic_size(args.n_ratings))
+    n_ratings = params["data"]["synthetic"]["n_ratings"]
     for assignment in args.set:
         key, value = assignment.split("=", 1)
         *sections, leaf = key.split(".")
@@ -77,13 +80,13 @@ def main() -> None:
     try:
         (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlflow.db'}", CI="true")
-        label = f"{args.source}" + (f" {args.n_ratings:,} ratings" if args.source == "synthetic" else "")
+        label = f"{args.source}" + (f" {n_ratings:,} ratings" if args.source == "synthetic" else "")
         print(f"\n{label}\n\n| stage | wall s | peak MiB |\n|---|---|---|")
         for stage in args.stages:
             wall, peak = run_stage(stage, workdir, env)
             print(f"| {stage} | {wall:.2f} | {peak:.0f} |", flush=True)
             if args.json:
-                record = {"n_ratings": args.n_ratings, "stage": stage, "wall_s": wall, "peak_mib": peak}
+                record = {"n_ratings": n_ratings, "stage": stage, "wall_s": wall, "peak_mib": peak}
                 with open(args.json, "a", encoding="utf-8") as out:
                     out.write(json.dumps(record) + "\n")
     finally:
