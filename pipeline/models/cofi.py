@@ -270,6 +270,14 @@ class History:
         return list(self.steps)
 
 
+def row_dots(X: np.ndarray, W: np.ndarray, movie_idx: np.ndarray, user_idx: np.ndarray, dtype: Any = None) -> np.ndarray:
+    """x_i . w_j for each index pair (i, j), accumulated in `dtype` (default: the factors').
+
+    np.take is 3-4x faster than X[idx] for these row gathers (fancy indexing is generic).
+    """
+    return np.einsum("ij,ij->i", np.take(X, movie_idx, axis=0), np.take(W, user_idx, axis=0), dtype=dtype)
+
+
 @dataclass(frozen=True)
 class Batch:
     """Training pairs of one Adam step (or one chunk of a full-batch step), sorted by movie."""
@@ -302,9 +310,7 @@ def sparse_gradients(
     X, W, b, c = factors["X"], factors["W"], factors["b"], factors.get("c")
     n_movies, n_users = len(X), len(W)
     movie_counts = np.bincount(batch.movie_idx, minlength=n_movies)
-    # np.take: 3-4x faster than X[idx] for these row gathers (NumPy's fancy indexing is generic)
-    gathered = np.take(X, batch.movie_idx, axis=0), np.take(W, batch.user_idx, axis=0)
-    predicted = np.einsum("ij,ij->i", *gathered) + b[batch.user_idx]
+    predicted = row_dots(X, W, batch.movie_idx, batch.user_idx) + b[batch.user_idx]
     if c is not None:
         predicted += c[batch.movie_idx]
     errors = predicted - batch.y
@@ -586,8 +592,7 @@ def _rmse(
 
 def _dot_rows(factors: Mapping[str, np.ndarray], movie: np.ndarray, user: np.ndarray) -> np.ndarray:
     """x_i . w_j + b_j (+ c_i) for index pairs of known movies and users, in float64."""
-    X, W = factors["X"], factors["W"]
-    out = np.einsum("ij,ij->i", X[movie], W[user], dtype=np.float64) + factors["b"][user]
+    out = row_dots(factors["X"], factors["W"], movie, user, np.float64) + factors["b"][user]
     if "c" in factors:
         out += factors["c"][movie]
     return out
@@ -707,7 +712,7 @@ class CofiModel(SupportRanking, ParameterTotal):
         out = np.empty(len(movie), np.float64)
         for start in range(0, len(movie), CHUNK):
             rows = slice(start, start + CHUNK)
-            out[rows] = np.einsum("ij,ij->i", X[movie[rows]], W[user[rows]], dtype=np.float64)
+            out[rows] = row_dots(X, W, movie[rows], user[rows], np.float64)
         return out + self.factors["b"][user]
 
     def _scores(self, weights: np.ndarray, biases: np.ndarray) -> np.ndarray:
