@@ -42,6 +42,27 @@ def test_starting_the_cli_imports_no_heavy_library():
     assert out == ""
 
 
+def test_the_command_collects_garbage_rarely_and_skips_the_collection_at_exit():
+    """Every stage is a short process: frequent collections over the imported libraries, and the full one
+    at interpreter exit, cost seconds; main() raises the first threshold and freezes what is left."""
+    code = (
+        "import gc, sys\n"
+        "from pipeline import cli\n"
+        "before = gc.get_threshold()\n"
+        "sys.argv = ['recsys', '--help']\n"
+        "try:\n"
+        "    cli.main()\n"
+        "except SystemExit as exit:\n"
+        "    assert not exit.code, exit.code\n"
+        "print(before[0], *gc.get_threshold(), gc.get_freeze_count() > 0)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")[-2]
+    default_first, *after, frozen = out.split()
+    assert int(default_first) == 700
+    assert [int(value) for value in after] == [10_000, 10, 10]
+    assert frozen == "True"
+
+
 def test_a_bad_params_file_is_one_error_line_and_exit_code_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.chdir(tmp_path)
     Path("params.yaml").write_text("split:\n  test_size: 3\n")
